@@ -1,0 +1,186 @@
+"""Default backend and thread count, shared by every kernel.
+
+Threading arrangement (why it looks like this): on this class of machine, Numba's
+OpenMP layer spin-waiting against OpenBLAS's own spinning threads made one MLP
+training step 50x slower.  fastdl therefore
+  * runs Numba's parallel kernels on the ``workqueue`` layer (its workers sleep
+    on a condition variable instead of spinning) unless the user chose a layer
+    through NUMBA_THREADING_LAYER;
+  * asks libgomp (Cython's prange) to wait passively (OMP_WAIT_POLICY=PASSIVE)
+    unless the user set a policy, before libgomp is first loaded;
+  * never calls BLAS from inside a parallel region, and keeps small elementwise
+    calls serial (see ``parallel_threshold``), so a step alternates between one
+    multi-threaded BLAS call and short serial passes.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import threading
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+BACKENDS_ALL = ("numpy", "numba", "cython")
+
+# Below this many elements an elementwise kernel runs on one thread: a parallel
+# region costs a few microseconds to start, and stalls when the other core is busy.
+PARALLEL_THRESHOLD = 1 << 16
+
+_lock = threading.Lock()
+_state = {"backend": None, "threads": None}
+_available: dict[str, bool] = {}
+
+
+def _probe(name: str) -> bool:
+    if name in _available:
+        return _available[name]
+    ok = True
+    if name == "numba":
+        ok = importlib.util.find_spec("numba") is not None
+    elif name == "cython":
+        try:
+            importlib.import_module("fastdl._kernels.cython._threads")
+        except ImportError:
+            ok = False
+    _available[name] = ok
+    return ok
+
+
+def backends() -> tuple[str, ...]:
+    """The backends usable here: ``"numpy"`` always, ``"numba"`` and ``"cython"`` when present."""
+    return tuple(b for b in BACKENDS_ALL if _probe(b))
+
+
+def _fastest() -> str:
+    # Measured order (README, benchmarks): Cython then Numba then the reference.
+    for name in ("cython", "numba", "numpy"):
+        if _probe(name):
+            return name
+    return "numpy"
+
+
+def check_backend(name) -> str:
+    if name is None:
+        return get_backend()
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str or None, got {type(name).__name__}")
+    if name not in BACKENDS_ALL:
+        raise ValueError(f"backend: expected one of {BACKENDS_ALL}, got {name!r}")
+    if not _probe(name):
+        raise ValueError(f"backend: {name!r} is not available here (available: {backends()})")
+    return name
+
+
+def get_backend() -> str:
+    """The current default backend."""
+    if _state["backend"] is None:
+        _state["backend"] = _fastest()
+    return _state["backend"]
+
+
+def set_backend(name: str) -> None:
+    """Set the default backend (``"numpy"``, ``"numba"`` or ``"cython"``)."""
+    if name is None:
+        raise TypeError("backend: expected a str, got None")
+    _state["backend"] = check_backend(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with fastdl.use_backend("numba"): ...`` sets the default backend for a block."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _state["backend"] = previous
+
+
+_numba_ready = False
+
+
+def numba_module():
+    """Import Numba once, with fastdl's threading layer and thread count applied."""
+    global _numba_ready
+    import numba
+
+    if not _numba_ready:
+        with _lock:
+            if not _numba_ready:
+                if "NUMBA_THREADING_LAYER" not in os.environ:
+                    numba.config.THREADING_LAYER = "workqueue"
+                _numba_ready = True
+                numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return numba
+
+
+def get_num_threads() -> int:
+    """Threads used by every backend's kernels and by BLAS."""
+    if _state["threads"] is None:
+        _state["threads"] = os.cpu_count() or 1
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the threads of Numba, OpenMP (Cython) and BLAS together."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive int, got {n}")
+    _state["threads"] = n
+    if _numba_ready:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if _probe("cython"):
+        from fastdl._kernels.cython import _threads
+
+        _threads.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def info() -> dict:
+    """Versions, backends, threads, BLAS libraries and CPU features."""
+    import platform
+
+    import numpy as np
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    from fastdl import __version__
+
+    versions = {"fastdl": __version__, "python": platform.python_version(),
+                "numpy": np.__version__, "scipy": scipy.__version__}
+    for mod in ("numba", "Cython", "torch"):
+        spec = importlib.util.find_spec(mod)
+        if spec is not None and mod != "torch":
+            versions[mod] = importlib.import_module(mod).__version__
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = sorted(f for f in have if f.startswith(("avx", "fma", "sse4")))
+                    break
+    except OSError:
+        pass
+    blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "filepath",
+                                   "architecture", "threading_layer")}
+            for d in threadpool_info() if d.get("user_api") == "blas"]
+    return {
+        "versions": versions,
+        "backends": backends(),
+        "default_backend": get_backend(),
+        "num_threads": get_num_threads(),
+        "numba_threading_layer": (os.environ.get("NUMBA_THREADING_LAYER") or "workqueue")
+        if _probe("numba") else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "blas": blas,
+        "cpu": {"model": platform.processor() or platform.machine(), "count": os.cpu_count(),
+                "features": flags},
+    }

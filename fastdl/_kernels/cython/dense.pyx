@@ -1,0 +1,140 @@
+# cython: language_level=3
+"""Dense layer, Cython backend: GEMM through scipy.linalg.cython_blas, then one
+fused pass for the bias and the activation (prange over rows above a size).
+
+x is (N, K), W is (K, M), b is (M,), y is (N, M):  y = act(x @ W + b).
+
+Row-major arrays are column-major transposes, so y = x @ W is computed as the
+column-major product y^T = W^T x^T: gemm(c'N', c'N', M, N, K, W, x, y).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from fastdl._kernels.cython._helpers cimport (activate_s, fexp, flog, ACT_SOFTMAX,
+                                               ACT_LOG_SOFTMAX, PARALLEL_THRESHOLD)
+
+ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
+             "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
+
+
+cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
+                      floating *a, int lda, floating *b, int ldb, floating beta,
+                      floating *c, int ldc) noexcept nogil:
+    # column-major C (m, n) = alpha op(A) op(B) + beta C
+    if floating is float:
+        sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
+
+
+cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, Py_ssize_t m,
+                              int act, floating alpha) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating mx, s, inv, lse
+    if act < ACT_SOFTMAX:
+        if has_bias:
+            for j in range(m):
+                row[j] = activate_s(row[j] + b[j], act, alpha)
+        else:
+            for j in range(m):
+                row[j] = activate_s(row[j], act, alpha)
+        return
+    if has_bias:
+        for j in range(m):
+            row[j] += b[j]
+    # subtract the row max before exp so that no term overflows
+    mx = row[0]
+    for j in range(1, m):
+        if row[j] > mx:
+            mx = row[j]
+    s = 0
+    for j in range(m):
+        s += fexp(row[j] - mx)
+    if act == ACT_SOFTMAX:
+        inv = 1 / s
+        for j in range(m):
+            row[j] = fexp(row[j] - mx) * inv
+    else:
+        lse = mx + flog(s)
+        for j in range(m):
+            row[j] = row[j] - lse
+
+
+cdef void _dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating *b,
+                         floating[:, ::1] y, int act, floating alpha) noexcept nogil:
+    cdef int n = <int>x.shape[0], k = <int>x.shape[1], m = <int>W.shape[1]
+    cdef Py_ssize_t i, j
+    cdef bint has_bias = b != NULL
+    if n == 0 or m == 0:
+        return
+    if k == 0:
+        for i in range(n):
+            for j in range(m):
+                y[i, j] = 0
+    else:
+        gemm(c'N', c'N', m, n, k, 1, <floating *>&W[0, 0], m, <floating *>&x[0, 0], k, 0, &y[0, 0], m)
+    if act == 0 and not has_bias:
+        return
+    if <Py_ssize_t>n * m >= PARALLEL_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            bias_act_row(&y[i, 0], b, has_bias, m, act, alpha)
+    else:
+        for i in range(n):
+            bias_act_row(&y[i, 0], b, has_bias, m, act, alpha)
+
+
+def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, b, floating[:, ::1] out,
+                  activation, double alpha):
+    """out = act(x @ W + b)   x (N, K), W (K, M), b (M,) or None, out (N, M)."""
+    cdef int act = ACT_CODES[activation]
+    cdef const floating[::1] bv
+    cdef const floating *bp = NULL
+    if b is not None:
+        bv = b
+        if bv.shape[0]:
+            bp = &bv[0]
+    with nogil:
+        _dense_forward(x, W, bp, out, act, <floating>alpha)
+
+
+cdef void _col_sum(const floating[:, ::1] dy, floating[::1] db) noexcept nogil:
+    # db[j] = sum_n dy[n, j], walking rows so that loads stay contiguous
+    cdef Py_ssize_t i, j, n = dy.shape[0], m = dy.shape[1]
+    for j in range(m):
+        db[j] = 0
+    for i in range(n):
+        for j in range(m):
+            db[j] += dy[i, j]
+
+
+def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
+                   const floating[:, ::1] W, dx,
+                   floating[:, ::1] dW, floating[::1] db):
+    """dx = dy @ W.T (skipped when dx is None), dW = x.T @ dy, db = column sums of dy.
+
+    dy (N, M), x (N, K), W (K, M), dx (N, K), dW (K, M), db (M,)."""
+    cdef int n = <int>dy.shape[0], m = <int>dy.shape[1], k = <int>x.shape[1]
+    cdef floating[:, ::1] dxv
+    cdef Py_ssize_t i, j
+    if dx is not None:
+        dxv = dx
+    with nogil:
+        if n == 0 or k == 0 or m == 0:
+            # BLAS refuses empty leading dimensions: fill the results directly
+            for i in range(dW.shape[0]):
+                for j in range(dW.shape[1]):
+                    dW[i, j] = 0
+            if dx is not None:
+                for i in range(dxv.shape[0]):
+                    for j in range(dxv.shape[1]):
+                        dxv[i, j] = 0
+        else:
+            if dx is not None:
+                # dx^T (K, N) = W_cm^T (K, M) dy^T (M, N)
+                gemm(c'T', c'N', k, n, m, 1, <floating *>&W[0, 0], m, <floating *>&dy[0, 0], m, 0,
+                         &dxv[0, 0], k)
+            # dW^T (M, K) = dy^T (M, N) x (N, K)
+            gemm(c'N', c'T', m, k, n, 1, <floating *>&dy[0, 0], m, <floating *>&x[0, 0], k, 0,
+                     &dW[0, 0], m)
+        _col_sum(dy, db)

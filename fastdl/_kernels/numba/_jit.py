@@ -1,0 +1,48 @@
+"""The house decorator for every Numba kernel, and the serial/parallel pick.
+
+* ``cache=True``: compiled once per (kernel, signature), later loads take ms;
+  no signatures are given, so nothing compiles at import, only at first call.
+* ``error_model="numpy"``: the default ("python") puts a zero check on every
+  division and blocks vectorisation.
+* fastmath without ``nnan``/``ninf`` (NaN and Inf must propagate as IEEE says)
+  and without ``reassoc`` (reassociation would fold rounding tricks such as
+  ``(x + M) - M``); reductions that need reassociation to vectorise use
+  ``FASTMATH_REDUCE``.
+* Parallel variants are built from the same undecorated source as the serial
+  ones (``prange`` is ``range`` in a serial compile), so they cannot drift apart.
+"""
+from __future__ import annotations
+
+import numba
+
+from fastdl import _config
+
+FASTMATH = {"nsz", "arcp", "contract", "afn"}
+FASTMATH_REDUCE = FASTMATH | {"reassoc"}
+
+
+def jit(fn=None, *, parallel=False, fastmath=None, inline="never"):
+    """``numba.njit`` with the house options."""
+    def wrap(f):
+        return numba.njit(f, cache=True, error_model="numpy", nogil=True, parallel=parallel,
+                          fastmath=FASTMATH if fastmath is None else fastmath, inline=inline)
+    return wrap if fn is None else wrap(fn)
+
+
+def jit_pair(fn=None, *, fastmath=None):
+    """(serial, parallel) compiled from one source; call ``pick(pair, n)`` to choose."""
+    def wrap(f):
+        return jit(f, fastmath=fastmath), jit(f, parallel=True, fastmath=fastmath)
+    return wrap if fn is None else wrap(fn)
+
+
+def pick(pair, n: int):
+    """The serial kernel below the parallel threshold or on one thread, else the parallel one."""
+    if n < _config.PARALLEL_THRESHOLD or _config.get_num_threads() == 1:
+        return pair[0]
+    return pair[1]
+
+
+def inline(fn):
+    """A scalar helper inlined into the kernels that call it."""
+    return numba.njit(fn, cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")

@@ -1,0 +1,79 @@
+"""Dense layer, Numba backend: the GEMM goes to BLAS (through NumPy, multi-threaded),
+the bias and activation are one fused Numba pass over the output.
+
+x is (N, K), W is (K, M), b is (M,), y is (N, M).
+"""
+import numpy as np
+from numba import prange
+
+from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
+from fastdl._kernels.numba._math import exp, log
+from fastdl._kernels.numba._scalar import ACT_SOFTMAX, activate_s, const
+
+ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
+             "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
+
+
+def _bias_act(y, b, has_bias, act, alpha):
+    # y is (N, M), updated in place row by row: y[n] = act(y[n] + b); one read and
+    # one write of each element while the row is in L1.
+    n, m = y.shape
+    for i in prange(n):
+        row = y[i]
+        if act < ACT_SOFTMAX:
+            if has_bias:
+                for j in range(m):
+                    row[j] = activate_s(row[j] + b[j], act, alpha)
+            else:
+                for j in range(m):
+                    row[j] = activate_s(row[j], act, alpha)
+        else:
+            if has_bias:
+                for j in range(m):
+                    row[j] += b[j]
+            mx = row[0]
+            for j in range(1, m):
+                mx = max(mx, row[j])
+            s = const(mx, 0.0)
+            for j in range(m):
+                s += exp(row[j] - mx)
+            if act == ACT_SOFTMAX:
+                inv = const(mx, 1.0) / s
+                for j in range(m):
+                    row[j] = exp(row[j] - mx) * inv
+            else:
+                lse = mx + log(s)
+                for j in range(m):
+                    row[j] = row[j] - lse
+
+
+_bias_act_k = jit_pair(_bias_act)
+
+
+def _col_sum(dy, db):
+    # db[j] = sum_n dy[n, j]: walk rows so that every load is contiguous
+    n, m = dy.shape
+    for j in range(m):
+        db[j] = 0
+    for i in range(n):
+        for j in range(m):
+            db[j] += dy[i, j]
+
+
+_col_sum_k = jit_pair(_col_sum, fastmath=FASTMATH_REDUCE)
+
+
+def dense_forward(x, W, b, out, activation, alpha):
+    np.matmul(x, W, out=out)
+    code = ACT_CODES[activation]
+    if b is None and code == 0:
+        return
+    bias = out[0] if b is None else b  # any array of the right dtype; unused without bias
+    pick(_bias_act_k, out.size)(out, bias, b is not None, code, out.dtype.type(alpha))
+
+
+def dense_backward(dy, x, W, dx, dW, db):
+    if dx is not None:
+        np.matmul(dy, W.T, out=dx)
+    np.matmul(x.T, dy, out=dW)
+    _col_sum_k[0](dy, db)

@@ -1,0 +1,81 @@
+"""The one registry: each op names its family, and so its reference and backend kernels.
+
+An op ``name`` of family ``fam`` is implemented three times, under the same stem:
+
+    fastdl/reference/<fam>.py          def name(...)      NumPy, the oracle
+    fastdl/_kernels/numba/<fam>.py     def name(...)      Numba
+    fastdl/_kernels/cython/<fam>.pyx   def name(...)      Cython
+
+All three take the same arguments: validated, C-contiguous arrays of one float
+dtype, inputs first, then the output buffers they write, then scalars.  They
+allocate nothing that outlives the call and return None or a Python scalar.
+Public functions in ``fastdl.functional`` validate, allocate and call
+``kernel(name, backend)``; tests and benchmarks iterate over ``OPS``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from fastdl import _config
+
+_PACKAGES = {
+    "numpy": "fastdl.reference",
+    "numba": "fastdl._kernels.numba",
+    "cython": "fastdl._kernels.cython",
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str      # kernel stem, the same in every backend
+    family: str    # module stem: reference/<family>.py, numba/<family>.py, cython/<family>.pyx
+    kind: str      # "gemm", "elementwise", "rowwise", "reduction", "update", "other"
+
+
+OPS: dict[str, Op] = {}
+
+
+def _ops(family: str, kind: str, *names: str) -> None:
+    for name in names:
+        OPS[name] = Op(name, family, kind)
+
+
+_ops("dense", "gemm", "dense_forward", "dense_backward")
+_ops("activations", "elementwise",
+     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
+     "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+     "gelu", "gelu_backward", "silu", "silu_backward")
+_ops("softmax", "rowwise", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward")
+_ops("maxout", "rowwise", "maxout", "maxout_backward")
+_ops("dropout", "elementwise", "dropout", "dropout_backward")
+_ops("losses", "reduction",
+     "mse", "mse_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
+     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+     "softmax_cross_entropy", "cross_entropy", "kl_divergence")
+_ops("optim", "update", "sgd_update", "adam_update", "sum_squares", "scale", "clip_value")
+_ops("metrics", "other", "confusion_matrix")
+_ops("augment", "other", "shift_images", "flip_images", "crop_images")
+
+_cache: dict[tuple[str, str], object] = {}
+
+
+def kernel(name: str, backend: str | None = None):
+    """The kernel ``name`` of ``backend`` (None: the default backend)."""
+    backend = _config.check_backend(backend)
+    key = (name, backend)
+    fn = _cache.get(key)
+    if fn is None:
+        op = OPS[name]
+        if backend == "numba":
+            _config.numba_module()  # threading layer before the first Numba kernel loads
+        module = importlib.import_module(f"{_PACKAGES[backend]}.{op.family}")
+        fn = getattr(module, name)
+        _cache[key] = fn
+    return fn
+
+
+def ops(family: str | None = None, kind: str | None = None) -> list[Op]:
+    """Registered ops, optionally of one family or kind, in registration order."""
+    return [op for op in OPS.values()
+            if (family is None or op.family == family) and (kind is None or op.kind == kind)]

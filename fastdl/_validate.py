@@ -1,0 +1,129 @@
+"""Checks at the public boundary.  Compiled kernels run with bounds checks off and
+trust their inputs, so every array is checked here first: dtype, rank, shape,
+label range, hyper-parameters.  Messages name the argument and say what was
+expected and what was given."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _dtype_name(x) -> str:
+    return str(getattr(x, "dtype", type(x).__name__))
+
+
+def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
+    """``x`` as a C-contiguous float32/float64 array (copied only if strided).
+
+    ``ndim`` is an int or a tuple of allowed ranks; ``dtype`` (if given) is the
+    dtype ``x`` must have (for arrays that must match another argument)."""
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple, numbers.Number)):
+            x = np.asarray(x)
+            if x.dtype.kind == "f" and x.dtype not in FLOATS:
+                x = x.astype(np.float64)
+            elif x.dtype.kind in "iub" and dtype is not None:
+                raise TypeError(f"{name}: expected a float32 or float64 array, got {x.dtype}")
+        else:
+            raise TypeError(f"{name}: expected a NumPy array, got {type(x).__name__}")
+    if x.dtype not in FLOATS:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {_dtype_name(x)}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (as the other arrays), "
+                        f"got {x.dtype}")
+    check_ndim(name, x, ndim)
+    return np.ascontiguousarray(x)
+
+
+def check_ndim(name: str, x: np.ndarray, ndim) -> None:
+    if ndim is None:
+        return
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{name}: expected a {want} array, got shape {x.shape}")
+
+
+def same_dtype(**arrays) -> np.dtype:
+    """The common float dtype of the named arrays; TypeError naming the odd one out."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    first_name, first = items[0]
+    for k, v in items[1:]:
+        if v.dtype != first.dtype:
+            raise TypeError(f"{k}: expected dtype {first.dtype} (as {first_name}), got {v.dtype}")
+    return first.dtype
+
+
+def check_shape(name: str, x: np.ndarray, shape: tuple) -> None:
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
+    """A C-contiguous result buffer: ``out`` checked, or a new empty array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+    check_shape(name, out, shape)
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    return out
+
+
+def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
+    """Integer class labels ``(n,)`` in ``[0, num_classes)`` as C-contiguous int64."""
+    if not isinstance(y, np.ndarray):
+        y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer label array, got {y.dtype}")
+    check_ndim(name, y, 1)
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} labels (one per row), got {y.shape[0]}")
+    if n:
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name}: labels must be in [0, {num_classes}), got {bad}")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """A real hyper-parameter in the given interval (None: unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    v = float(value)
+    if v != v:
+        raise ValueError(f"{name}: expected a number, got nan")
+    bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
+          (hi is not None and (v > hi or (hi_open and v == hi)))
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else lo
+        hi_s = "inf" if hi is None else hi
+        raise ValueError(f"{name}: expected a value in {left}{lo_s}, {hi_s}{right}, got {value}")
+    return v
+
+
+def check_int(name: str, value, lo=None) -> int:
+    """An integer hyper-parameter (bools refused), at least ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    v = int(value)
+    if lo is not None and v < lo:
+        raise ValueError(f"{name}: expected an int >= {lo}, got {v}")
+    return v
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value

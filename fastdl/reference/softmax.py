@@ -1,0 +1,1 @@
+"""Softmax, NumPy reference (placeholder)."""

@@ -1,0 +1,157 @@
+"""dense_forward / dense_backward: every backend against the reference, the
+reference against closed forms and finite differences, and the API contract."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastdl.functional as F
+from fastdl.functional.dense import ACTIVATIONS
+from conftest import BACKENDS, assert_close, five_point, layouts, rng
+
+SHAPES = [(1, 1, 1), (1, 7, 3), (5, 3, 17), (33, 65, 31), (300, 64, 257)]
+ACTS = [None] + list(ACTIVATIONS)
+
+
+def make(n, k, m, dtype, seed=0):
+    r = rng(seed)
+    return (r.standard_normal((n, k)).astype(dtype), r.standard_normal((k, m)).astype(dtype),
+            r.standard_normal(m).astype(dtype))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("act", ACTS, ids=str)
+def test_forward_matches_reference(backend, dtype, shape, act):
+    x, W, b = make(*shape, dtype)
+    ref = F.dense_forward(x, W, b, act, backend="numpy")
+    got = F.dense_forward(x, W, b, act, backend=backend)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    assert_close(got, ref, dtype, scale=10)  # GEMM sums K products: error grows with K
+
+
+def test_reference_forward_closed_form():
+    x = np.array([[1.0, -2.0]])
+    W = np.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]])
+    b = np.array([0.5, -0.5, 1.0])
+    z = np.array([[1 - 6 + 0.5, 2 + 2 - 0.5, 0.5 + 1.0]])
+    np.testing.assert_allclose(F.dense_forward(x, W, b, backend="numpy"), z)
+    np.testing.assert_allclose(F.dense_forward(x, W, b, "relu", backend="numpy"),
+                               np.maximum(z, 0))
+    np.testing.assert_allclose(F.dense_forward(x, W, b, "sigmoid", backend="numpy"),
+                               1 / (1 + np.exp(-z)))
+    e = np.exp(z - z.max())
+    np.testing.assert_allclose(F.dense_forward(x, W, b, "softmax", backend="numpy"), e / e.sum())
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_backward_matches_reference(backend, dtype, shape, need_dx):
+    x, W, _ = make(*shape, dtype)
+    dy = rng(1).standard_normal((shape[0], shape[2])).astype(dtype)
+    ref = F.dense_backward(dy, x, W, backend="numpy")
+    got = F.dense_backward(dy, x, W, need_dx=need_dx, backend=backend)
+    if need_dx:
+        assert_close(got[0], ref[0], dtype, scale=10)
+    else:
+        assert got[0] is None
+    assert_close(got[1], ref[1], dtype, scale=10)
+    assert_close(got[2], ref[2], dtype, scale=10)
+
+
+def test_backward_against_finite_differences():
+    x, W, b = make(3, 4, 5, np.float64)
+    dy = rng(2).standard_normal((3, 5))
+    dx, dW, db = F.dense_backward(dy, x, W, backend="numpy")
+
+    def loss(x_=x, W_=W, b_=b):
+        return float(np.sum(dy * F.dense_forward(x_, W_, b_, backend="numpy")))
+
+    np.testing.assert_allclose(dx, five_point(lambda v: loss(x_=v), x), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(dW, five_point(lambda v: loss(W_=v), W), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(db, five_point(lambda v: loss(b_=v), b), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_any_layout(backend, dtype, layout):
+    x, W, b = make(6, 5, 4, dtype)
+    ref = F.dense_forward(x, W, b, "tanh", backend="numpy")
+    got = F.dense_forward(layouts(x)[layout], layouts(W)[layout], b, "tanh", backend=backend)
+    assert_close(got, ref, dtype, scale=10)
+    dy = rng(3).standard_normal((6, 4)).astype(dtype)
+    r = F.dense_backward(dy, x, W, backend="numpy")
+    g = F.dense_backward(layouts(dy)[layout], layouts(x)[layout], layouts(W)[layout],
+                         backend=backend)
+    for a, e in zip(g, r):
+        assert a.flags.c_contiguous
+        assert_close(a, e, dtype, scale=10)
+
+
+def test_contract(backend):
+    x, W, b = make(4, 3, 2, np.float32)
+    for a in (x, W, b):
+        a.setflags(write=False)
+    copies = [a.copy() for a in (x, W, b)]
+    out = np.empty((4, 2), np.float32)
+    y = F.dense_forward(x, W, b, "relu", out=out, backend=backend)
+    assert y is out
+    for a, c in zip((x, W, b), copies):
+        np.testing.assert_array_equal(a, c)
+    F.dense_backward(np.ones((4, 2), np.float32), x, W, backend=backend)
+    for a, c in zip((x, W, b), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_no_bias_and_empty_inner_dim(backend, dtype):
+    x, W, _ = make(3, 4, 2, dtype)
+    assert_close(F.dense_forward(x, W, backend=backend), x @ W, dtype, scale=10)
+    x0, W0 = np.zeros((3, 0), dtype), np.zeros((0, 2), dtype)
+    np.testing.assert_array_equal(F.dense_forward(x0, W0, np.ones(2, dtype), backend=backend),
+                                  np.ones((3, 2)))
+    dx, dW, db = F.dense_backward(np.ones((3, 2), dtype), x0, W0, backend=backend)
+    assert dx.shape == (3, 0) and dW.shape == (0, 2)
+    np.testing.assert_array_equal(db, [3, 3])
+
+
+def test_extreme_values_softmax_fused(backend, dtype):
+    x = np.array([[1.0]], dtype)
+    W = np.array([[1e4, -1e4, 0.0]], dtype)
+    y = F.dense_forward(x, W, None, "softmax", backend=backend)
+    np.testing.assert_allclose(y, [[1, 0, 0]], atol=1e-7)
+    ly = F.dense_forward(x, W, None, "log_softmax", backend=backend)
+    assert np.isfinite(ly[0, 0]) and ly[0, 1] < -1e4 and ly[0, 0] == 0
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (dict(x=np.zeros((2, 3), np.float32), W=np.zeros((4, 2), np.float32)), ValueError, "W"),
+    (dict(x=np.zeros((2, 3), np.float32), W=np.zeros((3, 2), np.float64)), TypeError, "W"),
+    (dict(x=np.zeros((2, 3), np.int64), W=np.zeros((3, 2))), TypeError, "x"),
+    (dict(x=np.zeros(3), W=np.zeros((3, 2))), ValueError, "x"),
+    (dict(x=np.zeros((2, 3)), W=np.zeros((3, 2)), b=np.zeros(3)), ValueError, "b"),
+    (dict(x=np.zeros((2, 3)), W=np.zeros((3, 2)), activation="swish"), ValueError, "activation"),
+    (dict(x=np.zeros((2, 3)), W=np.zeros((3, 2)), out=np.zeros((2, 3))), ValueError, "out"),
+    (dict(x=np.zeros((2, 3)), W=np.zeros((3, 2)), out=np.zeros((2, 2), np.float32)),
+     TypeError, "out"),
+    (dict(x="abc", W=np.zeros((3, 2))), TypeError, "x"),
+])
+def test_forward_bad_input(backend, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        F.dense_forward(**bad, backend=backend)
+
+
+def test_backward_bad_input(backend):
+    with pytest.raises(ValueError, match="x"):
+        F.dense_backward(np.zeros((2, 3)), np.zeros((3, 4)), np.zeros((4, 3)), backend=backend)
+    with pytest.raises(ValueError, match="W"):
+        F.dense_backward(np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((4, 2)), backend=backend)
+    with pytest.raises(TypeError, match="x"):
+        F.dense_backward(np.zeros((2, 3)), np.zeros((2, 4), np.float32), np.zeros((4, 3)),
+                         backend=backend)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 40), m=st.integers(1, 40),
+       act=st.sampled_from(ACTS), be=st.sampled_from(BACKENDS),
+       dt=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31))
+def test_property_forward(n, k, m, act, be, dt, seed):
+    x, W, b = make(n, k, m, dt, seed)
+    assert_close(F.dense_forward(x, W, b, act, backend=be),
+                 F.dense_forward(x, W, b, act, backend="numpy"), dt, scale=10)
