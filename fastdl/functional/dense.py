@@ -52,7 +52,7 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     return out
 
 
-def dense_backward(dy, x, W, need_dx=True, *, backend=None):
+def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     """Gradients of ``y = x @ W + b`` from ``dy``, the gradient at the pre-activation output.
 
     Parameters
@@ -62,6 +62,9 @@ def dense_backward(dy, x, W, need_dx=True, *, backend=None):
     W : (K, M), same dtype
     need_dx : bool
         False skips ``dx`` (the first layer needs no input gradient).
+    out : tuple (dx, dW, db), optional
+        Buffers to write the results into (``dx`` may be None); each is checked
+        for shape, dtype and C-contiguity.  Results are overwritten, never added to.
 
     Returns
     -------
@@ -76,8 +79,12 @@ def dense_backward(dy, x, W, need_dx=True, *, backend=None):
     if x.shape[0] != n:
         raise ValueError(f"x: expected {n} rows (as dy {dy.shape}), got shape {x.shape}")
     V.check_shape("W", W, (x.shape[1], m))
-    dx = V.make_out(None, x.shape, dy.dtype) if need_dx else None
-    dW = V.make_out(None, W.shape, dy.dtype)
-    db = V.make_out(None, (m,), dy.dtype)
+    if out is None:
+        out = (None, None, None)
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError("out: expected a tuple (dx, dW, db) of arrays or None")
+    dx = V.make_out(out[0], x.shape, dy.dtype, "out[0]") if need_dx else None
+    dW = V.make_out(out[1], W.shape, dy.dtype, "out[1]")
+    db = V.make_out(out[2], (m,), dy.dtype, "out[2]")
     kernel("dense_backward", backend)(dy, x, W, dx, dW, db)
     return dx, dW, db

@@ -1,0 +1,647 @@
+"""``fastdl bench``: every kernel and backend against the NumPy reference, and
+against PyTorch when it is installed, in one process, interleaved.
+
+Method (see shared/BENCH.md for why):
+* every competitor of a row runs in the same process; rounds interleave them
+  (A, B, C, A, B, C, ...) in a rotating order, and the table reports medians;
+* before each timed block the same call runs untimed for a short while, so that
+  BLAS threads still spinning from a previous row do not bill this one;
+* JIT compilation happens in a warm-up call before any timing; the cold compile
+  time and the load from Numba's cache are measured separately, in fresh processes;
+* threads are pinned on both sides (``fastdl.set_num_threads``,
+  ``torch.set_num_threads``);
+* memory-bound rows report GB/s beside a one-pass copy of the same bytes measured
+  in the same run; GEMM-bound rows report GFLOP/s beside a bare ``np.matmul``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BACKENDS = ("numpy", "numba", "cython")
+
+
+def add_arguments(p):
+    p.add_argument("--quick", action="store_true", help="small sizes, fewer rounds (< 1 min)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON")
+    p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the ratios (PNG)")
+    p.add_argument("--threads", type=int, default=None, help="threads on every side "
+                   "(default: all cores)")
+    p.add_argument("--only", default=None, help="comma-separated substrings of row names")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds per row")
+    p.add_argument("--no-startup", action="store_true",
+                   help="skip the start-up and compile-time measurements (subprocesses)")
+
+
+# --------------------------------------------------------------------------- timing
+def _time_block(fn, loops):
+    t = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - t) / loops
+
+
+def _run_for(fn, seconds):
+    end = time.perf_counter() + seconds
+    n = 0
+    while True:
+        fn()
+        n += 1
+        if time.perf_counter() >= end:
+            return n
+
+
+def measure(fns: dict, rounds: int, sample: float, pre: float) -> dict:
+    """Median seconds per call of each function, interleaved over ``rounds`` rounds.
+
+    Each round runs every function untimed for ``pre`` seconds, then times a block
+    of calls lasting about ``sample`` seconds; the order rotates from round to round."""
+    loops = {}
+    for k, fn in fns.items():
+        fn()  # compile / first-touch outside every figure
+        t = _time_block(fn, 1)
+        loops[k] = max(1, int(sample / max(t, 1e-7)))
+    samples = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(rounds):
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for k in order:
+            if pre > 0:
+                _run_for(fns[k], pre)
+            samples[k].append(_time_block(fns[k], loops[k]))
+    return {k: {"median": statistics.median(v), "min": min(v), "mean": statistics.fmean(v),
+                "rounds": len(v), "loops": loops[k]} for k, v in samples.items()}
+
+
+# ---------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    name: str            # what is timed, with its size
+    group: str           # "activation", "loss", "dense", "optimizer", "training", ...
+    kind: str            # "memory" (work = bytes), "gemm" (work = flops), "step"
+    work: float          # bytes moved or flops per call (0 if not meaningful)
+    fns: dict            # competitor -> zero-argument callable
+    baseline: tuple | None = None   # ("copy" | "matmul", callable)
+    note: str = ""
+    results: dict = field(default_factory=dict)
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _copy_baseline(nbytes, dtype=np.float32):
+    """A one-pass copy moving ``nbytes`` (read + write), for the GB/s column."""
+    n = max(1, int(nbytes // (2 * np.dtype(dtype).itemsize)))
+    a = np.ones(n, dtype)
+    b = np.empty_like(a)
+    return ("copy", lambda: np.copyto(b, a))
+
+
+ACT_PARAMS = {"leaky_relu": {"alpha": 0.1}, "elu": {"alpha": 1.0}}
+
+
+def activation_rows(n, backends, torch):
+    import fastdl.functional as F
+
+    rows = []
+    r = _rng()
+    x = r.standard_normal(n, dtype=np.float32)
+    dy = r.standard_normal(n, dtype=np.float32)
+    y = np.empty_like(x)
+    dx = np.empty_like(x)
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu"):
+        fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+        kw = ACT_PARAMS.get(name, {})
+        fns = {}
+        for be in backends:
+            def f(be=be, fwd=fwd, bwd=bwd, kw=kw):
+                fwd(x, out=y, backend=be, **kw)
+                bwd(dy, x, out=dx, backend=be, **kw)
+            fns[be] = f
+        if torch is not None:
+            fns["torch"] = _torch_activation(torch, name, x, dy)
+        rows.append(Row(f"{name} fwd+bwd {_size(n)}", "activation", "memory", 20.0 * n, fns,
+                        _copy_baseline(20.0 * n)))
+    return rows
+
+
+def _torch_activation(torch, name, x, dy):
+    tf = torch.nn.functional
+    act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+           "leaky_relu": lambda t: tf.leaky_relu(t, 0.1), "elu": lambda t: tf.elu(t, 1.0),
+           "gelu": lambda t: tf.gelu(t, approximate="none"), "silu": tf.silu}[name]
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def f():
+        xt.grad = None
+        act(xt).backward(dyt)
+    return f
+
+
+def softmax_rows(shapes, backends, torch):
+    import fastdl.functional as F
+
+    rows = []
+    for n, c in shapes:
+        r = _rng()
+        x = (r.standard_normal((n, c)) * 3).astype(np.float32)
+        dy = r.standard_normal((n, c)).astype(np.float32)
+        labels = r.integers(0, c, n)
+        y = np.empty_like(x)
+        dx = np.empty_like(x)
+        for name in ("softmax", "log_softmax"):
+            fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+            fns = {}
+            for be in backends:
+                def f(be=be, fwd=fwd, bwd=bwd):
+                    fwd(x, out=y, backend=be)
+                    bwd(dy, y, out=dx, backend=be)
+                fns[be] = f
+            if torch is not None:
+                fns["torch"] = _torch_rowwise(torch, name, x, dy)
+            rows.append(Row(f"{name} fwd+bwd {n}x{c}", "softmax", "memory", 20.0 * n * c, fns,
+                            _copy_baseline(20.0 * n * c)))
+        fns = {}
+        for be in backends:
+            fns[be] = (lambda be=be: F.softmax_cross_entropy(x, labels, backend=be))
+        if torch is not None:
+            fns["torch"] = _torch_ce(torch, x, labels)
+        rows.append(Row(f"softmax_cross_entropy fwd+bwd {n}x{c}", "loss", "memory",
+                        8.0 * n * c, fns, _copy_baseline(8.0 * n * c)))
+    return rows
+
+
+def _torch_rowwise(torch, name, x, dy):
+    fn = torch.softmax if name == "softmax" else torch.log_softmax
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def f():
+        xt.grad = None
+        fn(xt, -1).backward(dyt)
+    return f
+
+
+def _torch_ce(torch, x, labels):
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    lt = torch.from_numpy(labels)
+
+    def f():
+        xt.grad = None
+        torch.nn.functional.cross_entropy(xt, lt).backward()
+    return f
+
+
+def loss_rows(n, backends, torch):
+    import fastdl.functional as F
+
+    r = _rng()
+    p = r.standard_normal((n, 1)).astype(np.float32)
+    t = r.standard_normal((n, 1)).astype(np.float32)
+    yb = (r.random((n, 1)) < 0.5).astype(np.float32)
+    rows = []
+    pairs = {
+        "mse": (lambda be: (F.mse(p, t, backend=be), F.mse_backward(p, t, backend=be))),
+        "binary_cross_entropy_with_logits": (
+            lambda be: (F.binary_cross_entropy_with_logits(p, yb, backend=be),
+                        F.binary_cross_entropy_with_logits_backward(p, yb, backend=be))),
+    }
+    for name, call in pairs.items():
+        fns = {be: (lambda be=be, call=call: call(be)) for be in backends}
+        if torch is not None:
+            pt = torch.from_numpy(p.copy()).requires_grad_(True)
+            tt = torch.from_numpy(t if name == "mse" else yb)
+            tf = torch.nn.functional
+            lf = tf.mse_loss if name == "mse" else tf.binary_cross_entropy_with_logits
+
+            def f(pt=pt, tt=tt, lf=lf):
+                pt.grad = None
+                lf(pt, tt).backward()
+            fns["torch"] = f
+        rows.append(Row(f"{name} fwd+bwd {_size(n)}", "loss", "memory", 12.0 * n, fns,
+                        _copy_baseline(12.0 * n)))
+    return rows
+
+
+def dense_rows(shapes, backends, torch):
+    import fastdl.functional as F
+
+    rows = []
+    for n, k, m in shapes:
+        r = _rng()
+        x = r.standard_normal((n, k), dtype=np.float32)
+        W = (r.standard_normal((k, m), dtype=np.float32) * 0.05)
+        b = r.standard_normal(m, dtype=np.float32)
+        y = np.empty((n, m), np.float32)
+        dy = r.standard_normal((n, m), dtype=np.float32)
+        bufs = (np.empty((n, k), np.float32), np.empty((k, m), np.float32),
+                np.empty(m, np.float32))
+        fns = {be: (lambda be=be: F.dense_forward(x, W, b, "relu", out=y, backend=be))
+               for be in backends}
+        if torch is not None:
+            xt, Wt, bt = (torch.from_numpy(a) for a in (x, W, b))
+            yt = torch.from_numpy(y.copy())
+
+            def tfwd():
+                torch.addmm(bt, xt, Wt, out=yt)
+                torch.relu_(yt)
+            fns["torch"] = tfwd
+        yb = np.empty((n, m), np.float32)
+        rows.append(Row(f"dense_forward+relu {n}x{k}x{m}", "dense", "gemm", 2.0 * n * k * m,
+                        fns, ("matmul", lambda: np.matmul(x, W, out=yb))))
+        fns = {be: (lambda be=be: F.dense_backward(dy, x, W, out=bufs, backend=be))
+               for be in backends}
+        if torch is not None:
+            dyt = torch.from_numpy(dy)
+            dxt, dWt = torch.from_numpy(bufs[0].copy()), torch.from_numpy(bufs[1].copy())
+            dbt = torch.from_numpy(bufs[2].copy())
+
+            def tbwd():
+                torch.mm(dyt, Wt.t(), out=dxt)
+                torch.mm(xt.t(), dyt, out=dWt)
+                torch.sum(dyt, 0, out=dbt)
+            fns["torch"] = tbwd
+        b1, b2 = np.empty((n, k), np.float32), np.empty((k, m), np.float32)
+
+        def mm2():
+            np.matmul(dy, W.T, out=b1)
+            np.matmul(x.T, dy, out=b2)
+        rows.append(Row(f"dense_backward {n}x{k}x{m}", "dense", "gemm", 4.0 * n * k * m, fns,
+                        ("matmul", mm2)))
+    return rows
+
+
+def optimizer_rows(n, backends, torch):
+    import fastdl.functional as F
+
+    rows = []
+    r = _rng()
+    w0 = r.standard_normal(n, dtype=np.float32)
+    g = r.standard_normal(n, dtype=np.float32) * np.float32(1e-3)
+    state = {be: (w0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32))
+             for be in backends}
+    fns = {}
+    for be in backends:
+        w, m, v = state[be]
+        fns[be] = (lambda be=be, w=w, m=m, v=v:
+                   F.adam_update_(w, g, m, v, 1, lr=1e-3, backend=be))
+    if torch is not None:
+        fns["torch"] = _torch_adam(torch, w0, g)
+    rows.append(Row(f"adam_update_ {_size(n)}", "optimizer", "memory", 28.0 * n, fns,
+                    _copy_baseline(28.0 * n)))
+    fns = {}
+    for be in backends:
+        w, vel = w0.copy(), np.zeros(n, np.float32)
+        fns[be] = (lambda be=be, w=w, vel=vel:
+                   F.sgd_update_(w, g, 0.01, momentum=0.9, velocity=vel, backend=be))
+    if torch is not None:
+        fns["torch"] = _torch_sgd(torch, w0, g)
+    rows.append(Row(f"sgd_update_ momentum {_size(n)}", "optimizer", "memory", 20.0 * n, fns,
+                    _copy_baseline(20.0 * n)))
+    return rows
+
+
+def _torch_adam(torch, w0, g):
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    p.grad = torch.from_numpy(g.copy())
+    opt = torch.optim.Adam([p], lr=1e-3, fused=True)
+    return opt.step
+
+
+def _torch_sgd(torch, w0, g):
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    p.grad = torch.from_numpy(g.copy())
+    opt = torch.optim.SGD([p], lr=0.01, momentum=0.9, foreach=True)
+    return opt.step
+
+
+def mlp_rows(batches, n_rows, backends, torch):
+    """One training epoch of a 784-512-256-10 ReLU MLP, softmax CE, Adam."""
+    from fastdl import nn, optim
+
+    rows = []
+    r = _rng()
+    X = r.random((n_rows, 784), dtype=np.float32)
+    y = r.integers(0, 10, n_rows)
+    for bs in batches:
+        fns = {}
+        for be in backends:
+            model = nn.Sequential(nn.Dense(784, 512, "relu"), nn.Dense(512, 256, "relu"),
+                                  nn.Dense(256, 10), seed=0, backend=be)
+            opt = optim.Adam(model.parameters(), lr=1e-3)
+            fns[be] = (lambda model=model, opt=opt, bs=bs:
+                       model.fit(X, y, optimizer=opt, epochs=1, batch_size=bs, verbose=0,
+                                 seed=0))
+        if torch is not None:
+            fns["torch"] = _torch_epoch(torch, X, y, bs)
+        steps = -(-n_rows // bs)
+        # forward and dW products: 2 N P each; dx products for all but the first layer
+        flops = 2.0 * n_rows * (3 * (784 * 512 + 512 * 256 + 256 * 10) - 784 * 512)
+        rows.append(Row(f"MLP epoch 784-512-256-10 batch {bs} ({steps} steps)", "training",
+                        "gemm", flops, fns, ("matmul", _bare_products(X, bs)),
+                        note=f"{steps} steps"))
+    return rows
+
+
+def _bare_products(X, bs):
+    """The matrix products of one training epoch alone, as the floor of a step."""
+    r = _rng()
+    Ws = [r.standard_normal(s, dtype=np.float32) for s in ((784, 512), (512, 256), (256, 10))]
+    n = X.shape[0]
+    acts = [np.empty((bs, 784), np.float32), np.empty((bs, 512), np.float32),
+            np.empty((bs, 256), np.float32), np.empty((bs, 10), np.float32)]
+    grads = [np.empty(W.shape, np.float32) for W in Ws]
+
+    def epoch():
+        for s in range(0, n, bs):
+            m = min(bs, n - s)
+            a = [t[:m] for t in acts]
+            a[0][...] = X[s:s + m]
+            for i, W in enumerate(Ws):
+                np.matmul(a[i], W, out=a[i + 1])
+            for i in (2, 1, 0):
+                np.matmul(a[i].T, a[i + 1], out=grads[i])
+                if i:
+                    np.matmul(a[i + 1], Ws[i].T, out=a[i])
+    return epoch
+
+
+def _torch_epoch(torch, X, y, bs):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                                torch.nn.Linear(512, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    n = X.shape[0]
+    lossf = torch.nn.functional.cross_entropy
+
+    def epoch():
+        perm = torch.randperm(n)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
+            opt.zero_grad(set_to_none=True)
+            lossf(model(xb), yb).backward()
+            opt.step()
+    return epoch
+
+
+def threading_row(backends):
+    """A parallel Numba kernel interleaved with multi-threaded BLAS calls: the pattern
+    that made a training step 50x slower with Numba's spinning OpenMP layer."""
+    import fastdl.functional as F
+
+    if "numba" not in backends:
+        return []
+    r = _rng()
+    a = r.standard_normal((256, 512), dtype=np.float32)
+    W = r.standard_normal((512, 512), dtype=np.float32)
+    h = np.empty((256, 512), np.float32)
+    y = np.empty_like(h)
+    big = r.standard_normal(1 << 18, dtype=np.float32)   # above the parallel threshold
+    big_out = np.empty_like(big)
+
+    def gemm_only():
+        np.matmul(a, W, out=h)
+
+    def numba_only():
+        F.relu(big, out=big_out, backend="numba")
+
+    def interleaved():
+        np.matmul(a, W, out=h)
+        F.relu(big, out=big_out, backend="numba")
+    return [Row("BLAS GEMM + parallel Numba kernel, interleaved", "threading", "step", 0,
+                {"gemm only": gemm_only, "numba only": numba_only, "interleaved": interleaved},
+                note="interleaved should be about gemm only + numba only")]
+
+
+def _size(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else \
+        f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+# ------------------------------------------------------------------- compile / start-up
+def startup_figures(quick):
+    """Import time, Numba cold compile and cache load, first training step: each in a
+    fresh process."""
+    import tempfile
+
+    py = sys.executable
+    out = {}
+    code_import = "import time; t=time.perf_counter(); import fastdl; print(time.perf_counter()-t)"
+    vals = [float(subprocess.check_output([py, "-c", code_import], text=True))
+            for _ in range(3 if quick else 5)]
+    out["import fastdl (s)"] = statistics.median(vals)
+    code_jit = ("import time, numpy as np, fastdl.functional as F; "
+                "x=np.ones(1000,np.float32); t=time.perf_counter(); "
+                "F.relu(x, backend='numba'); F.relu_backward(x, x, backend='numba'); "
+                "print(time.perf_counter()-t)")
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        out["numba relu fwd+bwd, cold compile (s)"] = float(
+            subprocess.check_output([py, "-c", code_jit], text=True, env=env))
+        out["numba relu fwd+bwd, load from cache (s)"] = float(
+            subprocess.check_output([py, "-c", code_jit], text=True, env=env))
+    code_step = ("import time; t=time.perf_counter(); import numpy as np, fastdl; "
+                 "from fastdl import nn; "
+                 "m=nn.Sequential(nn.Dense(784,512,'relu'),nn.Dense(512,256,'relu'),"
+                 "nn.Dense(256,10),seed=0); X=np.random.rand(32,784).astype(np.float32); "
+                 "y=np.arange(32)%10; m.fit(X,y,epochs=1,batch_size=32,verbose=0); "
+                 "print(time.perf_counter()-t)")
+    for be in ("cython", "numba"):
+        c = code_step.replace("seed=0)", f"seed=0, backend='{be}')")
+        subprocess.check_output([py, "-c", c], text=True)  # warm the cache
+        out[f"first training step in a fresh process, {be}, warm cache (s)"] = float(
+            subprocess.check_output([py, "-c", c], text=True))
+    return out
+
+
+# --------------------------------------------------------------------------- main
+def build_rows(quick, backends, torch, only=None):
+    rows = []
+    if quick:
+        rows += activation_rows(1_000_000, backends, torch)
+        rows += softmax_rows([(256, 1000)], backends, torch)
+        rows += loss_rows(1_000_000, backends, torch)
+        rows += dense_rows([(256, 784, 512)], backends, torch)
+        rows += optimizer_rows(1_000_000, backends, torch)
+        rows += mlp_rows([32, 256], 2048, backends, torch)
+    else:
+        rows += activation_rows(10_000_000, backends, torch)
+        rows += softmax_rows([(256, 1000), (64, 32000)], backends, torch)
+        rows += loss_rows(10_000_000, backends, torch)
+        rows += dense_rows([(32, 784, 512), (256, 784, 512), (1024, 784, 512)], backends, torch)
+        rows += optimizer_rows(1_000_000, backends, torch)
+        rows += optimizer_rows(10_000_000, backends, torch)
+        rows += mlp_rows([32, 256, 1024], 8192, backends, torch)
+    rows += threading_row(backends)
+    if only:
+        keys = [k.strip() for k in only.split(",") if k.strip()]
+        rows = [r for r in rows if any(k in r.name for k in keys)]
+    return rows
+
+
+def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, startup=True,
+        progress=True):
+    import fastdl
+
+    backends = fastdl.backends()
+    threads = threads or fastdl.get_num_threads()
+    fastdl.set_num_threads(threads)
+    torch = _torch() if use_torch else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    rounds = rounds or (5 if quick else 9)
+    sample, pre = (0.01, 0.02) if quick else (0.03, 0.15)
+    rows = build_rows(quick, backends, torch, only)
+    for i, row in enumerate(rows):
+        if progress:
+            print(f"[{i + 1}/{len(rows)}] {row.name}", file=sys.stderr, flush=True)
+        fns = dict(row.fns)
+        if row.baseline is not None:
+            fns["__baseline__"] = row.baseline[1]
+        row.results = measure(fns, rounds, sample, pre)
+    info = fastdl.info()
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": "fastdl bench" + (" --quick" if quick else ""),
+        "threads": threads,
+        "versions": info["versions"],
+        "torch": getattr(torch, "__version__", None),
+        "torch_note": None if torch is not None else
+        ("PyTorch is not installed: rows without the torch column" if use_torch
+         else "PyTorch left out (--no-torch)"),
+        "blas": info["blas"],
+        "rows": [_row_json(r, backends) for r in rows],
+    }
+    if startup:
+        report["startup"] = startup_figures(quick)
+    return report
+
+
+def _row_json(row, backends):
+    res = row.results
+    med = {k: v["median"] for k, v in res.items() if k != "__baseline__"}
+    d = {"name": row.name, "group": row.group, "kind": row.kind, "note": row.note,
+         "median_s": med, "detail": res}
+    compiled = [b for b in ("numba", "cython") if b in med]
+    if compiled:
+        best = min(compiled, key=lambda b: med[b])
+        d["best"] = best
+        if "numpy" in med:
+            d["best_vs_reference"] = med[best] / med["numpy"]
+        if "torch" in med:
+            d["best_vs_torch"] = med[best] / med["torch"]
+    if row.baseline is not None:
+        base = res["__baseline__"]["median"]
+        d["baseline"] = {"kind": row.baseline[0], "median_s": base}
+        if row.kind == "memory" and row.work:
+            d["gbps"] = {k: row.work / v / 1e9 for k, v in med.items()}
+            d["baseline"]["gbps"] = row.work / base / 1e9
+        elif row.kind == "gemm" and row.work:
+            d["gflops"] = {k: row.work / v / 1e9 for k, v in med.items()}
+            d["baseline"]["gflops"] = row.work / base / 1e9
+    return d
+
+
+def _fmt_t(s):
+    return f"{s * 1e6:9.1f} us" if s < 1e-3 else f"{s * 1e3:9.2f} ms"
+
+
+def format_table(report):
+    lines = []
+    lines.append(f"fastdl bench ({report['command']}), {report['date']}, "
+                 f"{report['threads']} threads, float32; median of interleaved rounds")
+    v = report["versions"]
+    lines.append("versions: " + ", ".join(f"{k} {x}" for k, x in v.items())
+                 + (f", torch {report['torch']}" if report["torch"] else ""))
+    if report.get("torch_note"):
+        lines.append(report["torch_note"])
+    lines.append("")
+    hdr = f"{'row':<46} {'competitor':<12} {'median':>12} {'vs ref':>8} {'vs torch':>9}  rate"
+    lines.append(hdr)
+    lines.append("-" * len(hdr) + "-" * 24)
+    for d in report["rows"]:
+        med = d["median_s"]
+        ref, tor = med.get("numpy"), med.get("torch")
+        first = True
+        for k, t in med.items():
+            rate = ""
+            if "gbps" in d:
+                rate = (f"{d['gbps'][k]:6.1f} GB/s ({d['gbps'][k] / d['baseline']['gbps']:.0%} "
+                        "of copy)")
+            elif "gflops" in d:
+                rate = (f"{d['gflops'][k]:6.1f} GFLOP/s ({d['gflops'][k] / d['baseline']['gflops']:.0%}"
+                        " of matmul)")
+            vs_ref = f"{t / ref:7.2f}x" if ref else ""
+            vs_t = f"{t / tor:8.2f}x" if tor else ""
+            mark = " *" if d.get("best") == k else ""
+            lines.append(f"{d['name'] if first else '':<46} {k + mark:<12} {_fmt_t(t):>12} "
+                         f"{vs_ref:>8} {vs_t:>9}  {rate}")
+            first = False
+        if "baseline" in d:
+            b = d["baseline"]
+            lines.append(f"{'':<46} {'(' + b['kind'] + ')':<12} {_fmt_t(b['median_s']):>12}")
+    lines.append("")
+    lines.append("* the fastest compiled backend of the row; 'vs ref' and 'vs torch' are time "
+                 "ratios (below 1 is faster)")
+    if "startup" in report:
+        lines.append("")
+        for k, x in report["startup"].items():
+            lines.append(f"{k:<66} {x:8.3f}")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [d for d in report["rows"] if "best_vs_reference" in d or "best_vs_torch" in d]
+    names = [d["name"] for d in rows]
+    ref = [d.get("best_vs_reference", np.nan) for d in rows]
+    tor = [d.get("best_vs_torch", np.nan) for d in rows]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.5))
+    ax.barh(y - 0.2, ref, 0.4, label="best fastdl / NumPy reference")
+    ax.barh(y + 0.2, tor, 0.4, label="best fastdl / PyTorch")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("time ratio (below 1: fastdl is faster)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(args):
+    report = run(quick=args.quick, threads=args.threads, use_torch=not args.no_torch,
+                 only=args.only, rounds=args.rounds, startup=not args.no_startup)
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1, default=float)
+    if args.plot:
+        plot(report, args.plot)
+    return 0

@@ -1,0 +1,88 @@
+"""Callbacks for ``model.fit``: hooks called at the start and end of training and at
+the end of each epoch with that epoch's logs (``loss``, ``val_loss``, ``accuracy``...)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastdl import _validate as V
+
+__all__ = ["Callback", "EarlyStopping"]
+
+
+class Callback:
+    """Base class: override the hooks you need.  ``on_epoch_end`` returns True to stop."""
+
+    def on_train_begin(self, model) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool:
+        return False
+
+    def on_train_end(self, model) -> None:
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs.
+
+    An epoch improves on the best so far when ``value < best - min_delta`` (mode
+    ``"min"``) or ``value > best + min_delta`` (mode ``"max"``).  With
+    ``restore_best_weights`` the model's parameters are set back to those of the best
+    epoch when training ends (whether it stopped early or ran out of epochs).
+    ``stopped_epoch`` is the epoch at which training stopped (None if it did not);
+    ``best_epoch`` and ``best`` record the best epoch and value.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="min",
+                 restore_best_weights=True):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected a str, got {type(monitor).__name__}")
+        self.monitor = monitor
+        self.patience = V.check_int("patience", patience, 1)
+        self.min_delta = V.check_real("min_delta", min_delta, lo=0.0)
+        self.mode = V.check_choice("mode", mode, ("min", "max"))
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError("restore_best_weights: expected a bool, got "
+                            f"{type(restore_best_weights).__name__}")
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, model):
+        self.wait = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self._best_weights = None
+        self._model = model
+
+    def _improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"monitor: {self.monitor!r} is not in the epoch's logs "
+                             f"(available: {sorted(logs)})")
+        value = float(logs[self.monitor])
+        if self.best_epoch is None and not np.isfinite(value):
+            self.wait += 1
+        elif self.best_epoch is None or self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                data = self._model.parameters().data
+                if self._best_weights is None:
+                    self._best_weights = np.empty_like(data)
+                np.copyto(self._best_weights, data)
+            return False
+        else:
+            self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def on_train_end(self, model):
+        if self.restore_best_weights and self._best_weights is not None:
+            np.copyto(model.parameters().data, self._best_weights)
