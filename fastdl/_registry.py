@@ -55,7 +55,7 @@ _ops("losses", "reduction",
      "softmax_cross_entropy", "cross_entropy", "kl_divergence")
 _ops("optim", "update", "sgd_update", "adam_update", "sum_squares", "scale", "clip_value")
 _ops("metrics", "other", "confusion_matrix")
-_ops("augment", "other", "shift_images", "flip_images", "crop_images")
+_ops("augment", "other", "shift_images", "flip_images", "crop_images", "noise_images")
 
 _cache: dict[tuple[str, str], object] = {}
 
