@@ -62,6 +62,12 @@ _cache: dict[tuple[str, str], object] = {}
 
 def kernel(name: str, backend: str | None = None):
     """The kernel ``name`` of ``backend`` (None: the default backend)."""
+    if backend is None:
+        backend = _config._state["backend"] or _config.get_backend()
+    if type(backend) is str:
+        fn = _cache.get((name, backend))
+        if fn is not None:  # the hot path: one dict lookup per call
+            return fn
     backend = _config.check_backend(backend)
     key = (name, backend)
     fn = _cache.get(key)

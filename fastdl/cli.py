@@ -58,8 +58,11 @@ def _train(args):
         sched = None
     aug = None
     if not args.no_augment:
-        aug = augment.Compose([augment.random_shift(max_shift=1, fill=0.0),
-                               augment.gaussian_noise(std=0.02, clip=(0.0, 1.0))],
+        from functools import partial
+
+        # one-pixel shifts and light noise; no flips (a mirrored digit is another digit)
+        aug = augment.Compose([partial(augment.random_shift, max_shift=1, fill=0.0),
+                               partial(augment.gaussian_noise, std=0.02, clip=(0.0, 1.0))],
                               image_shape=(8, 8))
     stopper = callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                       restore_best_weights=True)

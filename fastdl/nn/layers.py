@@ -54,6 +54,10 @@ class Layer:
             yield prefix, self
 
     # shapes -----------------------------------------------------------
+    def input_features(self):
+        """The feature count this layer needs, or None if it takes any."""
+        return getattr(self, "in_features", None)
+
     def output_features(self, in_features: int) -> int:
         return in_features
 
@@ -411,6 +415,10 @@ class Residual(Layer):
     def init_params(self, rng):
         for layer in self.layers:
             layer.init_params(rng)
+
+    def input_features(self):
+        return next((f for f in (l.input_features() for l in self.layers) if f is not None),
+                    None)
 
     def output_features(self, in_features):
         f = in_features

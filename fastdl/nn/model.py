@@ -73,8 +73,8 @@ class Sequential(Layer):
             _config.check_backend(backend)
         self.backend = backend
         self.layers = list(layers)
-        self.in_features = next((l.in_features for l in self.layers
-                                 if hasattr(l, "in_features")), None)
+        self.in_features = next((f for f in (l.input_features() for l in self.layers)
+                                 if f is not None), None)
         f = self.in_features
         for layer in self.layers:
             if f is not None:

@@ -1,0 +1,85 @@
+"""The command line: ``fastdl info``, ``fastdl train``, ``fastdl bench`` (not timed here:
+these tests check that the commands run and report what they promise)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import benchmarks, cli
+
+
+def test_info_prints_json(capsys):
+    assert cli.main(["info"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["backends"] == ["numpy", "numba", "cython"]
+
+
+def test_train_runs_and_saves(tmp_path, capsys):
+    out = tmp_path / "digits.npz"
+    assert cli.main(["train", "--epochs", "4", "--quiet", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out test accuracy" in text
+    assert "confusion matrix" in text and "precision" in text and "recall" in text
+    acc = float(text.split("held-out test accuracy:")[1].split()[0])
+    assert acc > 0.8
+    model = fastdl.load(out)
+    assert model.predict(np.zeros((2, 64), np.float32)).shape == (2,)
+
+
+def test_train_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    cli.main(["train", "--epochs", "2", "--quiet", "--output", str(tmp_path / "m.npz"),
+              "--plot", str(png), "--backend", "numba", "--optimizer", "sgd",
+              "--schedule", "step"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _quick_report(**kw):
+    return benchmarks.run(quick=True, rounds=1, startup=False, progress=False, sample=0.001,
+                          pre=0.0, **kw)
+
+
+def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
+    torch_present = benchmarks._torch() is not None
+    report = _quick_report()
+    names = [r.name for r in benchmarks.build_rows(True, fastdl.backends(), None)]
+    assert [d["name"] for d in report["rows"]] == names
+    for d in report["rows"]:
+        if d["group"] == "threading":
+            assert set(d["median_s"]) == {"gemm only", "numba only", "interleaved"}
+            continue
+        assert set(d["median_s"]) >= {"numpy", "numba", "cython"}
+        assert d["best"] in ("numba", "cython")
+        assert d["best_vs_reference"] > 0
+        assert ("best_vs_torch" in d) == torch_present
+        assert "gbps" in d or "gflops" in d
+    text = benchmarks.format_table(report)
+    assert "vs ref" in text
+    path = tmp_path / "b.json"
+    with open(path, "w") as fh:
+        json.dump(report, fh, default=float)
+
+
+def test_bench_runs_without_torch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    report = _quick_report(only="relu fwd+bwd,adam")
+    assert report["torch"] is None and "not installed" in report["torch_note"]
+    assert report["rows"] and all("torch" not in d["median_s"] for d in report["rows"])
+    assert "not installed" in benchmarks.format_table(report)
+
+
+def test_bench_cli_subprocess_json(tmp_path):
+    path = tmp_path / "b.json"
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-m", "fastdl.cli", "bench", "--quick", "--only",
+                        "sigmoid", "--rounds", "1", "--no-startup", "--no-torch", "--json",
+                        str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "sigmoid fwd+bwd" in r.stdout
+    d = json.loads(path.read_text())
+    assert d["rows"][0]["best_vs_reference"] > 0

@@ -1,0 +1,342 @@
+"""Layers, Sequential, fit, callbacks, save/load."""
+import json
+import os
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import callbacks, nn, optim, schedules
+from conftest import BACKENDS, five_point, rng
+
+
+def blobs(n=300, d=6, c=3, seed=0, dtype=np.float32):
+    r = rng(seed)
+    centers = r.standard_normal((c, d)) * 3
+    y = r.integers(0, c, n)
+    X = centers[y] + r.standard_normal((n, d))
+    return X.astype(dtype), y
+
+
+def mlp(d=6, c=3, hidden=16, seed=0, backend=None, dtype=np.float32):
+    return nn.Sequential(nn.Dense(d, hidden, "relu"), nn.Dense(hidden, c), seed=seed,
+                         backend=backend, dtype=dtype)
+
+
+# ------------------------------------------------------------------ gradients
+def _net(dtype=np.float64, mask_seed=3):
+    drop = nn.Dropout(0.3)
+    model = nn.Sequential(
+        nn.Dense(5, 6, "tanh"),
+        nn.Residual(nn.Dense(6, 6, "leaky_relu"), nn.Dense(6, 6), nn.ELU()),
+        nn.Maxout(6, 4, pieces=3),
+        drop,
+        nn.Dense(4, 5, "gelu"),
+        nn.SiLU(),
+        nn.Dense(5, 3, "sigmoid"),
+        seed=1, dtype=dtype)
+    drop.fixed_mask = (rng(mask_seed).random((7, 4)) > 0.3).astype(dtype)
+    return model
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_sequential_gradient_finite_differences(be):
+    """A whole Sequential with Residual, Maxout and Dropout (fixed mask), float64."""
+    model = _net()
+    model.backend = be
+    x = rng(0).standard_normal((7, 5))
+    dy = rng(1).standard_normal((7, 3))
+    params = model.parameters()
+
+    def f(theta=None, xin=x):
+        if theta is not None:
+            saved = params.data.copy()
+            params.data[...] = theta
+        model._set_mode(True)
+        out = model.forward(np.ascontiguousarray(xin)).copy()
+        if theta is not None:
+            params.data[...] = saved
+        return float(np.sum(out * dy))
+
+    model._set_mode(True)
+    model.forward(x)
+    dx = model.backward(dy, need_dx=True).copy()
+    g = params.grad.copy()
+    num = five_point(lambda th: f(th), params.data.copy(), h=1e-5)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+    numx = five_point(lambda xi: f(None, xi), x, h=1e-5)
+    np.testing.assert_allclose(dx, numx, rtol=1e-6, atol=1e-8)
+
+
+def test_backends_agree_on_a_training_run():
+    X, y = blobs()
+    hs = []
+    for be in BACKENDS:
+        fastdl.set_num_threads(1)
+        m = mlp(backend=be, dtype=np.float64)
+        hs.append(m.fit(X, y, epochs=3, batch_size=16, seed=0, verbose=0).history["loss"])
+    fastdl.set_num_threads(os.cpu_count())
+    np.testing.assert_allclose(hs[1], hs[0], rtol=1e-9)
+    np.testing.assert_allclose(hs[2], hs[0], rtol=1e-9)
+
+
+# -------------------------------------------------------------------- fit
+def test_fit_digits_reaches_95_percent():
+    from fastdl import data, datasets
+
+    X, y = datasets.load_digits()
+    Xtr, Xte, ytr, yte = data.split(X, y, test_size=0.25, seed=0)
+    model = nn.Sequential(nn.Dense(64, 128, "relu"), nn.Dense(128, 10), seed=0)
+    model.fit(Xtr, ytr, optimizer=optim.Adam(model.parameters(), lr=2e-3), epochs=30,
+              batch_size=32, seed=0, verbose=0)
+    acc = float(np.mean(model.predict(Xte) == yte))
+    assert acc >= 0.95, acc
+    assert model.evaluate(Xte, yte)["accuracy"] == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, None])
+def test_fit_batch_modes_decrease_loss(batch_size):
+    X, y = blobs(n=120)
+    m = mlp()
+    opt = optim.SGD(m.parameters(), lr=0.01 if batch_size == 1 else 0.1)
+    h = m.fit(X, y, optimizer=opt, epochs=8, batch_size=batch_size, seed=0, verbose=0)
+    assert h.history["loss"][-1] < 0.6 * h.history["loss"][0]
+    assert set(h.history) >= {"loss", "accuracy", "lr", "grad_norm/dense_0", "grad_norm/dense_1"}
+    assert len(h.history["loss"]) == 8
+
+
+def test_history_keys_validation_and_schedule():
+    X, y = blobs()
+    m = mlp()
+    sched = schedules.StepDecay(0.01, 0.5, 2)
+    h = m.fit(X, y, epochs=4, validation_split=0.2, schedule=sched, seed=0, verbose=0)
+    assert h.history["lr"] == [pytest.approx(sched(e)) for e in range(4)]
+    for k in ("val_loss", "val_accuracy", "accuracy"):
+        assert len(h.history[k]) == 4
+    Xv, yv = blobs(seed=5)
+    h2 = mlp().fit(X, y, epochs=2, validation_data=(Xv, yv), seed=0, verbose=0)
+    assert len(h2.history["val_loss"]) == 2
+
+
+def test_determinism_same_seed_one_thread():
+    X, y = blobs()
+    fastdl.set_num_threads(1)
+    try:
+        runs = []
+        for _ in range(2):
+            m = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Dropout(0.2), nn.Dense(16, 3), seed=4)
+            runs.append(m.fit(X, y, epochs=3, batch_size=8, seed=11, verbose=0,
+                              augment=lambda xb, r: xb + r.normal(0, 0.01, xb.shape)).history)
+        assert runs[0] == runs[1]
+    finally:
+        fastdl.set_num_threads(os.cpu_count())
+
+
+def test_early_stopping_stops_and_restores_best():
+    X, y = blobs()
+    Xv, yv = blobs(seed=9)
+    m = mlp()
+    # a learning rate this high diverges after a few epochs: val_loss rises
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=2)
+    snapshots = []
+
+    class Snap(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            snapshots.append(m.parameters().data.copy())
+
+    h = m.fit(X, y, optimizer=optim.SGD(m.parameters(), lr=0.05), epochs=50,
+              validation_data=(Xv, yv), callbacks=[Snap(), es], seed=0, verbose=0)
+    vl = h.history["val_loss"]
+    assert es.stopped_epoch is not None and len(vl) < 50
+    best = int(np.argmin(vl))
+    assert es.best_epoch == best
+    assert len(vl) == best + 1 + 2  # stopped after `patience` epochs without improvement
+    np.testing.assert_array_equal(m.parameters().data, snapshots[best])
+
+
+def test_early_stopping_mode_max_and_errors():
+    es = callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=1,
+                                 restore_best_weights=False)
+    m = mlp()
+    es.on_train_begin(m)
+    assert not es.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert not es.on_epoch_end(1, {"val_accuracy": 0.6})
+    assert es.on_epoch_end(2, {"val_accuracy": 0.6})
+    with pytest.raises(ValueError, match="monitor"):
+        es.on_epoch_end(3, {"loss": 1.0})
+    with pytest.raises(ValueError, match="patience"):
+        callbacks.EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="mode"):
+        callbacks.EarlyStopping(mode="up")
+
+
+def test_class_weight_and_losses():
+    X, y = blobs(n=200, c=2)
+    m = mlp(c=2)
+    h = m.fit(X, y, epochs=3, class_weight="balanced", seed=0, verbose=0)
+    assert np.isfinite(h.history["loss"]).all()
+    m2 = nn.Sequential(nn.Dense(6, 8, "relu"), nn.Dense(8, 1), seed=0)
+    h2 = m2.fit(X, y, loss="binary_cross_entropy", epochs=15, seed=0, verbose=0,
+                class_weight={0: 1.0, 1: 2.0})
+    assert h2.history["loss"][-1] < h2.history["loss"][0]
+    assert set(np.unique(m2.predict(X))) <= {0, 1}
+    p = m2.predict_proba(X)
+    assert p.shape == (200,) and np.all((p >= 0) & (p <= 1))
+    # regression
+    t = X[:, :2] @ np.array([[1.0, -2.0], [0.5, 1.0]], np.float32)
+    m3 = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Dense(16, 2), seed=0)
+    h3 = m3.fit(X, t, loss="mse", epochs=20, seed=0, verbose=0,
+                optimizer=optim.Adam(m3.parameters(), lr=1e-2))
+    assert h3.history["loss"][-1] < 0.2 * h3.history["loss"][0]
+    assert m3.predict(X).shape == (200, 2)
+
+
+def test_final_softmax_layer_is_folded_into_the_loss():
+    X, y = blobs()
+    m = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Dense(16, 3), nn.Softmax(), seed=0)
+    h = m.fit(X, y, epochs=5, seed=0, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    p = m.predict_proba(X)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+
+
+def test_gradient_warnings():
+    X, y = blobs()
+    m = nn.Sequential(nn.Dense(6, 8, "relu", init="zeros"), nn.Dense(8, 3, init="zeros"),
+                      seed=0)
+    with pytest.warns(nn.GradientWarning, match="vanishing gradient in layer dense_0"):
+        m.fit(X, y, epochs=2, seed=0, verbose=0)
+    m2 = mlp()
+    m2.parameters().data[...] = 1e3
+    with pytest.warns(nn.GradientWarning, match="exploding gradient"):
+        m2.fit(X * 100, y, epochs=1, seed=0, verbose=0,
+               optimizer=optim.SGD(m2.parameters(), lr=0.0))
+
+
+def test_steady_state_allocates_no_new_buffers():
+    X, y = blobs(n=64)
+    m = mlp()
+    m.fit(X, y, epochs=1, batch_size=16, seed=0, verbose=0)
+    before = {id(b) for layer in m.layers for b in layer._bufs.values()}
+    m.fit(X, y, epochs=2, batch_size=16, seed=0, verbose=0)
+    after = {id(b) for layer in m.layers for b in layer._bufs.values()}
+    assert before == after
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (dict(X=np.zeros((10, 6), np.float32), y=np.zeros(9, int)), ValueError, "y"),
+    (dict(X=np.zeros((10, 5), np.float32), y=np.zeros(10, int)), ValueError, "X"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.full(10, 3)), ValueError, "y"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.full(10, -1)), ValueError, "y"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.zeros(10, int), epochs=0), ValueError, "epochs"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.zeros(10, int), batch_size=0), ValueError,
+     "batch_size"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.zeros(10, int), loss="hinge"), ValueError,
+     "loss"),
+    (dict(X=np.zeros((10, 6), np.float32), y=np.zeros(10, int), validation_split=1.0),
+     ValueError, "validation_split"),
+    (dict(X=np.array([["a"] * 6] * 10), y=np.zeros(10, int)), TypeError, "X"),
+])
+def test_fit_bad_input(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        mlp().fit(**bad, verbose=0)
+
+
+def test_layer_construction_errors():
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Dense(0, 3)
+    with pytest.raises(ValueError, match="activation"):
+        nn.Dense(3, 3, activation="swish")
+    with pytest.raises(ValueError, match="p"):
+        nn.Dropout(1.0)
+    with pytest.raises(ValueError, match="Dense"):
+        nn.Sequential(nn.Dense(3, 4), nn.Dense(5, 2))
+    with pytest.raises(ValueError, match="Residual"):
+        nn.Sequential(nn.Residual(nn.Dense(3, 4)))
+    with pytest.raises(TypeError, match="layers"):
+        nn.Sequential(nn.Dense(3, 4), "relu")
+
+
+# -------------------------------------------------------------- save / load
+def test_save_load_roundtrip_bit_identical(tmp_path):
+    X, y = blobs()
+    m = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Residual(nn.Dense(16, 16, "tanh")),
+                      nn.Maxout(16, 8, 2), nn.Dropout(0.1), nn.Dense(8, 3), seed=0)
+    m.fit(X, y, epochs=2, seed=0, verbose=0)
+    path = tmp_path / "model.npz"
+    m.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left behind
+    m2 = fastdl.load(path)
+    np.testing.assert_array_equal(m2.predict_proba(X), m.predict_proba(X))
+    np.testing.assert_array_equal(m2.parameters().data, m.parameters().data)
+    # the optimizer state came back: one more identical step on both
+    s1, s2 = m.optimizer.state_dict(), m2.optimizer.state_dict()
+    assert type(m2.optimizer) is type(m.optimizer)
+    for k in s1:
+        if isinstance(s1[k], np.ndarray):
+            np.testing.assert_array_equal(s1[k], s2[k])
+    fastdl.set_num_threads(1)
+    try:
+        m.fit(X, y, epochs=1, seed=3, verbose=0)
+        m2.fit(X, y, epochs=1, seed=3, verbose=0)
+    finally:
+        fastdl.set_num_threads(os.cpu_count())
+    np.testing.assert_array_equal(m2.parameters().data, m.parameters().data)
+
+
+def test_load_errors(tmp_path):
+    m = mlp()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    with pytest.raises(OSError):
+        fastdl.load(tmp_path / "missing.npz")
+    # truncated
+    raw = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="trunc.npz"):
+        fastdl.load(tmp_path / "trunc.npz")
+    # not a zip at all
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError):
+        fastdl.load(tmp_path / "text.npz")
+    # a foreign npz
+    np.savez(tmp_path / "foreign.npz", a=np.arange(3))
+    with pytest.raises(ValueError, match="not a fastdl model"):
+        fastdl.load(tmp_path / "foreign.npz")
+    # parameters that do not match the architecture
+    with np.load(path) as f:
+        files = {k: f[k] for k in f.files}
+    bad = dict(files, params=files["params"][:-1])
+    np.savez(tmp_path / "mismatch.npz", **bad)
+    with pytest.raises(ValueError, match="do not match"):
+        fastdl.load(tmp_path / "mismatch.npz")
+    # damaged parameter bytes with an intact zip: the checksum catches it
+    flipped = files["params"].copy()
+    flipped[0] += 1
+    np.savez(tmp_path / "flip.npz", **dict(files, params=flipped))
+    with pytest.raises(ValueError, match="checksum"):
+        fastdl.load(tmp_path / "flip.npz")
+    # an unknown layer type in the architecture
+    meta = json.loads(files["meta"].tobytes())
+    meta["architecture"]["layers"][0]["type"] = "Conv2D"
+    np.savez(tmp_path / "arch.npz", **dict(
+        files, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8)))
+    with pytest.raises(ValueError, match="architecture"):
+        fastdl.load(tmp_path / "arch.npz")
+
+
+def test_save_failure_leaves_previous_file(tmp_path, monkeypatch):
+    m = mlp()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError):
+        m.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
