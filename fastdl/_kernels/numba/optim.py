@@ -1,0 +1,184 @@
+"""Optimizer kernels, Numba backend: one fused pass over flat buffers.
+
+grad, param and the state arrays are 1-D, of one dtype and length n.  Each
+element is loaded once and stored once per step (Adam: read w, g, m, v; write
+w, m, v: 28 bytes per float32 parameter), so the kernels run at memory speed.
+Scalars (bias corrections, 1 - beta, 2 l2, ...) are computed once per call in
+float64 here and passed in the array's dtype, so float32 stays float32.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from fastdl import _config
+from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit, jit_pair, pick
+from fastdl._kernels.numba._scalar import const
+
+
+@inline
+def _sign(w):
+    # sign(0) = w keeps the sign of zero and lets NaN through, as np.sign does
+    return const(w, 1.0) if w > 0 else (const(w, -1.0) if w < 0 else w)
+
+
+@inline
+def _clip(g, scale, clip):
+    # global-norm coefficient, then value clip; comparisons leave NaN as NaN
+    g = g * scale
+    return -clip if g < -clip else (clip if g > clip else g)
+
+
+@inline
+def _penalty(g, w, l1, l2x2):
+    # each term only when on: 0 * inf would turn an infinite weight into NaN
+    if l1 != 0:
+        g += l1 * _sign(w)
+    if l2x2 != 0:
+        g += l2x2 * w
+    return g
+
+
+@inline
+def _adam_s(gi, wi, mi, vi, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay):
+    # w -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), which is lr m_hat / (sqrt(v_hat) + eps)
+    mi = b1 * mi + c1 * gi
+    vi = b2 * vi + c2 * gi * gi
+    return wi * decay - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps), mi, vi
+
+
+# Each kernel holds one loop per case (penalties on or off, Nesterov or not),
+# chosen once per call: LLVM does not unswitch the loop-invariant branches by
+# itself here, and with them inside the float32 Adam loop ran at half speed.
+
+def _sgd(g, w, lr, scale, clip, l1, l2x2):
+    if l1 == 0 and l2x2 == 0:
+        for i in prange(w.shape[0]):
+            w[i] -= lr * _clip(g[i], scale, clip)
+    else:
+        for i in prange(w.shape[0]):
+            w[i] -= lr * _penalty(_clip(g[i], scale, clip), w[i], l1, l2x2)
+
+
+def _sgd_momentum(g, w, vel, lr, mom, nesterov, scale, clip, l1, l2x2):
+    # step = lr g;  v = mom v + step;  w -= v  (Nesterov: w -= mom v + step)
+    pen = l1 != 0 or l2x2 != 0
+    if nesterov and pen:
+        for i in prange(w.shape[0]):
+            step = lr * _penalty(_clip(g[i], scale, clip), w[i], l1, l2x2)
+            vi = mom * vel[i] + step
+            vel[i] = vi
+            w[i] -= mom * vi + step
+    elif nesterov:
+        for i in prange(w.shape[0]):
+            step = lr * _clip(g[i], scale, clip)
+            vi = mom * vel[i] + step
+            vel[i] = vi
+            w[i] -= mom * vi + step
+    elif pen:
+        for i in prange(w.shape[0]):
+            vi = mom * vel[i] + lr * _penalty(_clip(g[i], scale, clip), w[i], l1, l2x2)
+            vel[i] = vi
+            w[i] -= vi
+    else:
+        for i in prange(w.shape[0]):
+            vi = mom * vel[i] + lr * _clip(g[i], scale, clip)
+            vel[i] = vi
+            w[i] -= vi
+
+
+def _adam(g, w, m, v, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, scale, clip,
+          l1, l2x2):
+    if l1 == 0 and l2x2 == 0:
+        for i in prange(w.shape[0]):
+            gi = _clip(g[i], scale, clip)
+            w[i], m[i], v[i] = _adam_s(gi, w[i], m[i], v[i], b1, c1, b2, c2, step_size,
+                                       inv_sqrt_bc2, eps, decay)
+    else:
+        for i in prange(w.shape[0]):
+            wi = w[i]
+            gi = _penalty(_clip(g[i], scale, clip), wi, l1, l2x2)
+            w[i], m[i], v[i] = _adam_s(gi, wi, m[i], v[i], b1, c1, b2, c2, step_size,
+                                       inv_sqrt_bc2, eps, decay)
+
+
+def _scale(x, alpha):
+    for i in prange(x.shape[0]):
+        x[i] *= alpha
+
+
+def _clip_value(x, clip):
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        x[i] = -clip if xi < -clip else (clip if xi > clip else xi)
+
+
+def _sumsq_chunks(x, partial):
+    # One float64 partial sum per chunk, summed in order by the caller: the result
+    # does not depend on how threads are scheduled (a resumed run repeats it bit
+    # for bit).  reassoc lets the inner loop vectorise (several float64 lanes,
+    # which is also more accurate than one running sum).
+    n = x.shape[0]
+    nc = partial.shape[0]
+    chunk = (n + nc - 1) // nc
+    for c in prange(nc):
+        s = 0.0
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            xi = np.float64(x[i])
+            s += xi * xi
+        partial[c] = s
+
+
+_sgd_k = jit_pair(_sgd)
+_sgd_momentum_k = jit_pair(_sgd_momentum)
+_adam_k = jit_pair(_adam)
+_scale_k = jit_pair(_scale)
+_clip_value_k = jit_pair(_clip_value)
+_sumsq_serial = jit(_sumsq_chunks, fastmath=FASTMATH_REDUCE)
+_sumsq_parallel = jit(_sumsq_chunks, parallel=True, fastmath=FASTMATH_REDUCE)
+
+
+def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale, grad_clip):
+    n = param.shape[0]
+    if n == 0:
+        return
+    t = param.dtype.type
+    if velocity is None:
+        pick(_sgd_k, n)(grad, param, t(lr), t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2))
+    else:
+        pick(_sgd_momentum_k, n)(grad, param, velocity, t(lr), t(momentum), bool(nesterov),
+                                 t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2))
+
+
+def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1, l2,
+                grad_scale, grad_clip):
+    n = param.shape[0]
+    if n == 0:
+        return
+    t = param.dtype.type
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
+    pick(_adam_k, n)(grad, param, m, v, t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
+                     t(lr / bc1), t(1.0 / math.sqrt(bc2)), t(eps), t(1.0 - lr * weight_decay),
+                     t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2))
+
+
+def sum_squares(x):
+    n = x.shape[0]
+    if n < _config.PARALLEL_THRESHOLD or _config.get_num_threads() == 1:
+        partial = np.zeros(1)
+        _sumsq_serial(x, partial)
+        return float(partial[0])
+    partial = np.zeros(_config.get_num_threads())
+    _sumsq_parallel(x, partial)
+    return float(math.fsum(partial))
+
+
+def scale(x, alpha):
+    if x.shape[0]:
+        pick(_scale_k, x.shape[0])(x, x.dtype.type(alpha))
+
+
+def clip_value(x, clip):
+    if x.shape[0]:
+        pick(_clip_value_k, x.shape[0])(x, x.dtype.type(clip))

@@ -1,0 +1,89 @@
+"""Optimizer kernels, NumPy reference: in-place updates over flat buffers.
+
+Every array is 1-D and of one float dtype; ``grad`` is read, never written.
+The gradient each update uses (``_effective_grad``) is
+
+    g = clip(grad_scale * grad, -grad_clip, grad_clip) + l1 * sign(w) + 2 * l2 * w
+
+where ``grad_scale`` is the global-norm clipping coefficient (1 when off) and
+``grad_clip`` the value clip (inf when off): the gradient is clipped first, then
+the penalties are added, as PyTorch clips ``.grad`` before ``step()`` adds its
+weight decay.  Python-float scalars meet float32 arrays as float32 (NumPy's
+NEP 50 rules), as they do in the compiled kernels.
+"""
+import math
+
+import numpy as np
+
+
+def _effective_grad(grad, param, l1, l2, grad_scale, grad_clip):
+    g = grad * grad_scale if grad_scale != 1 else grad.copy()
+    if grad_clip != math.inf:
+        np.clip(g, -grad_clip, grad_clip, out=g)
+    # penalties only when on: 0 * inf would turn an infinite weight into NaN
+    if l1 != 0:
+        g += l1 * np.sign(param)
+    if l2 != 0:
+        g += 2 * l2 * param
+    return g
+
+
+def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale, grad_clip):
+    """SGD step in place; ``velocity`` None means plain SGD.
+
+    plain:     w -= lr g
+    momentum:  v = momentum v + lr g;  w -= v
+    Nesterov:  v = momentum v + lr g;  w -= momentum v + lr g   (v the new velocity)
+    """
+    g = _effective_grad(grad, param, l1, l2, grad_scale, grad_clip)
+    if velocity is None:
+        param -= lr * g
+        return
+    velocity *= momentum
+    velocity += lr * g
+    if nesterov:
+        param -= momentum * velocity + lr * g
+    else:
+        param -= velocity
+
+
+def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1, l2,
+                grad_scale, grad_clip):
+    """Adam / AdamW step ``step`` (counting from 1) in place.
+
+    w *= 1 - lr * weight_decay                (decoupled, as torch.optim.AdamW)
+    m = beta1 m + (1 - beta1) g
+    v = beta2 v + (1 - beta2) g^2
+    w -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^step),
+                                            v_hat = v / (1 - beta2^step)
+    The penalties in g use the weights before the decay.
+    """
+    g = _effective_grad(grad, param, l1, l2, grad_scale, grad_clip)
+    if weight_decay != 0:
+        param *= 1 - lr * weight_decay
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    np.multiply(g, g, out=g)  # g is a private copy: reuse it for g^2
+    v += (1 - beta2) * g
+    m_hat = m / (1 - beta1 ** step)
+    v_hat = v / (1 - beta2 ** step)
+    denom = np.sqrt(v_hat, out=v_hat)
+    denom += eps
+    param -= lr * m_hat / denom
+
+
+def sum_squares(x):
+    """sum x^2 as a Python float, accumulated in float64."""
+    x64 = x.astype(np.float64)
+    return float(np.dot(x64, x64))
+
+
+def scale(x, alpha):
+    """x *= alpha in place."""
+    x *= alpha
+
+
+def clip_value(x, clip):
+    """x = clip(x, -clip, clip) in place (NaN stays NaN)."""
+    np.clip(x, -clip, clip, out=x)
