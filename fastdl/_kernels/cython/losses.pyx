@@ -1,0 +1,657 @@
+# cython: language_level=3
+"""Losses, Cython backend (conventions: fastdl/reference/losses.py).
+
+Elementwise losses are one pass, their sums accumulated in float64.  The
+softmax cross-entropy makes one fused pass per row while the row is in L1: the
+row max, exp(z - max) stored straight into dlogits, their sum, the loss, then
+dlogits rescaled in place; prange over rows above PARALLEL_THRESHOLD elements.
+
+Why the row pass is a handful of C functions (the verbatim block below) rather
+than Cython loops: (1) glibc's expf/exp are scalar calls here (no -ffast-math,
+so gcc does not use libmvec), and the row exp is most of the work, so the block
+has its own branch-free exp that gcc inlines and vectorises; (2) the build has
+no -march, so plain loops are 4 lanes of SSE2, while ``target_clones`` compiles
+these functions for AVX-512, AVX2+FMA and baseline x86-64 and lets the loader
+pick (measured here, AVX2: the exp loop 3.4x faster than its SSE2 build);
+(3) gcc keeps a float sum or max sequential without -ffast-math, while explicit
+GCC vector types (four 16-byte accumulators) give independent partial results
+combined in a fixed order (the same bits in every clone).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from fastdl._kernels.cython._helpers cimport (flog, flog1p, sigmoid_s, softplus_s,
+                                               PARALLEL_THRESHOLD)
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #include <stdint.h>
+    #include <string.h>
+
+    /* Each row function is compiled for AVX-512, AVX2+FMA and baseline x86-64; the
+       dynamic loader picks one for the CPU (ifunc).  Other compilers and platforms
+       get the baseline code only. */
+    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 \\
+        && defined(__x86_64__) && defined(__linux__)
+    #define FDL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define FDL_CLONES
+    #endif
+
+    /* exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 split in two
+       (Cody-Waite), exp(r) by a polynomial on |r| <= ln(2)/2.  k is read from the bits
+       of x log2(e) + 1.5 2^m (no float-to-int conversion, no rint call); 2^k is applied
+       as two factors, so that an overflowing result becomes inf and a subnormal one is
+       rounded once, by the last product.  Branch-free (selects only), so that loops
+       calling it vectorise.  nan stays nan, -inf gives 0, +inf gives inf.  Max error
+       over dense sweeps of the whole range: about 1 ulp (float32 and float64). */
+    static inline float fdl_expf(float x) {
+        const float shift = 12582912.0f;            /* 1.5 * 2^23, bits 0x4B400000 */
+        float xc = x > 88.8f ? 88.8f : x;           /* nan passes both clamps */
+        xc = xc < -104.0f ? -104.0f : xc;
+        float t = xc * 1.44269504088896341f + shift;
+        float kf = t - shift;
+        float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;
+        float p = 1.9875691500e-4f;                 /* Cephes expf, about 1 ulp */
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * (r * r) + r + 1.0f;
+        uint32_t tb;
+        memcpy(&tb, &t, sizeof tb);
+        int32_t k = (int32_t)(tb - 0x4B400000u);
+        int32_t k1 = k >> 1, k2 = k - k1;
+        uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
+        float s1, s2;
+        memcpy(&s1, &b1, sizeof s1);
+        memcpy(&s2, &b2, sizeof s2);
+        float res = p * s1 * s2;
+        return xc == xc ? res : x;                  /* for nan, k is meaningless */
+    }
+
+    static inline double fdl_exp(double x) {
+        const double shift = 6755399441055744.0;    /* 1.5 * 2^52, bits 0x4338000000000000 */
+        double xc = x > 709.8 ? 709.8 : x;
+        xc = xc < -746.0 ? -746.0 : xc;
+        double t = xc * 1.4426950408889634 + shift;
+        double kf = t - shift;
+        /* fdlibm's split of ln 2: kf * hi is exact for |k| < 2^11 */
+        double r = (xc - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
+        /* Taylor series to r^13: truncation below 1e-17 relative for |r| <= 0.347 */
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * (r * r) + r + 1.0;
+        uint64_t tb;
+        memcpy(&tb, &t, sizeof tb);
+        int64_t k = (int64_t)(tb - 0x4338000000000000ull);
+        int64_t k1 = k >> 1, k2 = k - k1;
+        uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
+        double s1, s2;
+        memcpy(&s1, &b1, sizeof s1);
+        memcpy(&s2, &b2, sizeof s2);
+        double res = p * s1 * s2;
+        return xc == xc ? res : x;
+    }
+
+    /* Row reductions on 16-byte GCC vectors (4 floats or 2 doubles: native on every
+       x86-64; gcc scalarises wider generic vectors badly), four independent
+       accumulators to hide the add/compare latency.  The partial results are combined
+       in a fixed order, so every clone gives the same bits.  Unaligned loads go
+       through may_alias types of element alignment, as GCC's intrinsics headers do. */
+    typedef float fdl_vf __attribute__((vector_size(16), __may_alias__, aligned(4)));
+    typedef int32_t fdl_vfi __attribute__((vector_size(16)));
+    typedef double fdl_vd __attribute__((vector_size(16), __may_alias__, aligned(8)));
+    typedef int64_t fdl_vdi __attribute__((vector_size(16)));
+    #define FDL_LD(VT, p) (*(const VT *)(p))
+    #define FDL_VMAX(VT, VI, a, b) ((VT)((((VI)(a)) & ((a) > (b))) | (((VI)(b)) & ~((a) > (b)))))
+
+    /* max of z[0:c], c >= 1, as lanes of running maxima (v > m ? v : m).  A nan is
+       skipped, as by a scalar loop; it reaches its row through exp(nan - max). */
+    #define FDL_ROW_MAX(NAME, T, VT, VI, L)                                            \\
+    FDL_CLONES static T NAME(const T *z, ptrdiff_t c) {                               \\
+        ptrdiff_t j = 1;                                                              \\
+        T m = z[0];                                                                   \\
+        if (c >= 8 * L) {                                                             \\
+            VT m0 = FDL_LD(VT, z), m1 = FDL_LD(VT, z + L);                            \\
+            VT m2 = FDL_LD(VT, z + 2 * L), m3 = FDL_LD(VT, z + 3 * L);                \\
+            for (j = 4 * L; j + 4 * L <= c; j += 4 * L) {                             \\
+                m0 = FDL_VMAX(VT, VI, FDL_LD(VT, z + j), m0);                         \\
+                m1 = FDL_VMAX(VT, VI, FDL_LD(VT, z + j + L), m1);                     \\
+                m2 = FDL_VMAX(VT, VI, FDL_LD(VT, z + j + 2 * L), m2);                 \\
+                m3 = FDL_VMAX(VT, VI, FDL_LD(VT, z + j + 3 * L), m3);                 \\
+            }                                                                         \\
+            m0 = FDL_VMAX(VT, VI, m1, m0);                                            \\
+            m2 = FDL_VMAX(VT, VI, m3, m2);                                            \\
+            m0 = FDL_VMAX(VT, VI, m2, m0);                                            \\
+            for (int k = 0; k < L; k++) m = m0[k] > m ? m0[k] : m;                    \\
+        }                                                                             \\
+        for (; j < c; j++) m = z[j] > m ? z[j] : m;                                   \\
+        return m;                                                                     \\
+    }
+
+    /* d[j] = exp(z[j] - mx); no reduction in this loop, so it vectorises */
+    #define FDL_EXP_SHIFT(NAME, T, EXP)                                                \\
+    FDL_CLONES static void NAME(const T *z, T mx, T *d, ptrdiff_t c) {                \\
+        for (ptrdiff_t j = 0; j < c; j++) d[j] = EXP(z[j] - mx);                      \\
+    }
+
+    /* sum of e[0:c] */
+    #define FDL_ROW_SUM(NAME, T, VT, L)                                                \\
+    FDL_CLONES static T NAME(const T *e, ptrdiff_t c) {                               \\
+        VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                    \\
+        ptrdiff_t j = 0;                                                              \\
+        for (; j + 4 * L <= c; j += 4 * L) {                                          \\
+            a0 += FDL_LD(VT, e + j);                                                  \\
+            a1 += FDL_LD(VT, e + j + L);                                              \\
+            a2 += FDL_LD(VT, e + j + 2 * L);                                          \\
+            a3 += FDL_LD(VT, e + j + 3 * L);                                          \\
+        }                                                                             \\
+        a0 = (a0 + a1) + (a2 + a3);                                                   \\
+        T s = 0;                                                                      \\
+        for (; j < c; j++) s += e[j];                                                 \\
+        for (int k = 0; k < L; k++) s += a0[k];                                       \\
+        return s;                                                                     \\
+    }
+
+    /* sum_j w[j] (z[j] - mx), a zero weight contributing 0 even against z = -inf */
+    #define FDL_WDOT_STEP(VT, VI, acc, o)                                              \\
+        {                                                                             \\
+            VT vw = FDL_LD(VT, w + j + (o)), u = FDL_LD(VT, z + j + (o)) - vmx;       \\
+            acc += vw * (VT)((VI)u & (vw != zero));                                   \\
+        }
+    #define FDL_ROW_WDOT(NAME, T, VT, VI, L)                                           \\
+    FDL_CLONES static T NAME(const T *w, const T *z, T mx, ptrdiff_t c) {             \\
+        VT zero = {0}, a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                        \\
+        VT vmx = zero + mx;                                                           \\
+        ptrdiff_t j = 0;                                                              \\
+        for (; j + 4 * L <= c; j += 4 * L) {                                          \\
+            FDL_WDOT_STEP(VT, VI, a0, 0)                                              \\
+            FDL_WDOT_STEP(VT, VI, a1, L)                                              \\
+            FDL_WDOT_STEP(VT, VI, a2, 2 * L)                                          \\
+            FDL_WDOT_STEP(VT, VI, a3, 3 * L)                                          \\
+        }                                                                             \\
+        a0 = (a0 + a1) + (a2 + a3);                                                   \\
+        T s = 0;                                                                      \\
+        for (; j < c; j++) s += w[j] != 0 ? w[j] * (z[j] - mx) : 0;                   \\
+        for (int k = 0; k < L; k++) s += a0[k];                                       \\
+        return s;                                                                     \\
+    }
+
+    /* probability targets: a[j] = w[j] (om t[j] + ec) (om = 1 - eps, ec = eps / C);
+       returns sum_j a[j] (z[j] - mx) (0 where a[j] = 0) and sum_j a[j] in *a_sum */
+    #define FDL_PROBS_STEP(VT, VI, acc, asum, o)                                       \\
+        {                                                                             \\
+            VT a = FDL_LD(VT, w + j + (o)) * (vom * FDL_LD(VT, t + j + (o)) + vec);   \\
+            VT u = FDL_LD(VT, z + j + (o)) - vmx;                                     \\
+            asum += a;                                                                \\
+            acc += a * (VT)((VI)u & (a != zero));                                     \\
+        }
+    #define FDL_PROBS_DOT(NAME, T, VT, VI, L)                                          \\
+    FDL_CLONES static T NAME(const T *w, const T *t, const T *z, T mx, T om, T ec,    \\
+                             ptrdiff_t c, T *a_sum) {                                 \\
+        VT zero = {0}, a0 = {0}, a1 = {0}, s0 = {0}, s1 = {0};                        \\
+        VT vmx = zero + mx, vom = zero + om, vec = zero + ec;                         \\
+        ptrdiff_t j = 0;                                                              \\
+        for (; j + 2 * L <= c; j += 2 * L) {                                          \\
+            FDL_PROBS_STEP(VT, VI, a0, s0, 0)                                         \\
+            FDL_PROBS_STEP(VT, VI, a1, s1, L)                                         \\
+        }                                                                             \\
+        a0 += a1;                                                                     \\
+        s0 += s1;                                                                     \\
+        T s = 0, sa = 0;                                                              \\
+        for (; j < c; j++) {                                                          \\
+            T a = w[j] * (om * t[j] + ec);                                            \\
+            sa += a;                                                                  \\
+            s += a != 0 ? a * (z[j] - mx) : 0;                                        \\
+        }                                                                             \\
+        for (int k = 0; k < L; k++) {                                                 \\
+            s += a0[k];                                                               \\
+            sa += s0[k];                                                              \\
+        }                                                                             \\
+        *a_sum = sa;                                                                  \\
+        return s;                                                                     \\
+    }
+
+    /* the gradient, in place over d = exp(z - mx) */
+    #define FDL_SCALE(NAME, T)                                                         \\
+    FDL_CLONES static void NAME(T *d, T k, ptrdiff_t c) {                             \\
+        for (ptrdiff_t j = 0; j < c; j++) d[j] = d[j] * k;                            \\
+    }
+    #define FDL_SCALE_SUB(NAME, T)                                                     \\
+    FDL_CLONES static void NAME(T *d, T k, T ks, const T *w, ptrdiff_t c) {           \\
+        for (ptrdiff_t j = 0; j < c; j++) d[j] = d[j] * k - ks * w[j];                \\
+    }
+    #define FDL_SCALE_PROBS(NAME, T)                                                   \\
+    FDL_CLONES static void NAME(T *d, T k, T ks, T kc, const T *w, const T *t,        \\
+                                ptrdiff_t c) {                                        \\
+        for (ptrdiff_t j = 0; j < c; j++) d[j] = d[j] * k - w[j] * (ks * t[j] + kc);  \\
+    }
+
+    FDL_ROW_MAX(fdl_row_max_f, float, fdl_vf, fdl_vfi, 4)
+    FDL_ROW_MAX(fdl_row_max_d, double, fdl_vd, fdl_vdi, 2)
+    FDL_EXP_SHIFT(fdl_exp_shift_f, float, fdl_expf)
+    FDL_EXP_SHIFT(fdl_exp_shift_d, double, fdl_exp)
+    FDL_ROW_SUM(fdl_row_sum_f, float, fdl_vf, 4)
+    FDL_ROW_SUM(fdl_row_sum_d, double, fdl_vd, 2)
+    FDL_ROW_WDOT(fdl_row_wdot_f, float, fdl_vf, fdl_vfi, 4)
+    FDL_ROW_WDOT(fdl_row_wdot_d, double, fdl_vd, fdl_vdi, 2)
+    FDL_PROBS_DOT(fdl_probs_dot_f, float, fdl_vf, fdl_vfi, 4)
+    FDL_PROBS_DOT(fdl_probs_dot_d, double, fdl_vd, fdl_vdi, 2)
+    FDL_SCALE(fdl_scale_f, float)
+    FDL_SCALE(fdl_scale_d, double)
+    FDL_SCALE_SUB(fdl_scale_sub_f, float)
+    FDL_SCALE_SUB(fdl_scale_sub_d, double)
+    FDL_SCALE_PROBS(fdl_scale_probs_f, float)
+    FDL_SCALE_PROBS(fdl_scale_probs_d, double)
+    """
+    float fdl_row_max_f(const float *z, Py_ssize_t c) noexcept nogil
+    double fdl_row_max_d(const double *z, Py_ssize_t c) noexcept nogil
+    void fdl_exp_shift_f(const float *z, float mx, float *d, Py_ssize_t c) noexcept nogil
+    void fdl_exp_shift_d(const double *z, double mx, double *d, Py_ssize_t c) noexcept nogil
+    float fdl_row_sum_f(const float *e, Py_ssize_t c) noexcept nogil
+    double fdl_row_sum_d(const double *e, Py_ssize_t c) noexcept nogil
+    float fdl_row_wdot_f(const float *w, const float *z, float mx, Py_ssize_t c) noexcept nogil
+    double fdl_row_wdot_d(const double *w, const double *z, double mx,
+                          Py_ssize_t c) noexcept nogil
+    float fdl_probs_dot_f(const float *w, const float *t, const float *z, float mx, float om,
+                          float ec, Py_ssize_t c, float *a_sum) noexcept nogil
+    double fdl_probs_dot_d(const double *w, const double *t, const double *z, double mx,
+                           double om, double ec, Py_ssize_t c, double *a_sum) noexcept nogil
+    void fdl_scale_f(float *d, float k, Py_ssize_t c) noexcept nogil
+    void fdl_scale_d(double *d, double k, Py_ssize_t c) noexcept nogil
+    void fdl_scale_sub_f(float *d, float k, float ks, const float *w, Py_ssize_t c) noexcept nogil
+    void fdl_scale_sub_d(double *d, double k, double ks, const double *w,
+                         Py_ssize_t c) noexcept nogil
+    void fdl_scale_probs_f(float *d, float k, float ks, float kc, const float *w,
+                           const float *t, Py_ssize_t c) noexcept nogil
+    void fdl_scale_probs_d(double *d, double k, double ks, double kc, const double *w,
+                           const double *t, Py_ssize_t c) noexcept nogil
+
+
+# ---------------------------------------------------------------- fused front ends
+
+cdef inline floating row_max(const floating *z, Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        return fdl_row_max_f(z, c)
+    else:
+        return fdl_row_max_d(z, c)
+
+
+cdef inline void exp_shift(const floating *z, floating mx, floating *d,
+                           Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fdl_exp_shift_f(z, mx, d, c)
+    else:
+        fdl_exp_shift_d(z, mx, d, c)
+
+
+cdef inline floating row_sum(const floating *e, Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        return fdl_row_sum_f(e, c)
+    else:
+        return fdl_row_sum_d(e, c)
+
+
+cdef inline floating row_wdot(const floating *w, const floating *z, floating mx,
+                              Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        return fdl_row_wdot_f(w, z, mx, c)
+    else:
+        return fdl_row_wdot_d(w, z, mx, c)
+
+
+cdef inline floating probs_dot(const floating *w, const floating *t, const floating *z,
+                               floating mx, floating om, floating ec, Py_ssize_t c,
+                               floating *a_sum) noexcept nogil:
+    if floating is float:
+        return fdl_probs_dot_f(w, t, z, mx, om, ec, c, a_sum)
+    else:
+        return fdl_probs_dot_d(w, t, z, mx, om, ec, c, a_sum)
+
+
+cdef inline void scale_row(floating *d, floating k, Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fdl_scale_f(d, k, c)
+    else:
+        fdl_scale_d(d, k, c)
+
+
+cdef inline void scale_sub_row(floating *d, floating k, floating ks, const floating *w,
+                               Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fdl_scale_sub_f(d, k, ks, w, c)
+    else:
+        fdl_scale_sub_d(d, k, ks, w, c)
+
+
+cdef inline void scale_probs_row(floating *d, floating k, floating ks, floating kc,
+                                 const floating *w, const floating *t,
+                                 Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fdl_scale_probs_f(d, k, ks, kc, w, t, c)
+    else:
+        fdl_scale_probs_d(d, k, ks, kc, w, t, c)
+
+
+cdef inline floating clip(floating v, floating lo, floating hi) noexcept nogil:
+    # written so that nan falls through unclipped
+    return lo if v < lo else (hi if v > hi else v)
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+# z is one row of logits (C,), d the same row of dlogits (C,), w the class weights (C,);
+# eps = label smoothing, ec = eps / C, scale = 1 or 1/denominator, wsum = sum_c w[c].
+# Per row: mx = max z; d = exp(z - mx); s = sum d; with a[c] the coefficient of
+# -log p[c] in the row's loss, loss = sum_c a[c] log s - sum_c a[c] (z[c] - mx) and
+# d = scale (d sum_c a[c] / s - a).  Every pass reads the row from L1.
+
+cdef inline void sce_labels_row(const floating *z, int64_t y, const floating *w, floating *d,
+                                floating *loss, Py_ssize_t c, floating eps, floating ec,
+                                floating scale, floating wsum) noexcept nogil:
+    # a[c] = (1 - eps) w[y] [c == y] + ec w[c]
+    cdef floating mx, s, wy, a_sum, dot
+    mx = row_max(z, c)
+    exp_shift(z, mx, d, c)
+    s = row_sum(d, c)
+    wy = (1 - eps) * w[y]
+    a_sum = wy + ec * wsum
+    dot = wy * (z[y] - mx) if wy != 0 else 0
+    if eps != 0:
+        dot = dot + ec * row_wdot(w, z, mx, c)
+        scale_sub_row(d, scale * a_sum / s, scale * ec, w, c)
+    else:
+        scale_row(d, scale * a_sum / s, c)
+    loss[0] = a_sum * flog(s) - dot
+    d[y] -= scale * wy
+
+
+cdef inline void sce_probs_row(const floating *z, const floating *t, const floating *w,
+                               floating *d, floating *loss, Py_ssize_t c, floating eps,
+                               floating ec, floating scale) noexcept nogil:
+    # a[c] = w[c] ((1 - eps) t[c] + ec)
+    cdef floating mx, s, a_sum, dot
+    mx = row_max(z, c)
+    exp_shift(z, mx, d, c)
+    s = row_sum(d, c)
+    dot = probs_dot(w, t, z, mx, 1 - eps, ec, c, &a_sum)
+    scale_probs_row(d, scale * a_sum / s, scale * (1 - eps), scale * ec, w, t, c)
+    loss[0] = a_sum * flog(s) - dot
+
+
+cdef void _sce_labels(const floating[:, ::1] z, const int64_t[::1] y, const floating[::1] w,
+                      floating[::1] loss, floating[:, ::1] d, floating eps,
+                      floating scale) noexcept nogil:
+    cdef Py_ssize_t i, n = z.shape[0], c = z.shape[1]
+    cdef double wsum_d = 0
+    cdef floating wsum, ec = eps / <floating>c
+    for i in range(c):
+        wsum_d += w[i]
+    wsum = <floating>wsum_d
+    if n * c >= PARALLEL_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            sce_labels_row(&z[i, 0], y[i], &w[0], &d[i, 0], &loss[i], c, eps, ec, scale, wsum)
+    else:
+        for i in range(n):
+            sce_labels_row(&z[i, 0], y[i], &w[0], &d[i, 0], &loss[i], c, eps, ec, scale, wsum)
+
+
+cdef void _sce_probs(const floating[:, ::1] z, const floating[:, ::1] t, const floating[::1] w,
+                     floating[::1] loss, floating[:, ::1] d, floating eps,
+                     floating scale) noexcept nogil:
+    cdef Py_ssize_t i, n = z.shape[0], c = z.shape[1]
+    cdef floating ec = eps / <floating>c
+    if n * c >= PARALLEL_THRESHOLD:
+        for i in prange(n, schedule="static"):
+            sce_probs_row(&z[i, 0], &t[i, 0], &w[0], &d[i, 0], &loss[i], c, eps, ec, scale)
+    else:
+        for i in range(n):
+            sce_probs_row(&z[i, 0], &t[i, 0], &w[0], &d[i, 0], &loss[i], c, eps, ec, scale)
+
+
+def softmax_cross_entropy(const floating[:, ::1] logits, target, const floating[::1] weight,
+                          floating[::1] loss, floating[:, ::1] dlogits,
+                          double label_smoothing, double grad_scale):
+    """Per-row losses (N,) and dlogits (N, C) of the softmax cross-entropy.
+
+    logits (N, C); target (N,) int64 labels or (N, C) probabilities; weight (C,)."""
+    cdef const int64_t[::1] y
+    cdef const floating[:, ::1] t
+    cdef floating eps = <floating>label_smoothing, scale = <floating>grad_scale
+    if target.ndim == 1:
+        y = target
+        with nogil:
+            _sce_labels(logits, y, weight, loss, dlogits, eps, scale)
+    else:
+        t = target
+        with nogil:
+            _sce_probs(logits, t, weight, loss, dlogits, eps, scale)
+
+
+# ---------------------------------------------------------------- cross-entropy, KL
+
+def cross_entropy(const floating[:, ::1] probs, target, floating[::1] loss, double eps):
+    """loss[n] = -sum_c t[n, c] log clip(probs[n, c], eps, 1 - eps)   probs (N, C),
+    target (N,) int64 labels or (N, C), loss (N,)."""
+    cdef const int64_t[::1] y
+    cdef const floating[:, ::1] t
+    cdef Py_ssize_t i, j, n = probs.shape[0], c = probs.shape[1]
+    cdef floating lo = <floating>eps, hi = <floating>(1.0 - eps), s
+    if target.ndim == 1:
+        y = target
+        with nogil:
+            for i in range(n):
+                loss[i] = -flog(clip(probs[i, y[i]], lo, hi))
+    else:
+        t = target
+        with nogil:
+            if n * c >= PARALLEL_THRESHOLD:
+                for i in prange(n, schedule="static"):
+                    s = 0
+                    for j in range(c):
+                        if t[i, j] != 0:
+                            s = s + t[i, j] * flog(clip(probs[i, j], lo, hi))
+                    loss[i] = -s
+            else:
+                for i in range(n):
+                    s = 0
+                    for j in range(c):
+                        if t[i, j] != 0:
+                            s = s + t[i, j] * flog(clip(probs[i, j], lo, hi))
+                    loss[i] = -s
+
+
+cdef inline double kl_row(const floating *p, const floating *q, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double s = 0
+    for j in range(c):
+        if p[j] != 0:
+            s += p[j] * (flog(p[j]) - flog(q[j]))
+    return s
+
+
+def kl_divergence(const floating[:, ::1] p, const floating[:, ::1] q, floating[::1] loss):
+    """loss[n] = sum_c p log(p / q) with 0 log(0 / q) = 0   p, q (N, C), loss (N,)."""
+    cdef Py_ssize_t i, n = p.shape[0], c = p.shape[1]
+    if c == 0:
+        loss[:] = 0
+        return
+    with nogil:
+        if n * c >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                loss[i] = <floating>kl_row(&p[i, 0], &q[i, 0], c)
+        else:
+            for i in range(n):
+                loss[i] = <floating>kl_row(&p[i, 0], &q[i, 0], c)
+
+
+# ---------------------------------------------------------------- elementwise losses
+# a, b, out are (n,).  Forward kernels return the float64 sum when out is None.
+# Parallel sums run over fixed chunks, each summed by the serial helper.
+
+cdef enum:
+    CHUNK = 16384
+
+
+cdef inline double sum_sqdiff(const floating *a, const floating *b, Py_ssize_t n) noexcept nogil:
+    # eight partial sums: independent add chains (see the module docstring)
+    cdef double s[8]
+    cdef floating d
+    cdef Py_ssize_t j, k, n8 = n - n % 8
+    for k in range(8):
+        s[k] = 0
+    for j in range(0, n8, 8):
+        for k in range(8):
+            d = a[j + k] - b[j + k]
+            s[k] += d * d
+    for j in range(n8, n):
+        d = a[j] - b[j]
+        s[0] += d * d
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+def mse(const floating[::1] pred, const floating[::1] target, out):
+    """(pred - target)^2 into out, or their float64 sum when out is None."""
+    cdef Py_ssize_t i, n = pred.shape[0], nch = (n + CHUNK - 1) // CHUNK, lo
+    cdef floating[::1] o
+    cdef floating d
+    cdef double s = 0
+    if out is None:
+        with nogil:
+            if n >= PARALLEL_THRESHOLD:
+                for i in prange(nch, schedule="static"):
+                    lo = i * CHUNK
+                    s += sum_sqdiff(&pred[lo], &target[lo], min(<Py_ssize_t>CHUNK, n - lo))
+            elif n:
+                s = sum_sqdiff(&pred[0], &target[0], n)
+        return s
+    o = out
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                d = pred[i] - target[i]
+                o[i] = d * d
+        else:
+            for i in range(n):
+                d = pred[i] - target[i]
+                o[i] = d * d
+    return None
+
+
+def mse_backward(const floating[::1] pred, const floating[::1] target, floating[::1] out,
+                 double scale):
+    """out = 2 scale (pred - target)."""
+    cdef Py_ssize_t i, n = pred.shape[0]
+    cdef floating k = <floating>(2.0 * scale)
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                out[i] = (pred[i] - target[i]) * k
+        else:
+            for i in range(n):
+                out[i] = (pred[i] - target[i]) * k
+
+
+cdef inline floating bce_s(floating p, floating y, floating lo, floating hi) noexcept nogil:
+    cdef floating pc = clip(p, lo, hi)
+    return -(y * flog(pc) + (1 - y) * flog1p(-pc))
+
+
+def binary_cross_entropy(const floating[::1] p, const floating[::1] y, out, double eps):
+    """-(y log pc + (1 - y) log(1 - pc)), pc = clip(p, eps, 1 - eps), into out or summed."""
+    cdef Py_ssize_t i, n = p.shape[0]
+    cdef floating lo = <floating>eps, hi = <floating>(1.0 - eps)
+    cdef floating[::1] o
+    cdef double s = 0
+    if out is None:
+        with nogil:
+            if n >= PARALLEL_THRESHOLD:
+                for i in prange(n, schedule="static"):
+                    s += bce_s(p[i], y[i], lo, hi)
+            else:
+                for i in range(n):
+                    s += bce_s(p[i], y[i], lo, hi)
+        return s
+    o = out
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                o[i] = bce_s(p[i], y[i], lo, hi)
+        else:
+            for i in range(n):
+                o[i] = bce_s(p[i], y[i], lo, hi)
+    return None
+
+
+cdef inline floating bce_grad_s(floating p, floating y, floating lo, floating hi,
+                                floating k) noexcept nogil:
+    cdef floating pc = clip(p, lo, hi)
+    cdef floating g = (pc - y) / (pc * (1 - pc)) * k
+    # the clipped loss is flat outside [lo, hi]
+    return 0 if (p < lo or p > hi) else g
+
+
+def binary_cross_entropy_backward(const floating[::1] p, const floating[::1] y,
+                                  floating[::1] out, double eps, double scale):
+    """out = scale (pc - y) / (pc (1 - pc)) inside [eps, 1 - eps], 0 outside."""
+    cdef Py_ssize_t i, n = p.shape[0]
+    cdef floating lo = <floating>eps, hi = <floating>(1.0 - eps), k = <floating>scale
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                out[i] = bce_grad_s(p[i], y[i], lo, hi, k)
+        else:
+            for i in range(n):
+                out[i] = bce_grad_s(p[i], y[i], lo, hi, k)
+
+
+def binary_cross_entropy_with_logits(const floating[::1] z, const floating[::1] y, out):
+    """max(z, 0) - z y + log1p(exp(-|z|)) into out, or summed."""
+    cdef Py_ssize_t i, n = z.shape[0]
+    cdef floating[::1] o
+    cdef double s = 0
+    if out is None:
+        with nogil:
+            if n >= PARALLEL_THRESHOLD:
+                for i in prange(n, schedule="static"):
+                    s += softplus_s(z[i]) - z[i] * y[i]
+            else:
+                for i in range(n):
+                    s += softplus_s(z[i]) - z[i] * y[i]
+        return s
+    o = out
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                o[i] = softplus_s(z[i]) - z[i] * y[i]
+        else:
+            for i in range(n):
+                o[i] = softplus_s(z[i]) - z[i] * y[i]
+    return None
+
+
+def binary_cross_entropy_with_logits_backward(const floating[::1] z, const floating[::1] y,
+                                              floating[::1] out, double scale):
+    """out = scale (sigmoid(z) - y)."""
+    cdef Py_ssize_t i, n = z.shape[0]
+    cdef floating k = <floating>scale
+    with nogil:
+        if n >= PARALLEL_THRESHOLD:
+            for i in prange(n, schedule="static"):
+                out[i] = (sigmoid_s(z[i]) - y[i]) * k
+        else:
+            for i in range(n):
+                out[i] = (sigmoid_s(z[i]) - y[i]) * k
