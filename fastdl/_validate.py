@@ -35,6 +35,8 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (as the other arrays), "
                         f"got {x.dtype}")
     check_ndim(name, x, ndim)
+    if x.ndim == 0:
+        return x.copy()  # np.ascontiguousarray would make it 1-D
     return np.ascontiguousarray(x)
 
 

@@ -1,10 +1,59 @@
 # Shared inline scalar helpers for the Cython kernels, for float32 and float64
-# through the fused type ``floating``.  Every function here is branch-light so
-# that gcc can vectorise the loops that call it (with -fno-math-errno the libm
-# calls become libmvec vector calls).
+# through the fused type ``floating``: libm wrappers (fexp, flog, ...), and each
+# activation f as ``<name>_s(x)`` with its derivative f' as ``<name>_d(x)``, so
+# that dense's fused pass and the activation kernels use one formula.
+#
+# Every function here is branch-light: library calls are unconditional and the
+# branches are selects, so that gcc can vectorise the loops that call them.
+# Activation conventions (kept by every backend and the NumPy reference):
+# * at a kink (x = 0) the derivative is the left one, as PyTorch:
+#   relu' = 0, leaky_relu' = alpha, elu' = alpha;
+# * NaN in gives NaN out, in both directions;
+# * at +-Inf every function and derivative is its limit (gelu(-inf) = 0,
+#   silu(-inf) = 0, gelu'(inf) = 1, ...), not the NaN of a naive x * 0.
+#
+# Vector libm (libmvec), opt-in per module.  glibc's <math.h> declares the
+# SIMD variants of expf, erff, ... (``_ZGVbN4v_expf`` and so on) only under
+# -ffast-math, which fastdl does not use (NaN must propagate).  A module that
+# wants its exp/erf/tanh loops vectorised without -ffast-math defines
+# FASTDL_LIBMVEC and links libm (whose linker script pulls in libmvec):
+#     # distutils: define_macros = FASTDL_LIBMVEC=1
+#     # distutils: libraries = m
+# The block below then re-declares those functions with the GCC ``simd``
+# attribute, on x86-64 glibc only.  Without the macro nothing changes, so a
+# module that does not link libmvec cannot end up with unresolved vector calls.
+# libmvec's functions are accurate to a few ulp and handle NaN/Inf/overflow
+# through their scalar fallback.
+cdef extern from *:
+    """
+    #if defined(FASTDL_LIBMVEC) && defined(__x86_64__) && defined(__GNUC__) \\
+        && defined(__GLIBC__) && !defined(__FAST_MATH__)
+    #if __GLIBC_PREREQ(2, 22)
+    #define FASTDL_SIMD __attribute__((__simd__("notinbranch")))
+    FASTDL_SIMD extern float expf(float);
+    FASTDL_SIMD extern double exp(double);
+    FASTDL_SIMD extern float logf(float);
+    FASTDL_SIMD extern double log(double);
+    #endif
+    #if __GLIBC_PREREQ(2, 35)
+    FASTDL_SIMD extern float expm1f(float);
+    FASTDL_SIMD extern double expm1(double);
+    FASTDL_SIMD extern float log1pf(float);
+    FASTDL_SIMD extern double log1p(double);
+    FASTDL_SIMD extern float tanhf(float);
+    FASTDL_SIMD extern double tanh(double);
+    FASTDL_SIMD extern float erff(float);
+    FASTDL_SIMD extern double erf(double);
+    FASTDL_SIMD extern float erfcf(float);
+    FASTDL_SIMD extern double erfc(double);
+    #endif
+    #endif
+    """
+
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, expm1, expm1f
 from libc.math cimport tanh, tanhf, erf, erff, sqrt, sqrtf, fabs, fabsf
+from libc.math cimport erfc, erfcf
 
 # Below this many elements a kernel runs on one thread (see fastdl/_config.py).
 cdef enum:
@@ -66,12 +115,27 @@ cdef inline floating ferf(floating x) noexcept nogil:
         return erf(x)
 
 
+cdef inline floating ferfc(floating x) noexcept nogil:
+    if floating is float:
+        return erfcf(x)
+    else:
+        return erfc(x)
+
+
 cdef inline floating fabs_(floating x) noexcept nogil:
     if floating is float:
         return fabsf(x)
     else:
         return fabs(x)
 
+
+cdef inline floating mul0(floating x, floating s) noexcept nogil:
+    # x * s, but 0 where s == 0: the limit of x * s(x) at x = +-inf when s(x) -> 0
+    # (Inf * 0 would be NaN); for finite x the product is 0 there anyway.
+    return 0 if s == 0 else x * s
+
+
+# ---- forward ------------------------------------------------------------------
 
 cdef inline floating sigmoid_s(floating x) noexcept nogil:
     # e = exp(-|x|) never overflows; both branches are computed and one selected,
@@ -87,26 +151,38 @@ cdef inline floating softplus_s(floating x) noexcept nogil:
 
 
 cdef inline floating relu_s(floating x) noexcept nogil:
-    # x > 0 ? x : 0 keeps NaN as NaN? No: NaN > 0 is false -> 0. Use x < 0 instead
-    # so that NaN propagates as IEEE max would in NumPy (np.maximum returns NaN).
+    # x < 0 ? 0 : x lets NaN through (NaN < 0 is false), as np.maximum does
     return 0 if x < 0 else x
 
 
 cdef inline floating leaky_relu_s(floating x, floating alpha) noexcept nogil:
+    # x for x >= 0, alpha x below (= max(alpha x, x) when 0 <= alpha <= 1)
     return alpha * x if x < 0 else x
 
 
 cdef inline floating elu_s(floating x, floating alpha) noexcept nogil:
-    return alpha * fexpm1(x) if x < 0 else x
+    # expm1 of min(x, 0) (NaN kept): never overflows, and is called on every lane
+    # rather than under a branch (gcc 12 vectorises only unconditional simd calls)
+    cdef floating xm = 0 if x > 0 else x
+    cdef floating e = fexpm1(xm)
+    return x if x > 0 else alpha * e
+
+
+cdef inline floating gelu_phi(floating x) noexcept nogil:
+    # Phi(x), the standard normal CDF, exactly: (1 + erf(x / sqrt 2)) / 2, written as
+    # erfc(-x / sqrt 2) / 2, which keeps full relative precision in the left tail
+    # where 1 + erf(...) cancels (float32 gelu(-5) would be off by 5%)
+    return <floating>0.5 * ferfc(x * <floating>-0.7071067811865476)
 
 
 cdef inline floating gelu_s(floating x) noexcept nogil:
-    # exact form: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))
-    return <floating>0.5 * x * (1 + ferf(x * <floating>0.7071067811865476))
+    # x Phi(x); at x = -inf Phi = 0 and the limit 0 is returned
+    return mul0(x, gelu_phi(x))
 
 
 cdef inline floating silu_s(floating x) noexcept nogil:
-    return x * sigmoid_s(x)
+    # x sigmoid(x); at x = -inf sigmoid = 0 and the limit 0 is returned
+    return mul0(x, sigmoid_s(x))
 
 
 cdef inline floating activate_s(floating x, int act, floating alpha) noexcept nogil:
@@ -126,3 +202,71 @@ cdef inline floating activate_s(floating x, int act, floating alpha) noexcept no
     elif act == ACT_SILU:
         return silu_s(x)
     return x
+
+
+# ---- derivatives f'(x) ----------------------------------------------------------
+
+cdef inline floating sigmoid_d(floating x) noexcept nogil:
+    # s(x) (1 - s(x)) = s(x) s(-x) = e / (1 + e)^2 with e = exp(-|x|): symmetric,
+    # no 1 - s cancellation, 0 at +-inf
+    cdef floating e = fexp(-fabs_(x))
+    cdef floating r = 1 / (1 + e)
+    return e * r * r
+
+
+cdef inline floating tanh_d(floating x) noexcept nogil:
+    # 1 - tanh^2 = sech^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): one exp (cheaper
+    # than tanh) and full relative precision where 1 - t^2 would round to 0
+    cdef floating e = fexp(-2 * fabs_(x))
+    cdef floating r = 1 / (1 + e)
+    return 4 * e * r * r
+
+
+cdef inline floating relu_d(floating x) noexcept nogil:
+    # 1 for x > 0, 0 for x <= 0, NaN for NaN
+    return 1 if x > 0 else (0 if x <= 0 else x)
+
+
+cdef inline floating leaky_relu_d(floating x, floating alpha) noexcept nogil:
+    # 1 for x > 0, alpha for x <= 0, NaN for NaN
+    return 1 if x > 0 else (alpha if x <= 0 else x)
+
+
+cdef inline floating elu_d(floating x, floating alpha) noexcept nogil:
+    # 1 for x > 0, alpha e^x for x <= 0 (NaN kept by the exp)
+    cdef floating xm = 0 if x > 0 else x
+    cdef floating e = fexp(xm)
+    return 1 if x > 0 else alpha * e
+
+
+cdef inline floating gelu_d(floating x) noexcept nogil:
+    # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
+    cdef floating p = <floating>0.3989422804014327 * fexp(<floating>-0.5 * x * x)
+    return gelu_phi(x) + mul0(x, p)
+
+
+cdef inline floating silu_d(floating x) noexcept nogil:
+    # s(x) + x s(x) s(-x), with s(x) s(-x) = e / (1 + e)^2 as in sigmoid_d (one exp)
+    cdef floating e = fexp(-fabs_(x))
+    cdef floating r = 1 / (1 + e)
+    cdef floating s = r if x >= 0 else e * r
+    return s + mul0(x, e * r * r)
+
+
+cdef inline floating derivative_s(floating x, int act, floating alpha) noexcept nogil:
+    """f'(x) of the elementwise activation with code ``act`` (ACT_*)."""
+    if act == ACT_RELU:
+        return relu_d(x)
+    elif act == ACT_LEAKY_RELU:
+        return leaky_relu_d(x, alpha)
+    elif act == ACT_ELU:
+        return elu_d(x, alpha)
+    elif act == ACT_SIGMOID:
+        return sigmoid_d(x)
+    elif act == ACT_TANH:
+        return tanh_d(x)
+    elif act == ACT_GELU:
+        return gelu_d(x)
+    elif act == ACT_SILU:
+        return silu_d(x)
+    return 1

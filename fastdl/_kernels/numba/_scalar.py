@@ -1,9 +1,22 @@
 """Scalar activation helpers shared by the Numba kernels (dense's fused output
-pass and the activation kernels).
+pass and the activation kernels): each activation ``f`` as ``<name>_s(x)`` and
+its derivative ``f'`` as ``<name>_d(x)``, so that one formula serves every kernel.
 
 Every literal goes through ``const(x, c)``, which is ``c`` in the float type of
 ``x``: a bare Python literal is float64 in Numba and would silently promote
-float32 arithmetic to float64 (half the vector width, and conversions)."""
+float32 arithmetic to float64 (half the vector width, and conversions).
+
+Conventions, kept in every backend (and by the NumPy reference):
+* The library calls (exp, expm1, erf, tanh) are unconditional and the branches
+  are selects, so that the loops calling them stay vectorisable once the
+  calls are.
+* At a kink (x = 0) the derivative is the left one, as PyTorch: relu' = 0,
+  leaky_relu' = alpha, elu' = alpha.
+* NaN in gives NaN out, in both directions (a derivative at NaN is NaN).
+* At +-Inf every function and derivative is its limit (gelu(-inf) = 0,
+  silu(-inf) = 0, gelu'(inf) = 1, ...), not the NaN that a naive
+  ``x * 0`` would give: ``mul0(x, s)`` is ``x * s`` but 0 where ``s == 0``.
+"""
 import numpy as np
 from numba import types
 from numba.extending import overload
@@ -14,6 +27,13 @@ from fastdl._kernels.numba._math import erf, exp, expm1, log1p, tanh
 ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3
 ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU = 4, 5, 6, 7
 ACT_SOFTMAX, ACT_LOG_SOFTMAX = 8, 9
+
+# activation name -> code (the elementwise ones; dense adds None and the softmaxes)
+ACT_CODES = {"relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU, "elu": ACT_ELU,
+             "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH, "gelu": ACT_GELU, "silu": ACT_SILU}
+
+_SQRT1_2 = 0.7071067811865476      # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 
 
 def const(x, c):
@@ -31,45 +51,66 @@ def _const_overload(x, c):
 
 
 @inline
+def mul0(x, s):
+    # x * s, but 0 where s == 0: the limit of x * s(x) at x = +-inf when s(x) -> 0
+    # (Inf * 0 would be NaN); for finite x the product is 0 there anyway.
+    return const(x, 0.0) if s == const(s, 0.0) else x * s
+
+
+# ---- forward ----------------------------------------------------------------
+
+@inline
 def sigmoid_s(x):
     # exp(-|x|) never overflows; both sides computed and one selected (no 1 - s,
     # which loses all precision for large negative x).
     e = exp(-abs(x))
     r = const(x, 1.0) / (const(x, 1.0) + e)
-    return r if x >= 0 else e * r
+    return r if x >= const(x, 0.0) else e * r
 
 
 @inline
 def softplus_s(x):
     # log(1 + e^x) = max(x, 0) + log1p(e^-|x|), finite for every finite x
-    return (x if x > 0 else const(x, 0.0)) + log1p(exp(-abs(x)))
+    return (x if x > const(x, 0.0) else const(x, 0.0)) + log1p(exp(-abs(x)))
 
 
 @inline
 def relu_s(x):
     # x < 0 ? 0 : x lets NaN through, as np.maximum does
-    return const(x, 0.0) if x < 0 else x
+    return const(x, 0.0) if x < const(x, 0.0) else x
 
 
 @inline
 def leaky_relu_s(x, alpha):
-    return alpha * x if x < 0 else x
+    # x for x >= 0, alpha x below (= max(alpha x, x) when 0 <= alpha <= 1)
+    return alpha * x if x < const(x, 0.0) else x
 
 
 @inline
 def elu_s(x, alpha):
-    return alpha * expm1(x) if x < 0 else x
+    # expm1 of min(x, 0) (NaN kept): never overflows, and is called on every
+    # lane instead of under a branch
+    xm = const(x, 0.0) if x > const(x, 0.0) else x
+    e = expm1(xm)
+    return x if x > const(x, 0.0) else alpha * e
+
+
+@inline
+def gelu_phi(x):
+    # Phi(x), the standard normal CDF, in the exact erf form
+    return const(x, 0.5) * (const(x, 1.0) + erf(x * const(x, _SQRT1_2)))
 
 
 @inline
 def gelu_s(x):
-    # exact form: 0.5 x (1 + erf(x / sqrt(2)))
-    return const(x, 0.5) * x * (const(x, 1.0) + erf(x * const(x, 0.7071067811865476)))
+    # x Phi(x); at x = -inf Phi = 0 and the limit 0 is returned
+    return mul0(x, gelu_phi(x))
 
 
 @inline
 def silu_s(x):
-    return x * sigmoid_s(x)
+    # x sigmoid(x); at x = -inf sigmoid = 0 and the limit 0 is returned
+    return mul0(x, sigmoid_s(x))
 
 
 @inline
@@ -90,3 +131,79 @@ def activate_s(x, act, alpha):
     elif act == ACT_SILU:
         return silu_s(x)
     return x
+
+
+# ---- derivatives f'(x) ---------------------------------------------------------
+
+@inline
+def sigmoid_d(x):
+    # s(x) (1 - s(x)) = s(x) s(-x) = e / (1 + e)^2 with e = exp(-|x|): symmetric in x,
+    # no 1 - s cancellation, 0 at +-inf
+    e = exp(-abs(x))
+    r = const(x, 1.0) / (const(x, 1.0) + e)
+    return e * r * r
+
+
+@inline
+def tanh_d(x):
+    # 1 - tanh^2 = sech^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): one exp (cheaper
+    # than tanh) and full relative precision where 1 - t^2 would round to 0
+    e = exp(const(x, -2.0) * abs(x))
+    r = const(x, 1.0) / (const(x, 1.0) + e)
+    return const(x, 4.0) * e * r * r
+
+
+@inline
+def relu_d(x):
+    # 1 for x > 0, 0 for x <= 0, NaN for NaN
+    return const(x, 1.0) if x > const(x, 0.0) else (const(x, 0.0) if x <= const(x, 0.0) else x)
+
+
+@inline
+def leaky_relu_d(x, alpha):
+    # 1 for x > 0, alpha for x <= 0, NaN for NaN
+    return const(x, 1.0) if x > const(x, 0.0) else (alpha if x <= const(x, 0.0) else x)
+
+
+@inline
+def elu_d(x, alpha):
+    # 1 for x > 0, alpha e^x for x <= 0 (NaN kept by the exp)
+    xm = const(x, 0.0) if x > const(x, 0.0) else x
+    e = exp(xm)
+    return const(x, 1.0) if x > const(x, 0.0) else alpha * e
+
+
+@inline
+def gelu_d(x):
+    # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
+    p = const(x, _INV_SQRT_2PI) * exp(const(x, -0.5) * x * x)
+    return gelu_phi(x) + mul0(x, p)
+
+
+@inline
+def silu_d(x):
+    # s(x) + x s(x) s(-x), with s(x) s(-x) = e / (1 + e)^2 as in sigmoid_d (one exp)
+    e = exp(-abs(x))
+    r = const(x, 1.0) / (const(x, 1.0) + e)
+    s = r if x >= const(x, 0.0) else e * r
+    return s + mul0(x, e * r * r)
+
+
+@inline
+def derivative_s(x, act, alpha):
+    """f'(x) of the elementwise activation with code ``act`` (ACT_*)."""
+    if act == ACT_RELU:
+        return relu_d(x)
+    elif act == ACT_LEAKY_RELU:
+        return leaky_relu_d(x, alpha)
+    elif act == ACT_ELU:
+        return elu_d(x, alpha)
+    elif act == ACT_SIGMOID:
+        return sigmoid_d(x)
+    elif act == ACT_TANH:
+        return tanh_d(x)
+    elif act == ACT_GELU:
+        return gelu_d(x)
+    elif act == ACT_SILU:
+        return silu_d(x)
+    return const(x, 1.0)

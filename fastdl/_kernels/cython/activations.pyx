@@ -1,0 +1,186 @@
+# cython: language_level=3
+# distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
+# distutils: libraries = m
+"""Elementwise activations, Cython backend.
+
+Every kernel takes flat (n,) C-contiguous arrays of one float dtype (the public
+wrapper ravels): the forward kernels ``name(x, out[, alpha])`` write
+out[i] = f(x[i]), the backward kernels ``name_backward(dy, x, dx[, alpha])`` write
+dx[i] = dy[i] * f'(x[i]).  ``out`` may be ``x`` and ``dx`` may be ``dy`` or ``x``
+(each element is read before it is written; gcc's alias check lets an exact
+alias take the vector path).  The formulas are the scalar helpers of
+``_helpers.pxd``, shared with dense's fused pass.
+
+One pass over memory per call.  The branch on the activation code is taken once
+per span, outside its loop, so every loop is a plain map that gcc vectorises;
+the exp/expm1/erf/tanh calls become libmvec vector calls (FASTDL_LIBMVEC above,
+see _helpers.pxd).  Above PARALLEL_THRESHOLD elements the array is cut into
+CHUNK-element spans handed out by a static prange (each thread one contiguous
+block); below, one span on the calling thread.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from fastdl._kernels.cython._helpers cimport (
+    PARALLEL_THRESHOLD, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH,
+    ACT_GELU, ACT_SILU, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
+    relu_d, leaky_relu_d, elu_d, sigmoid_d, tanh_d, gelu_d, silu_d)
+
+# elements per parallel span: large enough that a span's call costs nothing,
+# small enough that the last threads are not left with a long tail
+cdef enum:
+    CHUNK = 32768
+
+
+cdef void forward_span(const floating *x, floating *y, Py_ssize_t n, int act,
+                       floating alpha) noexcept nogil:
+    # x, y (n,): y = f(x)
+    cdef Py_ssize_t i
+    if act == ACT_RELU:
+        for i in range(n):
+            y[i] = relu_s(x[i])
+    elif act == ACT_LEAKY_RELU:
+        for i in range(n):
+            y[i] = leaky_relu_s(x[i], alpha)
+    elif act == ACT_ELU:
+        for i in range(n):
+            y[i] = elu_s(x[i], alpha)
+    elif act == ACT_SIGMOID:
+        for i in range(n):
+            y[i] = sigmoid_s(x[i])
+    elif act == ACT_TANH:
+        for i in range(n):
+            y[i] = ftanh(x[i])
+    elif act == ACT_GELU:
+        for i in range(n):
+            y[i] = gelu_s(x[i])
+    elif act == ACT_SILU:
+        for i in range(n):
+            y[i] = silu_s(x[i])
+
+
+cdef void backward_span(const floating *dy, const floating *x, floating *dx, Py_ssize_t n,
+                        int act, floating alpha) noexcept nogil:
+    # dy, x, dx (n,): dx = dy * f'(x)
+    cdef Py_ssize_t i
+    if act == ACT_RELU:
+        for i in range(n):
+            dx[i] = dy[i] * relu_d(x[i])
+    elif act == ACT_LEAKY_RELU:
+        for i in range(n):
+            dx[i] = dy[i] * leaky_relu_d(x[i], alpha)
+    elif act == ACT_ELU:
+        for i in range(n):
+            dx[i] = dy[i] * elu_d(x[i], alpha)
+    elif act == ACT_SIGMOID:
+        for i in range(n):
+            dx[i] = dy[i] * sigmoid_d(x[i])
+    elif act == ACT_TANH:
+        for i in range(n):
+            dx[i] = dy[i] * tanh_d(x[i])
+    elif act == ACT_GELU:
+        for i in range(n):
+            dx[i] = dy[i] * gelu_d(x[i])
+    elif act == ACT_SILU:
+        for i in range(n):
+            dx[i] = dy[i] * silu_d(x[i])
+
+
+cdef void forward(const floating[::1] x, floating[::1] out, int act,
+                  double alpha) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], c, lo
+    cdef floating a = <floating>alpha
+    if n == 0:
+        return
+    if n < PARALLEL_THRESHOLD:
+        forward_span(&x[0], &out[0], n, act, a)
+    else:
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            lo = c * CHUNK
+            forward_span(&x[lo], &out[lo], min(<Py_ssize_t>CHUNK, n - lo), act, a)
+
+
+cdef void backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx, int act,
+                   double alpha) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], c, lo
+    cdef floating a = <floating>alpha
+    if n == 0:
+        return
+    if n < PARALLEL_THRESHOLD:
+        backward_span(&dy[0], &x[0], &dx[0], n, act, a)
+    else:
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            lo = c * CHUNK
+            backward_span(&dy[lo], &x[lo], &dx[lo], min(<Py_ssize_t>CHUNK, n - lo), act, a)
+
+
+def relu(const floating[::1] x, floating[::1] out):
+    """out = max(x, 0)   x, out (n,)"""
+    forward(x, out, ACT_RELU, 0)
+
+
+def relu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
+    """dx = dy * (x > 0)   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_RELU, 0)
+
+
+def leaky_relu(const floating[::1] x, floating[::1] out, double alpha):
+    """out = x if x >= 0 else alpha * x   x, out (n,)"""
+    forward(x, out, ACT_LEAKY_RELU, alpha)
+
+
+def leaky_relu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx,
+                        double alpha):
+    """dx = dy * (1 if x > 0 else alpha)   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_LEAKY_RELU, alpha)
+
+
+def elu(const floating[::1] x, floating[::1] out, double alpha):
+    """out = x if x >= 0 else alpha * (e^x - 1)   x, out (n,)"""
+    forward(x, out, ACT_ELU, alpha)
+
+
+def elu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx,
+                 double alpha):
+    """dx = dy * (1 if x > 0 else alpha e^x)   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_ELU, alpha)
+
+
+def sigmoid(const floating[::1] x, floating[::1] out):
+    """out = 1 / (1 + e^-x)   x, out (n,)"""
+    forward(x, out, ACT_SIGMOID, 0)
+
+
+def sigmoid_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
+    """dx = dy * s(x) (1 - s(x))   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_SIGMOID, 0)
+
+
+def tanh(const floating[::1] x, floating[::1] out):
+    """out = tanh(x)   x, out (n,)"""
+    forward(x, out, ACT_TANH, 0)
+
+
+def tanh_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
+    """dx = dy * (1 - tanh(x)^2)   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_TANH, 0)
+
+
+def gelu(const floating[::1] x, floating[::1] out):
+    """out = x Phi(x)   x, out (n,)"""
+    forward(x, out, ACT_GELU, 0)
+
+
+def gelu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
+    """dx = dy * (Phi(x) + x phi(x))   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_GELU, 0)
+
+
+def silu(const floating[::1] x, floating[::1] out):
+    """out = x sigmoid(x)   x, out (n,)"""
+    forward(x, out, ACT_SILU, 0)
+
+
+def silu_backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx):
+    """dx = dy * s(x) (1 + x (1 - s(x)))   dy, x, dx (n,)"""
+    backward(dy, x, dx, ACT_SILU, 0)
