@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import types
+
 import numba
 
 from fastdl import _config
@@ -29,10 +31,23 @@ def jit(fn=None, *, parallel=False, fastmath=None, inline="never"):
     return wrap if fn is None else wrap(fn)
 
 
+def _twin(f, suffix):
+    """A copy of ``f`` under another name.  Numba's cache keys a kernel by the
+    function's qualified name and line, not by its options, so a serial and a
+    parallel compile of the same function would load each other from the cache."""
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__,
+                           f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    g.__module__ = f.__module__
+    g.__doc__ = f.__doc__
+    return g
+
+
 def jit_pair(fn=None, *, fastmath=None):
     """(serial, parallel) compiled from one source; call ``pick(pair, n)`` to choose."""
     def wrap(f):
-        return jit(f, fastmath=fastmath), jit(f, parallel=True, fastmath=fastmath)
+        return (jit(f, fastmath=fastmath),
+                jit(_twin(f, "_parallel"), parallel=True, fastmath=fastmath))
     return wrap if fn is None else wrap(fn)
 
 
