@@ -66,7 +66,7 @@ def _train(args):
                               image_shape=(8, 8))
     stopper = callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                       restore_best_weights=True)
-    n_params = params.size
+    n_params = params.num_parameters
     print(f"fastdl {fastdl.__version__}: MLP 64-{'-'.join(map(str, hidden))}-10 "
           f"({n_params:,} parameters) on the 8x8 digits: {len(y_train)} train, "
           f"{len(y_val)} validation, {len(y_test)} test images; backend {backend}, "

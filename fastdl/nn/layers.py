@@ -19,6 +19,7 @@ from fastdl import _validate as V
 from fastdl import init as _init
 from fastdl._registry import kernel
 from fastdl.functional.dense import ACTIVATIONS
+from fastdl.functional.maxout import ARGMAX_DTYPE
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softmax", "Maxout", "Dropout", "Residual"]
@@ -321,7 +322,7 @@ class Maxout(Layer):
         z = self._dense.forward(x)
         n = x.shape[0]
         y = self._buf("y", (n, self.out_features), x.dtype)
-        am = self._buf("argmax", (n, self.out_features), np.int64)
+        am = self._buf("argmax", (n, self.out_features), ARGMAX_DTYPE)
         self._k("maxout")(z, y, am, self.pieces)
         self._argmax = am
         return y
