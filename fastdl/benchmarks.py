@@ -501,7 +501,7 @@ def build_rows(quick, backends, torch, only=None):
 
 
 def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, startup=True,
-        progress=True):
+        progress=True, sample=None, pre=None):
     import fastdl
 
     backends = fastdl.backends()
@@ -511,7 +511,8 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, start
     if torch is not None:
         torch.set_num_threads(threads)
     rounds = rounds or (5 if quick else 9)
-    sample, pre = (0.01, 0.02) if quick else (0.03, 0.15)
+    sample = sample if sample is not None else (0.01 if quick else 0.03)
+    pre = pre if pre is not None else (0.02 if quick else 0.15)
     rows = build_rows(quick, backends, torch, only)
     for i, row in enumerate(rows):
         if progress:

@@ -49,16 +49,21 @@ cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, P
         if row[j] > mx:
             mx = row[j]
     s = 0
-    for j in range(m):
-        s += fexp(row[j] - mx)
     if act == ACT_SOFTMAX:
+        for j in range(m):
+            row[j] = fexp(row[j] - mx)
+            s += row[j]
         inv = 1 / s
         for j in range(m):
-            row[j] = fexp(row[j] - mx) * inv
+            row[j] = row[j] * inv
     else:
-        lse = mx + flog(s)
         for j in range(m):
-            row[j] = row[j] - lse
+            s += fexp(row[j] - mx)
+        lse = flog(s)
+        # (x - max) - log(s), not x - (max + log s): the latter loses the low bits
+        # of x - max when |max| is large (about 1e-3 near 1e4 in float32)
+        for j in range(m):
+            row[j] = (row[j] - mx) - lse
 
 
 cdef void _dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating *b,

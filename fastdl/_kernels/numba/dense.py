@@ -35,16 +35,22 @@ def _bias_act(y, b, has_bias, act, alpha):
             for j in range(1, m):
                 mx = max(mx, row[j])
             s = const(mx, 0.0)
-            for j in range(m):
-                s += exp(row[j] - mx)
             if act == ACT_SOFTMAX:
+                for j in range(m):
+                    e = exp(row[j] - mx)
+                    row[j] = e
+                    s += e
                 inv = const(mx, 1.0) / s
                 for j in range(m):
-                    row[j] = exp(row[j] - mx) * inv
+                    row[j] = row[j] * inv
             else:
-                lse = mx + log(s)
                 for j in range(m):
-                    row[j] = row[j] - lse
+                    s += exp(row[j] - mx)
+                lse = log(s)
+                # (x - max) - log(s), not x - (max + log s), which loses the low bits
+                # of x - max when |max| is large
+                for j in range(m):
+                    row[j] = (row[j] - mx) - lse
 
 
 _bias_act_k = jit_pair(_bias_act)
