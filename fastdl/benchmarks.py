@@ -476,9 +476,17 @@ def startup_figures(quick):
 
 
 # --------------------------------------------------------------------------- main
-def build_rows(quick, backends, torch, only=None):
+def build_rows(quick, backends, torch, only=None, tiny=False):
+    """The rows of a run.  ``tiny`` keeps every row of ``--quick`` at toy sizes (tests)."""
     rows = []
-    if quick:
+    if tiny:
+        rows += activation_rows(4096, backends, torch)
+        rows += softmax_rows([(16, 100)], backends, torch)
+        rows += loss_rows(4096, backends, torch)
+        rows += dense_rows([(16, 784, 512)], backends, torch)
+        rows += optimizer_rows(4096, backends, torch)
+        rows += mlp_rows([32, 256], 256, backends, torch)
+    elif quick:
         rows += activation_rows(1_000_000, backends, torch)
         rows += softmax_rows([(256, 1000)], backends, torch)
         rows += loss_rows(1_000_000, backends, torch)
@@ -501,7 +509,7 @@ def build_rows(quick, backends, torch, only=None):
 
 
 def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, startup=True,
-        progress=True, sample=None, pre=None):
+        progress=True, sample=None, pre=None, tiny=False):
     import fastdl
 
     backends = fastdl.backends()
@@ -513,7 +521,7 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, start
     rounds = rounds or (5 if quick else 9)
     sample = sample if sample is not None else (0.01 if quick else 0.03)
     pre = pre if pre is not None else (0.02 if quick else 0.15)
-    rows = build_rows(quick, backends, torch, only)
+    rows = build_rows(quick, backends, torch, only, tiny)
     for i, row in enumerate(rows):
         if progress:
             print(f"[{i + 1}/{len(rows)}] {row.name}", file=sys.stderr, flush=True)

@@ -29,15 +29,21 @@ def _build_mlp(hidden, n_in, n_out, dropout, seed, backend):
 
 
 def _train(args):
+    import fastdl
+
+    if args.threads:
+        fastdl.set_num_threads(args.threads)
+    backend = args.backend or fastdl.get_backend()
+    with fastdl.use_backend(backend):
+        return _train_with(args, backend)
+
+
+def _train_with(args, backend):
     import numpy as np
 
     import fastdl
     from fastdl import augment, callbacks, data, datasets, metrics, optim, schedules
 
-    if args.threads:
-        fastdl.set_num_threads(args.threads)
-    backend = args.backend or fastdl.get_backend()
-    fastdl.set_backend(backend)
     X, y = datasets.load_digits()
     X_tmp, X_test, y_tmp, y_test = data.split(X, y, test_size=0.2, seed=args.seed)
     X_train, X_val, y_train, y_val = data.split(X_tmp, y_tmp, test_size=0.2, seed=args.seed + 1)

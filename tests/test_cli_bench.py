@@ -41,13 +41,17 @@ def test_train_plot(tmp_path, capsys):
 
 def _quick_report(**kw):
     return benchmarks.run(quick=True, rounds=1, startup=False, progress=False, sample=0.001,
-                          pre=0.0, **kw)
+                          pre=0.0, tiny=True, **kw)
 
 
 def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
     torch_present = benchmarks._torch() is not None
     report = _quick_report()
-    names = [r.name for r in benchmarks.build_rows(True, fastdl.backends(), None)]
+    names = [r.name for r in benchmarks.build_rows(True, fastdl.backends(), None, tiny=True)]
+    # the tiny rows are the quick rows at other sizes: same groups, same competitors
+    quick = benchmarks.build_rows(True, fastdl.backends(), None)
+    assert [r.group for r in quick] == [r.group for r in benchmarks.build_rows(
+        True, fastdl.backends(), None, tiny=True)]
     assert [d["name"] for d in report["rows"]] == names
     for d in report["rows"]:
         if d["group"] == "threading":
