@@ -93,6 +93,7 @@ class Sequential(Layer):
         self.loss = None
         self.optimizer = None
         self._warned: set = set()
+        self._ce_bufs: dict = {}
 
     # structure ----------------------------------------------------------
     def parameters(self):
@@ -207,6 +208,24 @@ class Sequential(Layer):
                              f"got {y.shape}")
         return np.ascontiguousarray(y, dtype=self.dtype)
 
+    def _ce_step(self, out, yb, weight):
+        """The training step's softmax cross-entropy: the fused kernel called directly
+        on buffers made once per batch shape (``fit`` validated the labels and the
+        weights), so a step allocates nothing.  Returns (mean loss * rows, dlogits)."""
+        n, c = out.shape
+        key = (n, c, out.dtype)
+        bufs = self._ce_bufs.get(key)
+        if bufs is None:
+            bufs = (np.empty(n, out.dtype), np.empty((n, c), out.dtype),
+                    np.ones(c, out.dtype))
+            self._ce_bufs[key] = bufs
+        rows, dlogits, ones = bufs
+        w = ones if weight is None else weight
+        denom = float(n) if weight is None else float(np.sum(weight[yb], dtype=np.float64))
+        scale = 1.0 / denom if denom != 0 else float("nan")
+        kernel("softmax_cross_entropy", self.backend)(out, yb, w, rows, dlogits, 0.0, scale)
+        return float(np.sum(rows, dtype=np.float64)) * scale * n, dlogits
+
     def _loss_grad(self, out, yb, loss, weight, need_grad=True):
         """(the batch's mean loss times its row count, gradient of the mean loss or None).
 
@@ -214,6 +233,8 @@ class Sequential(Layer):
         import fastdl.functional as F
 
         be, m = self.backend, out.shape[0]
+        if loss == "cross_entropy" and need_grad:
+            return self._ce_step(out, yb, weight)
         if loss == "cross_entropy":
             lv, g = F.softmax_cross_entropy(out, yb, weight=weight, backend=be)
             return float(lv) * m, g
@@ -329,6 +350,7 @@ class Sequential(Layer):
                     opt.lr = float(schedule(epoch))
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 total, correct = 0.0, 0
+                self._set_mode(True)
                 if verbose:
                     from tqdm.auto import tqdm
                     bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="row",
@@ -345,7 +367,6 @@ class Sequential(Layer):
                         if xb.shape != (m,) + X.shape[1:]:
                             raise ValueError(f"augment: returned shape {xb.shape}, expected "
                                              f"{(m,) + X.shape[1:]}")
-                    self._set_mode(True)
                     out = self.forward(xb, train_layers)
                     lv, g = self._loss_grad(out, yb, loss, weight)
                     total += lv

@@ -1,4 +1,6 @@
 # cython: language_level=3
+# distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
+# distutils: libraries = m
 """Dense layer, Cython backend: GEMM through scipy.linalg.cython_blas, then one
 fused pass for the bias and the activation (prange over rows above a size).
 
@@ -11,8 +13,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from fastdl._kernels.cython._helpers cimport (activate_s, fexp, flog, ACT_SOFTMAX,
-                                               ACT_LOG_SOFTMAX, PARALLEL_THRESHOLD)
+from fastdl._kernels.cython._helpers cimport (
+    fexp, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
+    ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU,
+    ACT_SOFTMAX, PARALLEL_THRESHOLD)
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
@@ -30,19 +34,44 @@ cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
 
 cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, Py_ssize_t m,
                               int act, floating alpha) noexcept nogil:
+    # row is one output row (M,), in L1 after the GEMM: add the bias, then apply the
+    # activation.  One loop per activation, chosen outside the loop, so that each
+    # loop is a straight vectorisable body (a switch inside the loop is not).
     cdef Py_ssize_t j
     cdef floating mx, s, inv, lse
-    if act < ACT_SOFTMAX:
-        if has_bias:
-            for j in range(m):
-                row[j] = activate_s(row[j] + b[j], act, alpha)
-        else:
-            for j in range(m):
-                row[j] = activate_s(row[j], act, alpha)
-        return
     if has_bias:
         for j in range(m):
             row[j] += b[j]
+    if act == ACT_RELU:
+        for j in range(m):
+            row[j] = relu_s(row[j])
+        return
+    elif act == ACT_LEAKY_RELU:
+        for j in range(m):
+            row[j] = leaky_relu_s(row[j], alpha)
+        return
+    elif act == ACT_ELU:
+        for j in range(m):
+            row[j] = elu_s(row[j], alpha)
+        return
+    elif act == ACT_SIGMOID:
+        for j in range(m):
+            row[j] = sigmoid_s(row[j])
+        return
+    elif act == ACT_TANH:
+        for j in range(m):
+            row[j] = ftanh(row[j])
+        return
+    elif act == ACT_GELU:
+        for j in range(m):
+            row[j] = gelu_s(row[j])
+        return
+    elif act == ACT_SILU:
+        for j in range(m):
+            row[j] = silu_s(row[j])
+        return
+    elif act < ACT_SOFTMAX:
+        return
     # subtract the row max before exp so that no term overflows
     mx = row[0]
     for j in range(1, m):

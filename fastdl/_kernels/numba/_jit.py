@@ -19,6 +19,40 @@ import numba
 
 from fastdl import _config
 
+def _drop_stale_cache():
+    """Numba checks only a kernel's own source file when it decides whether a cached
+    kernel is stale, so a change to the shared scalar maths (``_math.py``,
+    ``_scalar.py``, this file) would leave every cached kernel on the old code.  A
+    stamp of those files beside the cache clears it when they change."""
+    import hashlib
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha1()
+    for name in ("_jit.py", "_math.py", "_scalar.py"):
+        with open(os.path.join(here, name), "rb") as fh:
+            h.update(fh.read())
+    cache = os.path.join(here, "__pycache__")
+    stamp = os.path.join(cache, "fastdl-numba-maths.stamp")
+    try:
+        with open(stamp) as fh:
+            if fh.read() == h.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        os.makedirs(cache, exist_ok=True)
+        for f in os.listdir(cache):
+            if f.endswith((".nbi", ".nbc")):
+                os.unlink(os.path.join(cache, f))
+        with open(stamp, "w") as fh:
+            fh.write(h.hexdigest())
+    except OSError:
+        pass  # a read-only install: Numba then keeps its cache elsewhere or none
+
+
+_drop_stale_cache()
+
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}
 

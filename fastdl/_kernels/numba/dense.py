@@ -7,30 +7,48 @@ import numpy as np
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
-from fastdl._kernels.numba._math import exp, log
-from fastdl._kernels.numba._scalar import ACT_SOFTMAX, activate_s, const
+from fastdl._kernels.numba._math import exp, log, tanh
+from fastdl._kernels.numba._scalar import (ACT_ELU, ACT_GELU, ACT_LEAKY_RELU, ACT_RELU,
+                                           ACT_SIGMOID, ACT_SILU, ACT_SOFTMAX, ACT_TANH, const,
+                                           elu_s, gelu_s, leaky_relu_s, relu_s, sigmoid_s,
+                                           silu_s)
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
 
 
 def _bias_act(y, b, has_bias, act, alpha):
-    # y is (N, M), updated in place row by row: y[n] = act(y[n] + b); one read and
-    # one write of each element while the row is in L1.
+    # y is (N, M), updated in place row by row while the row is in L1: add the bias,
+    # then the activation, one loop per activation chosen outside the loop (a code
+    # switch inside the loop would keep it from vectorising).
     n, m = y.shape
     for i in prange(n):
         row = y[i]
-        if act < ACT_SOFTMAX:
-            if has_bias:
-                for j in range(m):
-                    row[j] = activate_s(row[j] + b[j], act, alpha)
-            else:
-                for j in range(m):
-                    row[j] = activate_s(row[j], act, alpha)
-        else:
-            if has_bias:
-                for j in range(m):
-                    row[j] += b[j]
+        if has_bias:
+            for j in range(m):
+                row[j] += b[j]
+        if act == ACT_RELU:
+            for j in range(m):
+                row[j] = relu_s(row[j])
+        elif act == ACT_LEAKY_RELU:
+            for j in range(m):
+                row[j] = leaky_relu_s(row[j], alpha)
+        elif act == ACT_ELU:
+            for j in range(m):
+                row[j] = elu_s(row[j], alpha)
+        elif act == ACT_SIGMOID:
+            for j in range(m):
+                row[j] = sigmoid_s(row[j])
+        elif act == ACT_TANH:
+            for j in range(m):
+                row[j] = tanh(row[j])
+        elif act == ACT_GELU:
+            for j in range(m):
+                row[j] = gelu_s(row[j])
+        elif act == ACT_SILU:
+            for j in range(m):
+                row[j] = silu_s(row[j])
+        elif act >= ACT_SOFTMAX:
             mx = row[0]
             for j in range(1, m):
                 mx = max(mx, row[j])
