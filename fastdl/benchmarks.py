@@ -157,35 +157,42 @@ def _torch_activation(torch, name, x, dy):
 
 
 def softmax_rows(shapes, backends, torch):
+    rows = []
+    for n, c in shapes:
+        rows += _softmax_shape_rows(n, c, backends, torch)
+    return rows
+
+
+def _softmax_shape_rows(n, c, backends, torch):
+    # one function call per shape: the closures below must keep this shape's arrays
     import fastdl.functional as F
 
     rows = []
-    for n, c in shapes:
-        r = _rng()
-        x = (r.standard_normal((n, c)) * 3).astype(np.float32)
-        dy = r.standard_normal((n, c)).astype(np.float32)
-        labels = r.integers(0, c, n)
-        y = np.empty_like(x)
-        dx = np.empty_like(x)
-        for name in ("softmax", "log_softmax"):
-            fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
-            fns = {}
-            for be in backends:
-                def f(be=be, fwd=fwd, bwd=bwd):
-                    fwd(x, out=y, backend=be)
-                    bwd(dy, y, out=dx, backend=be)
-                fns[be] = f
-            if torch is not None:
-                fns["torch"] = _torch_rowwise(torch, name, x, dy)
-            rows.append(Row(f"{name} fwd+bwd {n}x{c}", "softmax", "memory", 20.0 * n * c, fns,
-                            _copy_baseline(20.0 * n * c)))
+    r = _rng()
+    x = (r.standard_normal((n, c)) * 3).astype(np.float32)
+    dy = r.standard_normal((n, c)).astype(np.float32)
+    labels = r.integers(0, c, n)
+    y = np.empty_like(x)
+    dx = np.empty_like(x)
+    for name in ("softmax", "log_softmax"):
+        fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
         fns = {}
         for be in backends:
-            fns[be] = (lambda be=be: F.softmax_cross_entropy(x, labels, backend=be))
+            def f(be=be, fwd=fwd, bwd=bwd):
+                fwd(x, out=y, backend=be)
+                bwd(dy, y, out=dx, backend=be)
+            fns[be] = f
         if torch is not None:
-            fns["torch"] = _torch_ce(torch, x, labels)
-        rows.append(Row(f"softmax_cross_entropy fwd+bwd {n}x{c}", "loss", "memory",
-                        8.0 * n * c, fns, _copy_baseline(8.0 * n * c)))
+            fns["torch"] = _torch_rowwise(torch, name, x, dy)
+        rows.append(Row(f"{name} fwd+bwd {n}x{c}", "softmax", "memory", 20.0 * n * c, fns,
+                        _copy_baseline(20.0 * n * c)))
+    fns = {}
+    for be in backends:
+        fns[be] = (lambda be=be: F.softmax_cross_entropy(x, labels, backend=be))
+    if torch is not None:
+        fns["torch"] = _torch_ce(torch, x, labels)
+    rows.append(Row(f"softmax_cross_entropy fwd+bwd {n}x{c}", "loss", "memory",
+                    8.0 * n * c, fns, _copy_baseline(8.0 * n * c)))
     return rows
 
 
@@ -242,50 +249,57 @@ def loss_rows(n, backends, torch):
 
 
 def dense_rows(shapes, backends, torch):
+    rows = []
+    for n, k, m in shapes:
+        rows += _dense_shape_rows(n, k, m, backends, torch)
+    return rows
+
+
+def _dense_shape_rows(n, k, m, backends, torch):
+    # one function call per shape: the closures below must keep this shape's arrays
     import fastdl.functional as F
 
     rows = []
-    for n, k, m in shapes:
-        r = _rng()
-        x = r.standard_normal((n, k), dtype=np.float32)
-        W = (r.standard_normal((k, m), dtype=np.float32) * 0.05)
-        b = r.standard_normal(m, dtype=np.float32)
-        y = np.empty((n, m), np.float32)
-        dy = r.standard_normal((n, m), dtype=np.float32)
-        bufs = (np.empty((n, k), np.float32), np.empty((k, m), np.float32),
-                np.empty(m, np.float32))
-        fns = {be: (lambda be=be: F.dense_forward(x, W, b, "relu", out=y, backend=be))
-               for be in backends}
-        if torch is not None:
-            xt, Wt, bt = (torch.from_numpy(a) for a in (x, W, b))
-            yt = torch.from_numpy(y.copy())
+    r = _rng()
+    x = r.standard_normal((n, k), dtype=np.float32)
+    W = (r.standard_normal((k, m), dtype=np.float32) * 0.05)
+    b = r.standard_normal(m, dtype=np.float32)
+    y = np.empty((n, m), np.float32)
+    dy = r.standard_normal((n, m), dtype=np.float32)
+    bufs = (np.empty((n, k), np.float32), np.empty((k, m), np.float32),
+            np.empty(m, np.float32))
+    fns = {be: (lambda be=be: F.dense_forward(x, W, b, "relu", out=y, backend=be))
+           for be in backends}
+    if torch is not None:
+        xt, Wt, bt = (torch.from_numpy(a) for a in (x, W, b))
+        yt = torch.from_numpy(y.copy())
 
-            def tfwd():
-                torch.addmm(bt, xt, Wt, out=yt)
-                torch.relu_(yt)
-            fns["torch"] = tfwd
-        yb = np.empty((n, m), np.float32)
-        rows.append(Row(f"dense_forward+relu {n}x{k}x{m}", "dense", "gemm", 2.0 * n * k * m,
-                        fns, ("matmul", lambda: np.matmul(x, W, out=yb))))
-        fns = {be: (lambda be=be: F.dense_backward(dy, x, W, out=bufs, backend=be))
-               for be in backends}
-        if torch is not None:
-            dyt = torch.from_numpy(dy)
-            dxt, dWt = torch.from_numpy(bufs[0].copy()), torch.from_numpy(bufs[1].copy())
-            dbt = torch.from_numpy(bufs[2].copy())
+        def tfwd():
+            torch.addmm(bt, xt, Wt, out=yt)
+            torch.relu_(yt)
+        fns["torch"] = tfwd
+    yb = np.empty((n, m), np.float32)
+    rows.append(Row(f"dense_forward+relu {n}x{k}x{m}", "dense", "gemm", 2.0 * n * k * m,
+                    fns, ("matmul", lambda: np.matmul(x, W, out=yb))))
+    fns = {be: (lambda be=be: F.dense_backward(dy, x, W, out=bufs, backend=be))
+           for be in backends}
+    if torch is not None:
+        dyt = torch.from_numpy(dy)
+        dxt, dWt = torch.from_numpy(bufs[0].copy()), torch.from_numpy(bufs[1].copy())
+        dbt = torch.from_numpy(bufs[2].copy())
 
-            def tbwd():
-                torch.mm(dyt, Wt.t(), out=dxt)
-                torch.mm(xt.t(), dyt, out=dWt)
-                torch.sum(dyt, 0, out=dbt)
-            fns["torch"] = tbwd
-        b1, b2 = np.empty((n, k), np.float32), np.empty((k, m), np.float32)
+        def tbwd():
+            torch.mm(dyt, Wt.t(), out=dxt)
+            torch.mm(xt.t(), dyt, out=dWt)
+            torch.sum(dyt, 0, out=dbt)
+        fns["torch"] = tbwd
+    b1, b2 = np.empty((n, k), np.float32), np.empty((k, m), np.float32)
 
-        def mm2():
-            np.matmul(dy, W.T, out=b1)
-            np.matmul(x.T, dy, out=b2)
-        rows.append(Row(f"dense_backward {n}x{k}x{m}", "dense", "gemm", 4.0 * n * k * m, fns,
-                        ("matmul", mm2)))
+    def mm2():
+        np.matmul(dy, W.T, out=b1)
+        np.matmul(x.T, dy, out=b2)
+    rows.append(Row(f"dense_backward {n}x{k}x{m}", "dense", "gemm", 4.0 * n * k * m, fns,
+                    ("matmul", mm2)))
     return rows
 
 
