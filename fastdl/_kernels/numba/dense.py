@@ -4,6 +4,8 @@ the bias and activation are one fused Numba pass over the output.
 x is (N, K), W is (K, M), b is (M,), y is (N, M).
 """
 import numpy as np
+
+from fastdl import _config
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
@@ -12,6 +14,8 @@ from fastdl._kernels.numba._scalar import (ACT_ELU, ACT_GELU, ACT_LEAKY_RELU, AC
                                            ACT_SIGMOID, ACT_SILU, ACT_SOFTMAX, ACT_TANH, const,
                                            elu_s, gelu_s, leaky_relu_s, relu_s, sigmoid_s,
                                            silu_s)
+
+DENSE_PARALLEL_THRESHOLD = 1 << 22
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
@@ -93,7 +97,12 @@ def dense_forward(x, W, b, out, activation, alpha):
     if b is None and code == 0:
         return
     bias = out[0] if b is None else b  # any array of the right dtype; unused without bias
-    pick(_bias_act_k, out.size)(out, bias, b is not None, code, out.dtype.type(alpha))
+    # serial unless large: the pass follows a multi-threaded GEMM whose BLAS threads
+    # still spin on the other core (see the Cython twin)
+    k = _bias_act_k[1] if out.size >= DENSE_PARALLEL_THRESHOLD else _bias_act_k[0]
+    if _config.get_num_threads() == 1:
+        k = _bias_act_k[0]
+    k(out, bias, b is not None, code, out.dtype.type(alpha))
 
 
 def dense_backward(dy, x, W, dx, dW, db):
