@@ -39,8 +39,6 @@ def _train(args):
 
 
 def _train_with(args, backend):
-    import numpy as np
-
     import fastdl
     from fastdl import augment, callbacks, data, datasets, metrics, optim, schedules
 
