@@ -400,7 +400,7 @@ class Residual(Layer):
     def param_shapes(self):
         shapes = {}
         for i, layer in enumerate(self.layers):
-            for name, shape in _all_param_shapes(layer).items():
+            for name, shape in layer.param_shapes().items():
                 shapes[f"{i}.{name}"] = shape
         return shapes
 
@@ -451,10 +451,6 @@ class Residual(Layer):
 
     def get_config(self):
         return {"layers": [layer_config(layer) for layer in self.layers]}
-
-
-def _all_param_shapes(layer):
-    return layer.param_shapes()
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in

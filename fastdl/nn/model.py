@@ -288,7 +288,6 @@ class Sequential(Layer):
         epoch's last step, before clipping; a norm below 1e-7 (vanishing) or above 1e3
         or not finite (exploding) warns once per layer with a ``GradientWarning``.
         """
-        from fastdl import data as _data
         from fastdl.optim import SGD, Adam
 
         loss = V.check_choice("loss", loss, LOSSES)

@@ -122,6 +122,13 @@ cdef inline floating ferfc(floating x) noexcept nogil:
         return erfc(x)
 
 
+cdef inline floating fsqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
 cdef inline floating fabs_(floating x) noexcept nogil:
     if floating is float:
         return fabsf(x)

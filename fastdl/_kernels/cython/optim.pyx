@@ -14,20 +14,13 @@ with its lastprivate bookkeeping does not always vectorise).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf, INFINITY
+from libc.math cimport sqrt, INFINITY
 cimport openmp
 
-from fastdl._kernels.cython._helpers cimport PARALLEL_THRESHOLD
+from fastdl._kernels.cython._helpers cimport PARALLEL_THRESHOLD, fsqrt
 
 cdef enum:
     MAX_CHUNKS = 256
-
-
-cdef inline floating fsqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
 
 
 cdef inline floating sign_s(floating w) noexcept nogil:
