@@ -20,8 +20,10 @@ def make(n, k, m, dtype, seed=0):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("act", ACTS, ids=str)
-def test_forward_matches_reference(backend, dtype, shape, act):
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_forward_matches_reference(backend, dtype, shape, act, bias):
     x, W, b = make(*shape, dtype)
+    b = b if bias else None
     ref = F.dense_forward(x, W, b, act, backend="numpy")
     got = F.dense_forward(x, W, b, act, backend=backend)
     assert got.dtype == dtype and got.flags.c_contiguous
