@@ -90,6 +90,7 @@ class Row:
     work: float          # bytes moved or flops per call (0 if not meaningful)
     fns: dict            # competitor -> zero-argument callable
     baseline: tuple | None = None   # ("copy" | "matmul", callable)
+    floor: object = None            # callable: the row's memory floor (see _floors)
     note: str = ""
     results: dict = field(default_factory=dict)
 
@@ -114,6 +115,72 @@ def _copy_baseline(nbytes, dtype=np.float32):
     return ("copy", lambda: np.copyto(b, a))
 
 
+_FLOOR_KERNELS = {}
+
+
+def _floors():
+    """Memory floors: parallel Numba loops that move exactly the bytes of a kernel,
+    with ordinary loads and stores and one add per element, so no kernel that reads
+    and writes the same arrays can be faster on this machine (short of non-temporal
+    stores, which measured slower here for fastdl's activations).  A target below
+    floor/PyTorch cannot be met.  Compiled on first use (never at import; the
+    compile is outside every figure, as for every competitor)."""
+    if not _FLOOR_KERNELS:
+        from numba import prange
+
+        from fastdl._kernels.numba._jit import jit
+
+        @jit(parallel=True)
+        def map1(x, y, c):
+            # the forward of an activation: read x, write y (c = 0 is not folded away)
+            for i in prange(x.shape[0]):
+                y[i] = x[i] + c
+
+        @jit(parallel=True)
+        def map2(a, b, y):
+            # the backward of an activation: read dy and x, write dx
+            for i in prange(a.shape[0]):
+                y[i] = a[i] + b[i]
+
+        @jit(parallel=True)
+        def adam(p, g, m, v):
+            # Adam's traffic: read p, g, m, v; write p, m, v (28 B a float32 parameter)
+            for i in prange(p.shape[0]):
+                gi = g[i]
+                p[i] += gi
+                m[i] += gi
+                v[i] += gi
+
+        @jit(parallel=True)
+        def sgd(w, g, vel):
+            # momentum SGD's traffic: read w, g, vel; write w, vel
+            for i in prange(w.shape[0]):
+                u = vel[i] + g[i]
+                vel[i] = u
+                w[i] += u
+
+        _FLOOR_KERNELS.update(map1=map1, map2=map2, adam=adam, sgd=sgd)
+    return _FLOOR_KERNELS
+
+
+def _activation_floor(n):
+    r = _rng()
+    x, dy = r.standard_normal(n, dtype=np.float32), r.standard_normal(n, dtype=np.float32)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    zero = np.float32(0)
+
+    def f():
+        k = _floors()
+        k["map1"](x, y, zero)
+        k["map2"](dy, x, dx)
+    return f
+
+
+def _update_floor(name, n, arrays):
+    bufs = [np.zeros(n, np.float32) for _ in range(arrays)]
+    return lambda: _floors()[name](*bufs)
+
+
 ACT_PARAMS = {"leaky_relu": {"alpha": 0.1}, "elu": {"alpha": 1.0}}
 
 
@@ -126,6 +193,7 @@ def activation_rows(n, backends, torch):
     dy = r.standard_normal(n, dtype=np.float32)
     y = np.empty_like(x)
     dx = np.empty_like(x)
+    floor = _activation_floor(n)
     for name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu"):
         fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
         kw = ACT_PARAMS.get(name, {})
@@ -138,7 +206,7 @@ def activation_rows(n, backends, torch):
         if torch is not None:
             fns["torch"] = _torch_activation(torch, name, x, dy)
         rows.append(Row(f"{name} fwd+bwd {_size(n)}", "activation", "memory", 20.0 * n, fns,
-                        _copy_baseline(20.0 * n)))
+                        _copy_baseline(20.0 * n), floor=floor))
     return rows
 
 
@@ -320,7 +388,7 @@ def optimizer_rows(n, backends, torch):
     if torch is not None:
         fns["torch"] = _torch_adam(torch, w0, g)
     rows.append(Row(f"adam_update_ {_size(n)}", "optimizer", "memory", 28.0 * n, fns,
-                    _copy_baseline(28.0 * n)))
+                    _copy_baseline(28.0 * n), floor=_update_floor("adam", n, 4)))
     fns = {}
     for be in backends:
         w, vel = w0.copy(), np.zeros(n, np.float32)
@@ -329,7 +397,7 @@ def optimizer_rows(n, backends, torch):
     if torch is not None:
         fns["torch"] = _torch_sgd(torch, w0, g)
     rows.append(Row(f"sgd_update_ momentum {_size(n)}", "optimizer", "memory", 20.0 * n, fns,
-                    _copy_baseline(20.0 * n)))
+                    _copy_baseline(20.0 * n), floor=_update_floor("sgd", n, 3)))
     return rows
 
 
@@ -548,6 +616,8 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, start
         fns = dict(row.fns)
         if row.baseline is not None:
             fns["__baseline__"] = row.baseline[1]
+        if row.floor is not None:
+            fns["__floor__"] = row.floor
         row.results = measure(fns, rounds, sample, pre)
     info = fastdl.info()
     report = {
@@ -569,7 +639,7 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, start
 
 def _row_json(row, backends):
     res = row.results
-    med = {k: v["median"] for k, v in res.items() if k != "__baseline__"}
+    med = {k: v["median"] for k, v in res.items() if k not in ("__baseline__", "__floor__")}
     d = {"name": row.name, "group": row.group, "kind": row.kind, "note": row.note,
          "median_s": med, "detail": res}
     compiled = [b for b in ("numba", "cython") if b in med]
@@ -589,6 +659,13 @@ def _row_json(row, backends):
         elif row.kind == "gemm" and row.work:
             d["gflops"] = {k: row.work / v / 1e9 for k, v in med.items()}
             d["baseline"]["gflops"] = row.work / base / 1e9
+    if row.floor is not None:
+        fl = res["__floor__"]["median"]
+        d["floor"] = {"median_s": fl, "gbps": row.work / fl / 1e9}
+        if "torch" in med:
+            d["floor"]["vs_torch"] = fl / med["torch"]
+        if compiled:
+            d["floor"]["best_vs_floor"] = med[d["best"]] / fl
     return d
 
 
@@ -630,9 +707,16 @@ def format_table(report):
         if "baseline" in d:
             b = d["baseline"]
             lines.append(f"{'':<46} {'(' + b['kind'] + ')':<12} {_fmt_t(b['median_s']):>12}")
+        if "floor" in d:
+            f = d["floor"]
+            vs_t = f"{f['vs_torch']:8.2f}x" if "vs_torch" in f else ""
+            lines.append(f"{'':<46} {'(floor)':<12} {_fmt_t(f['median_s']):>12} {'':>8} "
+                         f"{vs_t:>9}  {f['gbps']:6.1f} GB/s")
     lines.append("")
     lines.append("* the fastest compiled backend of the row; 'vs ref' and 'vs torch' are time "
                  "ratios (below 1 is faster)")
+    lines.append("(floor): the same bytes moved by a bare parallel loop (one add an element); "
+                 "no kernel with ordinary stores beats it")
     if "startup" in report:
         lines.append("")
         for k, x in report["startup"].items():

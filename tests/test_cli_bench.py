@@ -62,11 +62,35 @@ def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
         assert d["best_vs_reference"] > 0
         assert ("best_vs_torch" in d) == torch_present
         assert "gbps" in d or "gflops" in d
+        floored = d["group"] == "activation" or d["name"].startswith(("adam_", "sgd_"))
+        assert ("floor" in d) == floored, d["name"]
+        if floored:
+            assert d["floor"]["median_s"] > 0 and d["floor"]["best_vs_floor"] > 0
+            assert ("vs_torch" in d["floor"]) == torch_present
     text = benchmarks.format_table(report)
-    assert "vs ref" in text
+    assert "vs ref" in text and "(floor)" in text
     path = tmp_path / "b.json"
     with open(path, "w") as fh:
         json.dump(report, fh, default=float)
+
+
+def test_floor_kernels_move_what_they_claim():
+    # the floors must touch every byte they are credited with (else a floor is a lie)
+    k = benchmarks._floors()
+    x = np.arange(100_001, dtype=np.float32)
+    y = np.zeros_like(x)
+    k["map1"](x, y, np.float32(1))
+    np.testing.assert_array_equal(y, x + 1)
+    k["map2"](x, y, y)
+    np.testing.assert_array_equal(y, 2 * x + 1)
+    p, g, m, v = x.copy(), np.ones_like(x), x.copy(), np.zeros_like(x)
+    k["adam"](p, g, m, v)
+    for a, want in ((p, x + 1), (m, x + 1), (v, np.ones_like(x))):
+        np.testing.assert_array_equal(a, want)
+    w, vel = x.copy(), np.ones_like(x)
+    k["sgd"](w, g, vel)
+    np.testing.assert_array_equal(vel, np.full_like(x, 2))
+    np.testing.assert_array_equal(w, x + 2)
 
 
 def test_bench_runs_without_torch(monkeypatch):

@@ -359,8 +359,11 @@ class Sequential(Layer):
                     m = idx.shape[0]
                     xb = xbuf[:m]
                     yb = ybuf[:m]
-                    np.take(X, idx, axis=0, out=xb)
-                    np.take(y, idx, axis=0, out=yb)
+                    # mode="clip": idx is a permutation of range(n), so never out of
+                    # range, and the default mode="raise" copies through a buffer
+                    # when out= is given (2.3x slower at 1024 x 784, measured)
+                    np.take(X, idx, axis=0, out=xb, mode="clip")
+                    np.take(y, idx, axis=0, out=yb, mode="clip")
                     if augment is not None:
                         xb = np.ascontiguousarray(augment(xb, rng), dtype=self.dtype)
                         if xb.shape != (m,) + X.shape[1:]:
