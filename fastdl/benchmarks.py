@@ -430,8 +430,8 @@ def mlp_rows(batches, n_rows, backends, torch):
                                   nn.Dense(256, 10), seed=0, backend=be)
             opt = optim.Adam(model.parameters(), lr=1e-3)
             fns[be] = (lambda model=model, opt=opt, bs=bs:
-                       model.fit(X, y, optimizer=opt, epochs=1, batch_size=bs, verbose=0,
-                                 seed=0))
+                       _quiet_fit(model, X, y, optimizer=opt, epochs=1, batch_size=bs,
+                                  verbose=0, seed=0))
         if torch is not None:
             fns["torch"] = _torch_epoch(torch, X, y, bs)
         steps = -(-n_rows // bs)
@@ -441,6 +441,20 @@ def mlp_rows(batches, n_rows, backends, torch):
                         "gemm", flops, fns, ("matmul", _bare_products(X, bs)),
                         note=f"{steps} steps"))
     return rows
+
+
+def _quiet_fit(model, X, y, **kw):
+    # A row retrains one model for hundreds of epochs on random labels until it has
+    # learnt them: the loss and the gradients then reach 0 in float32 and fit warns
+    # (rightly) of vanishing gradients.  The cost of a step does not depend on the
+    # values (no kernel branches on them), so the warning is only noise here.
+    import warnings
+
+    from fastdl.nn.model import GradientWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradientWarning)
+        return model.fit(X, y, **kw)
 
 
 def _bare_products(X, bs):
