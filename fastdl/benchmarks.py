@@ -91,6 +91,7 @@ class Row:
     fns: dict            # competitor -> zero-argument callable
     baseline: tuple | None = None   # ("copy" | "matmul", callable)
     floor: object = None            # callable: the row's memory floor (see _floors)
+    ops: tuple = ()                 # the registry ops the row runs (every op has a row)
     note: str = ""
     results: dict = field(default_factory=dict)
 
@@ -206,7 +207,7 @@ def activation_rows(n, backends, torch):
         if torch is not None:
             fns["torch"] = _torch_activation(torch, name, x, dy)
         rows.append(Row(f"{name} fwd+bwd {_size(n)}", "activation", "memory", 20.0 * n, fns,
-                        _copy_baseline(20.0 * n), floor=floor))
+                        _copy_baseline(20.0 * n), floor=floor, ops=(name, name + "_backward")))
     return rows
 
 
@@ -253,14 +254,15 @@ def _softmax_shape_rows(n, c, backends, torch):
         if torch is not None:
             fns["torch"] = _torch_rowwise(torch, name, x, dy)
         rows.append(Row(f"{name} fwd+bwd {n}x{c}", "softmax", "memory", 20.0 * n * c, fns,
-                        _copy_baseline(20.0 * n * c)))
+                        _copy_baseline(20.0 * n * c), ops=(name, name + "_backward")))
     fns = {}
     for be in backends:
         fns[be] = (lambda be=be: F.softmax_cross_entropy(x, labels, backend=be))
     if torch is not None:
         fns["torch"] = _torch_ce(torch, x, labels)
     rows.append(Row(f"softmax_cross_entropy fwd+bwd {n}x{c}", "loss", "memory",
-                    8.0 * n * c, fns, _copy_baseline(8.0 * n * c)))
+                    8.0 * n * c, fns, _copy_baseline(8.0 * n * c),
+                    ops=("softmax_cross_entropy",)))
     return rows
 
 
@@ -312,7 +314,7 @@ def loss_rows(n, backends, torch):
                 lf(pt, tt).backward()
             fns["torch"] = f
         rows.append(Row(f"{name} fwd+bwd {_size(n)}", "loss", "memory", 12.0 * n, fns,
-                        _copy_baseline(12.0 * n)))
+                        _copy_baseline(12.0 * n), ops=(name, name + "_backward")))
     return rows
 
 
@@ -348,7 +350,7 @@ def _dense_shape_rows(n, k, m, backends, torch):
         fns["torch"] = tfwd
     yb = np.empty((n, m), np.float32)
     rows.append(Row(f"dense_forward+relu {n}x{k}x{m}", "dense", "gemm", 2.0 * n * k * m,
-                    fns, ("matmul", lambda: np.matmul(x, W, out=yb))))
+                    fns, ("matmul", lambda: np.matmul(x, W, out=yb)), ops=("dense_forward",)))
     fns = {be: (lambda be=be: F.dense_backward(dy, x, W, out=bufs, backend=be))
            for be in backends}
     if torch is not None:
@@ -367,7 +369,7 @@ def _dense_shape_rows(n, k, m, backends, torch):
         np.matmul(dy, W.T, out=b1)
         np.matmul(x.T, dy, out=b2)
     rows.append(Row(f"dense_backward {n}x{k}x{m}", "dense", "gemm", 4.0 * n * k * m, fns,
-                    ("matmul", mm2)))
+                    ("matmul", mm2), ops=("dense_backward",)))
     return rows
 
 
@@ -388,7 +390,8 @@ def optimizer_rows(n, backends, torch):
     if torch is not None:
         fns["torch"] = _torch_adam(torch, w0, g)
     rows.append(Row(f"adam_update_ {_size(n)}", "optimizer", "memory", 28.0 * n, fns,
-                    _copy_baseline(28.0 * n), floor=_update_floor("adam", n, 4)))
+                    _copy_baseline(28.0 * n), floor=_update_floor("adam", n, 4),
+                    ops=("adam_update",)))
     fns = {}
     for be in backends:
         w, vel = w0.copy(), np.zeros(n, np.float32)
@@ -397,7 +400,8 @@ def optimizer_rows(n, backends, torch):
     if torch is not None:
         fns["torch"] = _torch_sgd(torch, w0, g)
     rows.append(Row(f"sgd_update_ momentum {_size(n)}", "optimizer", "memory", 20.0 * n, fns,
-                    _copy_baseline(20.0 * n), floor=_update_floor("sgd", n, 3)))
+                    _copy_baseline(20.0 * n), floor=_update_floor("sgd", n, 3),
+                    ops=("sgd_update",)))
     return rows
 
 
@@ -440,6 +444,164 @@ def mlp_rows(batches, n_rows, backends, torch):
         rows.append(Row(f"MLP epoch 784-512-256-10 batch {bs} ({steps} steps)", "training",
                         "gemm", flops, fns, ("matmul", _bare_products(X, bs)),
                         note=f"{steps} steps"))
+    return rows
+
+
+def _row(name, group, nbytes, fns, ops, torch_fn=None):
+    """A memory-bound row over every backend's callable, with PyTorch's when given."""
+    if torch_fn is not None:
+        fns["torch"] = torch_fn
+    return Row(name, group, "memory", nbytes, fns, _copy_baseline(nbytes), ops=ops)
+
+
+def more_rows(n, backends, torch):
+    """The rest of the registry, so that every op has a row: maxout, dropout, the
+    probability losses, gradient clipping, the confusion matrix, image augmentation.
+    ``n`` is the element count of each row's main array."""
+    import fastdl
+    import fastdl.functional as F
+    from fastdl import augment, metrics
+
+    r = _rng()
+    rows = []
+    # maxout: 4 pieces per output unit; forward writes y and the int32 argmax
+    m = max(1, n // 1024)
+    z = r.standard_normal((m, 1024), dtype=np.float32)
+    dyz = r.standard_normal((m, 256), dtype=np.float32)
+
+    def maxout(be):
+        _, am = F.maxout(z, 4, backend=be)
+        F.maxout_backward(dyz, am, 4, backend=be)
+    t = None
+    if torch is not None:
+        zt = torch.from_numpy(z.copy()).requires_grad_(True)
+        dyzt = torch.from_numpy(dyz)
+
+        def t():
+            zt.grad = None
+            zt.view(m, 256, 4).amax(-1).backward(dyzt)
+    rows.append(_row(f"maxout fwd+bwd {m}x1024 pieces 4", "layer", 12.0 * m * 1024,
+                     {be: (lambda be=be: maxout(be)) for be in backends},
+                     ("maxout", "maxout_backward"), t))
+
+    # dropout p = 0.5: the mask's random bits are part of the operation on both sides
+    x = r.standard_normal(n, dtype=np.float32)
+    dy = r.standard_normal(n, dtype=np.float32)
+    gens = {be: np.random.default_rng(1) for be in backends}
+
+    def dropout(be):
+        _, mask = F.dropout(x, 0.5, gens[be], backend=be)
+        F.dropout_backward(dy, mask, 0.5, backend=be)
+    t = None
+    if torch is not None:
+        xt = torch.from_numpy(x.copy()).requires_grad_(True)
+        dyt = torch.from_numpy(dy)
+
+        def t():
+            xt.grad = None
+            torch.nn.functional.dropout(xt, 0.5, training=True).backward(dyt)
+    rows.append(_row(f"dropout fwd+bwd p=0.5 {_size(n)}", "layer", 18.0 * n,
+                     {be: (lambda be=be: dropout(be)) for be in backends},
+                     ("dropout", "dropout_backward"), t))
+
+    # binary cross-entropy on probabilities
+    p = r.uniform(0.01, 0.99, n).astype(np.float32)
+    yb = (r.random(n) < 0.5).astype(np.float32)
+
+    def bce(be):
+        F.binary_cross_entropy(p, yb, backend=be)
+        F.binary_cross_entropy_backward(p, yb, backend=be)
+    t = None
+    if torch is not None:
+        bp = torch.from_numpy(p.copy()).requires_grad_(True)
+        by = torch.from_numpy(yb)
+
+        def t(bp=bp, by=by):
+            bp.grad = None
+            torch.nn.functional.binary_cross_entropy(bp, by).backward()
+    rows.append(_row(f"binary_cross_entropy fwd+bwd {_size(n)}", "loss", 20.0 * n,
+                     {be: (lambda be=be: bce(be)) for be in backends},
+                     ("binary_cross_entropy", "binary_cross_entropy_backward"), t))
+
+    # cross-entropy and KL divergence on probability rows (forward: a loss value)
+    c = 1000
+    rn = max(1, n // c)
+    logits = r.standard_normal((rn, c), dtype=np.float32)
+    probs = F.softmax(logits, backend="numpy")
+    q = F.softmax(logits[::-1].copy(), backend="numpy")
+    labels = r.integers(0, c, rn)
+    t = None
+    if torch is not None:
+        pt, qt, lt = (torch.from_numpy(a) for a in (probs, q, labels))
+        eps = float(np.finfo(np.float32).eps)
+
+        def t(pt=pt, lt=lt):
+            # integer labels: only each row's labelled probability is read (as fastdl)
+            pt.gather(1, lt[:, None]).clamp(eps, 1 - eps).log().mean().neg()
+    # one probability and one int64 label a row are read
+    rows.append(_row(f"cross_entropy probs+labels {rn}x{c}", "loss", 12.0 * rn,
+                     {be: (lambda be=be: F.cross_entropy(probs, labels, backend=be))
+                      for be in backends}, ("cross_entropy",), t))
+    t = None
+    if torch is not None:
+        def t(pt=pt, qt=qt):
+            torch.nn.functional.kl_div(torch.log(qt), pt, reduction="batchmean")
+    rows.append(_row(f"kl_divergence {rn}x{c}", "loss", 8.0 * rn * c,
+                     {be: (lambda be=be: F.kl_divergence(probs, q, backend=be))
+                      for be in backends}, ("kl_divergence",), t))
+
+    # gradient clipping, in place: by the global norm (a sum of squares, then a scale;
+    # the norm stays at max_norm after the first call, so every call scales) and by value
+    grads = {be: r.standard_normal(n, dtype=np.float32) for be in backends}
+    t = tv = None
+    if torch is not None:
+        pg = torch.nn.Parameter(torch.zeros(n))
+        pg.grad = torch.from_numpy(r.standard_normal(n, dtype=np.float32))
+
+        def t():
+            torch.nn.utils.clip_grad_norm_([pg], 1.0)
+
+        def tv():
+            torch.nn.utils.clip_grad_value_([pg], 0.5)
+    rows.append(_row(f"clip_grad_norm_ {_size(n)}", "optimizer", 12.0 * n,
+                     {be: (lambda be=be: fastdl.clip_grad_norm_(grads[be], 1.0, backend=be))
+                      for be in backends}, ("sum_squares", "scale"), t))
+    rows.append(_row(f"clip_grad_value_ {_size(n)}", "optimizer", 8.0 * n,
+                     {be: (lambda be=be: fastdl.clip_grad_value_(grads[be], 0.5, backend=be))
+                      for be in backends}, ("clip_value",), tv))
+
+    # confusion matrix of n labels, 10 classes
+    yt_, yp_ = r.integers(0, 10, n), r.integers(0, 10, n)
+    t = None
+    if torch is not None:
+        ytt, ypt = torch.from_numpy(yt_), torch.from_numpy(yp_)
+
+        def t():
+            torch.bincount(ytt * 10 + ypt, minlength=100).view(10, 10)
+    rows.append(_row(f"confusion_matrix {_size(n)} labels, 10 classes", "metric", 16.0 * n,
+                     {be: (lambda be=be: metrics.confusion_matrix(yt_, yp_, 10, backend=be))
+                      for be in backends}, ("confusion_matrix",), t))
+
+    # image augmentation of 28x28 images (no PyTorch row: torchvision is not a
+    # dependency, and torch itself has no random shift or crop)
+    k = max(1, n // 784)
+    imgs = r.random((k, 28, 28), dtype=np.float32)
+    outs = {be: np.empty_like(imgs) for be in backends}
+    agens = {be: np.random.default_rng(2) for be in backends}
+    aug = {"random_flip": ("flip_images", lambda im, g, o, be: augment.random_flip(
+               im, g, out=o, backend=be)),
+           "random_shift": ("shift_images", lambda im, g, o, be: augment.random_shift(
+               im, 2, g, out=o, backend=be)),
+           "random_crop": ("crop_images", lambda im, g, o, be: augment.random_crop(
+               im, 2, g, out=o, backend=be)),
+           "gaussian_noise": ("noise_images", lambda im, g, o, be: augment.gaussian_noise(
+               im, 0.1, g, clip=(0.0, 1.0), out=o, backend=be))}
+    for name, (op, call) in aug.items():
+        fns = {be: (lambda be=be, call=call: call(imgs, agens[be], outs[be], be))
+               for be in backends}
+        row = _row(f"{name} {k}x28x28", "augment", 8.0 * imgs.size, fns, (op,))
+        row.note = "no PyTorch equivalent"
+        rows.append(row)
     return rows
 
 
@@ -587,6 +749,7 @@ def build_rows(quick, backends, torch, only=None, tiny=False):
         rows += loss_rows(4096, backends, torch)
         rows += dense_rows([(16, 784, 512)], backends, torch)
         rows += optimizer_rows(4096, backends, torch)
+        rows += more_rows(4096, backends, torch)
         rows += mlp_rows([32, 256], 256, backends, torch)
     elif quick:
         rows += activation_rows(1_000_000, backends, torch)
@@ -594,6 +757,7 @@ def build_rows(quick, backends, torch, only=None, tiny=False):
         rows += loss_rows(1_000_000, backends, torch)
         rows += dense_rows([(256, 784, 512)], backends, torch)
         rows += optimizer_rows(1_000_000, backends, torch)
+        rows += more_rows(1_000_000, backends, torch)
         rows += mlp_rows([32, 256], 2048, backends, torch)
     else:
         rows += activation_rows(10_000_000, backends, torch)
@@ -602,6 +766,7 @@ def build_rows(quick, backends, torch, only=None, tiny=False):
         rows += dense_rows([(32, 784, 512), (256, 784, 512), (1024, 784, 512)], backends, torch)
         rows += optimizer_rows(1_000_000, backends, torch)
         rows += optimizer_rows(10_000_000, backends, torch)
+        rows += more_rows(10_000_000, backends, torch)
         rows += mlp_rows([32, 256, 1024], 8192, backends, torch)
     rows += threading_row(backends)
     if only:

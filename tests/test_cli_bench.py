@@ -60,7 +60,7 @@ def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
         assert set(d["median_s"]) >= {"numpy", "numba", "cython"}
         assert d["best"] in ("numba", "cython")
         assert d["best_vs_reference"] > 0
-        assert ("best_vs_torch" in d) == torch_present
+        assert ("best_vs_torch" in d) == (torch_present and d["group"] != "augment")
         assert "gbps" in d or "gflops" in d
         floored = d["group"] == "activation" or d["name"].startswith(("adam_", "sgd_"))
         assert ("floor" in d) == floored, d["name"]
@@ -72,6 +72,16 @@ def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
     path = tmp_path / "b.json"
     with open(path, "w") as fh:
         json.dump(report, fh, default=float)
+
+
+def test_every_registry_op_has_a_bench_row():
+    from fastdl._registry import OPS
+
+    for kw in ({"tiny": True}, {}):  # the tiny (test) rows and the --quick ones
+        rows = benchmarks.build_rows(True, fastdl.backends(), None, **kw)
+        covered = {op for r in rows for op in r.ops}
+        assert covered <= set(OPS), covered - set(OPS)
+        assert covered == set(OPS), sorted(set(OPS) - covered)
 
 
 def test_floor_kernels_move_what_they_claim():
