@@ -48,20 +48,32 @@ def _mse_backward(pred, target, out, k):
 _mse_backward_k = jit_pair(_mse_backward)
 
 
+# Sums of terms with a log or exp in them: each CHUNK of terms is written to a
+# buffer by a plain (vectorised) loop, then summed by _sum64 (reassoc, vectorised);
+# a running "s += term(i)" would need reassoc in the loop that holds the exp/log.
+# The partial sums are added in chunk order: the same bits on any thread count.
+CHUNK = 16384
+
+
 def _bce(p, y, out, lo, hi, write):
     n = p.shape[0]
-    s = 0.0
     one = const(lo, 1.0)
     if write:
         for i in prange(n):
             # comparisons written so that nan falls through unclipped
             pc = lo if p[i] < lo else (hi if p[i] > hi else p[i])
             out[i] = -(y[i] * log(pc) + (one - y[i]) * log1p(-pc))
-    else:
-        for i in prange(n):
-            pc = lo if p[i] < lo else (hi if p[i] > hi else p[i])
-            s += -(y[i] * log(pc) + (one - y[i]) * log1p(-pc))
-    return s
+        return 0.0
+    nch = (n + CHUNK - 1) // CHUNK
+    part = np.empty(nch)
+    for c in prange(nch):
+        a = c * CHUNK
+        t = np.empty(min(CHUNK, n - a), p.dtype)
+        for i in range(t.shape[0]):
+            pc = lo if p[a + i] < lo else (hi if p[a + i] > hi else p[a + i])
+            t[i] = -(y[a + i] * log(pc) + (one - y[a + i]) * log1p(-pc))
+        part[c] = _sum64(t)
+    return _sum64(part)
 
 
 _bce_k = jit_pair(_bce)
@@ -83,14 +95,19 @@ _bce_backward_k = jit_pair(_bce_backward)
 
 def _bce_logits(z, y, out, write):
     n = z.shape[0]
-    s = 0.0
     if write:
         for i in prange(n):
             out[i] = softplus_s(z[i]) - z[i] * y[i]
-    else:
-        for i in prange(n):
-            s += softplus_s(z[i]) - z[i] * y[i]
-    return s
+        return 0.0
+    nch = (n + CHUNK - 1) // CHUNK
+    part = np.empty(nch)
+    for c in prange(nch):
+        a = c * CHUNK
+        t = np.empty(min(CHUNK, n - a), z.dtype)
+        for i in range(t.shape[0]):
+            t[i] = softplus_s(z[a + i]) - z[a + i] * y[a + i]
+        part[c] = _sum64(t)
+    return _sum64(part)
 
 
 _bce_logits_k = jit_pair(_bce_logits)
@@ -153,6 +170,15 @@ def _row_max(z):
         v = z[j]
         m = v if v > m else m
     return m
+
+
+@jit(fastmath=FASTMATH_REDUCE)
+def _sum64(e):
+    # sum of e accumulated in float64 (float32 terms are widened one by one)
+    s = 0.0
+    for j in range(e.shape[0]):
+        s += e[j]
+    return s
 
 
 @jit(fastmath=FASTMATH_REDUCE)
@@ -294,12 +320,12 @@ def cross_entropy(probs, target, loss, eps):
 def _kl(p, q, loss):
     n, c = p.shape
     for i in prange(n):
-        s = 0.0  # float64 accumulator
+        t = np.empty(c, p.dtype)  # the row's terms (see CHUNK), summed in float64
         for j in range(c):
             pj = p[i, j]
-            if pj != 0:
-                s += pj * (log(pj) - log(q[i, j]))
-        loss[i] = s
+            # a select, not a branch, so that the loop vectorises; 0 log(0 / q) = 0
+            t[j] = pj * (log(pj) - log(q[i, j])) if pj != const(pj, 0.0) else pj
+        loss[i] = _sum64(t)
 
 
 _kl_k = jit_pair(_kl)
