@@ -604,28 +604,21 @@ cdef inline floating bce_s(floating p, floating y, floating lo, floating hi) noe
     return -(y * flog(pc) + (1 - y) * flog1p(-pc))
 
 
-cdef double bce_sum(const floating *p, const floating *y, Py_ssize_t n, floating lo,
-                    floating hi) noexcept nogil:
+cdef double bce_sum(const floating *p, const floating *y, Py_ssize_t n, bint logits,
+                    floating lo, floating hi) noexcept nogil:
+    # sum of the BCE terms of p (probabilities, clipped to [lo, hi]) or, with logits,
+    # of z = p: softplus(z) - z y
     cdef floating t[BLOCK]
     cdef Py_ssize_t j, a = 0, m
     cdef double s = 0
     while a < n:
         m = min(<Py_ssize_t>BLOCK, n - a)
-        for j in range(m):
-            t[j] = bce_s(p[a + j], y[a + j], lo, hi)
-        s += sum_block(t, m)
-        a += m
-    return s
-
-
-cdef double bce_logits_sum(const floating *z, const floating *y, Py_ssize_t n) noexcept nogil:
-    cdef floating t[BLOCK]
-    cdef Py_ssize_t j, a = 0, m
-    cdef double s = 0
-    while a < n:
-        m = min(<Py_ssize_t>BLOCK, n - a)
-        for j in range(m):
-            t[j] = softplus_s(z[a + j]) - z[a + j] * y[a + j]
+        if logits:
+            for j in range(m):
+                t[j] = softplus_s(p[a + j]) - p[a + j] * y[a + j]
+        else:
+            for j in range(m):
+                t[j] = bce_s(p[a + j], y[a + j], lo, hi)
         s += sum_block(t, m)
         a += m
     return s
@@ -642,9 +635,9 @@ def binary_cross_entropy(const floating[::1] p, const floating[::1] y, out, doub
             if n >= PARALLEL_THRESHOLD:
                 for i in prange(nch, schedule="static"):
                     a = i * CHUNK
-                    s += bce_sum(&p[a], &y[a], min(<Py_ssize_t>CHUNK, n - a), lo, hi)
+                    s += bce_sum(&p[a], &y[a], min(<Py_ssize_t>CHUNK, n - a), False, lo, hi)
             elif n:
-                s = bce_sum(&p[0], &y[0], n, lo, hi)
+                s = bce_sum(&p[0], &y[0], n, False, lo, hi)
         return s
     o = out
     with nogil:
@@ -689,9 +682,9 @@ def binary_cross_entropy_with_logits(const floating[::1] z, const floating[::1] 
             if n >= PARALLEL_THRESHOLD:
                 for i in prange(nch, schedule="static"):
                     a = i * CHUNK
-                    s += bce_logits_sum(&z[a], &y[a], min(<Py_ssize_t>CHUNK, n - a))
+                    s += bce_sum(&z[a], &y[a], min(<Py_ssize_t>CHUNK, n - a), True, 0, 0)
             elif n:
-                s = bce_logits_sum(&z[0], &y[0], n)
+                s = bce_sum(&z[0], &y[0], n, True, 0, 0)
         return s
     o = out
     with nogil:
