@@ -1,4 +1,5 @@
 """Backends, threads, info: the top-level contract."""
+import os
 import numpy as np
 import pytest
 
@@ -59,3 +60,30 @@ def test_info_keys():
     for key in ("versions", "backends", "num_threads", "blas", "cpu"):
         assert key in d
     assert d["versions"]["fastdl"] == fastdl.__version__
+
+
+_LAYER_PROBE = """
+import os, numpy as np, numba, fastdl, fastdl.functional as F
+fastdl.set_num_threads(2)
+F.relu(np.ones(1 << 18, np.float32), backend="numba")  # a parallel kernel: picks the layer
+print(numba.threading_layer(), fastdl.info()["numba_threading_layer"],
+      os.environ["OMP_WAIT_POLICY"])
+"""
+
+
+@pytest.mark.parametrize("env, want", [
+    ({}, "omp omp PASSIVE"),                                    # fastdl's default
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "workqueue workqueue ACTIVE"),  # spinning omp: avoided
+    ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue workqueue PASSIVE"),  # user's choice
+])
+def test_numba_threading_layer(env, want):
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", _LAYER_PROBE], env=full, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == want.split()
