@@ -757,7 +757,7 @@ def build_rows(quick, backends, torch, only=None, tiny=False):
         rows += loss_rows(1_000_000, backends, torch)
         rows += dense_rows([(256, 784, 512)], backends, torch)
         rows += optimizer_rows(1_000_000, backends, torch)
-        rows += more_rows(1_000_000, backends, torch)
+        rows += more_rows(250_000, backends, torch)
         rows += mlp_rows([32, 256], 2048, backends, torch)
     else:
         rows += activation_rows(10_000_000, backends, torch)
@@ -787,7 +787,7 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, start
         torch.set_num_threads(threads)
     rounds = rounds or (5 if quick else 9)
     sample = sample if sample is not None else (0.01 if quick else 0.03)
-    pre = pre if pre is not None else (0.02 if quick else 0.15)
+    pre = pre if pre is not None else (0.01 if quick else 0.15)
     rows = build_rows(quick, backends, torch, only, tiny)
     for i, row in enumerate(rows):
         if progress:
