@@ -16,22 +16,32 @@ from numba import prange
 from fastdl._kernels.numba._jit import jit_pair, pick
 
 
+# The loops run over flat rows: a row of a C-contiguous (N, H, W, C) array is W*C
+# contiguous values, and a per-channel innermost loop (C = 1 for grayscale) would
+# keep LLVM from vectorising the copy (measured: 4-6x slower than the flat loops).
+
 def _flip(images, flip_h, flip_v, out):
     # images, out (N, H, W, C); flip_h, flip_v (N,) uint8
     n, h, w, c = images.shape
+    row = w * c
+    src = images.reshape(n, h * row)
+    dst = out.reshape(n, h * row)
     for k in prange(n):
         fh = flip_h[k] != 0
         fv = flip_v[k] != 0
         for i in range(h):
-            si = h - 1 - i if fv else i
-            if fh:
+            a = (h - 1 - i if fv else i) * row  # source row start
+            b = i * row
+            if not fh:
+                for t in range(row):
+                    dst[k, b + t] = src[k, a + t]
+            elif c == 1:
                 for j in range(w):
-                    for ch in range(c):
-                        out[k, i, j, ch] = images[k, si, w - 1 - j, ch]
+                    dst[k, b + j] = src[k, a + w - 1 - j]
             else:
                 for j in range(w):
                     for ch in range(c):
-                        out[k, i, j, ch] = images[k, si, j, ch]
+                        dst[k, b + j * c + ch] = src[k, a + (w - 1 - j) * c + ch]
 
 
 _flip_k = jit_pair(_flip)
@@ -43,6 +53,8 @@ def _translate(images, d, out, sign, pad, fill):
     # with (oy, ox) = sign * d[k] - pad.
     n, hh, ww, c = images.shape
     h, w = out.shape[1], out.shape[2]
+    src = images.reshape(n, hh * ww * c)
+    dst = out.reshape(n, h * w * c)
     for k in prange(n):
         oy = sign * d[k, 0] - pad
         ox = sign * d[k, 1] - pad
@@ -50,21 +62,19 @@ def _translate(images, d, out, sign, pad, fill):
         j0 = min(max(-ox, 0), w)
         j1 = max(min(ww - ox, w), j0)
         for i in range(h):
+            b = i * w * c  # output row start
             si = i + oy
             if si < 0 or si >= hh:
-                for j in range(w):
-                    for ch in range(c):
-                        out[k, i, j, ch] = fill
+                for t in range(w * c):
+                    dst[k, b + t] = fill
                 continue
-            for j in range(j0):
-                for ch in range(c):
-                    out[k, i, j, ch] = fill
-            for j in range(j0, j1):
-                for ch in range(c):
-                    out[k, i, j, ch] = images[k, si, j + ox, ch]
-            for j in range(j1, w):
-                for ch in range(c):
-                    out[k, i, j, ch] = fill
+            a = (si * ww + ox) * c - b  # source index of output index b + t, minus b + t
+            for t in range(b, b + j0 * c):
+                dst[k, t] = fill
+            for t in range(b + j0 * c, b + j1 * c):
+                dst[k, t] = src[k, t + a]
+            for t in range(b + j1 * c, b + w * c):
+                dst[k, t] = fill
 
 
 _translate_k = jit_pair(_translate)
