@@ -113,20 +113,28 @@ def _clip_value(x, clip):
         x[i] = -clip if xi < -clip else (clip if xi > clip else xi)
 
 
+@jit(fastmath=FASTMATH_REDUCE)
+def _sumsq_span(x):
+    # reassoc lets the loop vectorise (several float64 lanes, which is also more
+    # accurate than one running sum); a flat loop of its own: inside the chunk loop
+    # below LLVM vectorised it without interleaving, at half the speed (measured)
+    s = 0.0
+    for i in range(x.shape[0]):
+        xi = np.float64(x[i])
+        s += xi * xi
+    return s
+
+
 def _sumsq_chunks(x, partial):
     # One float64 partial sum per chunk, summed in order by the caller: the result
     # does not depend on how threads are scheduled (a resumed run repeats it bit
-    # for bit).  reassoc lets the inner loop vectorise (several float64 lanes,
-    # which is also more accurate than one running sum).
+    # for bit).
     n = x.shape[0]
     nc = partial.shape[0]
     chunk = (n + nc - 1) // nc
     for c in prange(nc):
-        s = 0.0
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            xi = np.float64(x[i])
-            s += xi * xi
-        partial[c] = s
+        lo = min(n, c * chunk)
+        partial[c] = _sumsq_span(x[lo:min(n, lo + chunk)])
 
 
 _sgd_k = jit_pair(_sgd)
