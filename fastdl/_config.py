@@ -33,9 +33,9 @@ def _libgomp_loaded() -> bool:
         return False
 
 
-# whether libgomp waits passively: the policy is set before libgomp is loaded
-_PASSIVE_OMP = not _libgomp_loaded() and \
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE").upper() == "PASSIVE"
+# whether libgomp waits passively: the policy is PASSIVE and set before libgomp loads
+_PASSIVE_OMP = (os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE").upper() == "PASSIVE"
+                and not _libgomp_loaded())
 
 BACKENDS_ALL = ("numpy", "numba", "cython")
 

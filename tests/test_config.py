@@ -63,7 +63,10 @@ def test_info_keys():
 
 
 _LAYER_PROBE = """
-import os, numpy as np, numba, fastdl, fastdl.functional as F
+import ctypes, os, sys
+if sys.argv[1] == "preload":
+    ctypes.CDLL("libgomp.so.1")  # an OpenMP runtime loaded before fastdl: policy unknown
+import numpy as np, numba, fastdl, fastdl.functional as F
 fastdl.set_num_threads(2)
 F.relu(np.ones(1 << 18, np.float32), backend="numba")  # a parallel kernel: picks the layer
 print(numba.threading_layer(), fastdl.info()["numba_threading_layer"],
@@ -71,19 +74,20 @@ print(numba.threading_layer(), fastdl.info()["numba_threading_layer"],
 """
 
 
-@pytest.mark.parametrize("env, want", [
-    ({}, "omp omp PASSIVE"),                                    # fastdl's default
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, "workqueue workqueue ACTIVE"),  # spinning omp: avoided
-    ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue workqueue PASSIVE"),  # user's choice
+@pytest.mark.parametrize("env, preload, want", [
+    ({}, "", "omp omp PASSIVE"),                                    # fastdl's default
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "", "workqueue workqueue ACTIVE"),  # spinning omp: avoided
+    ({}, "preload", "workqueue workqueue PASSIVE"),                 # libgomp loaded too early
+    ({"NUMBA_THREADING_LAYER": "workqueue"}, "", "workqueue workqueue PASSIVE"),  # user's
 ])
-def test_numba_threading_layer(env, want):
+def test_numba_threading_layer(env, preload, want):
     import subprocess
     import sys
 
     full = {k: v for k, v in os.environ.items()
             if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
     full.update(env)
-    out = subprocess.run([sys.executable, "-c", _LAYER_PROBE], env=full, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", _LAYER_PROBE, preload or "-"], env=full,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == want.split()
