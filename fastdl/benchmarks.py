@@ -875,8 +875,8 @@ def format_table(report):
                 rate = (f"{d['gbps'][k]:6.1f} GB/s ({d['gbps'][k] / d['baseline']['gbps']:.0%} "
                         "of copy)")
             elif "gflops" in d:
-                rate = (f"{d['gflops'][k]:6.1f} GFLOP/s ({d['gflops'][k] / d['baseline']['gflops']:.0%}"
-                        " of matmul)")
+                share = d['gflops'][k] / d['baseline']['gflops']
+                rate = f"{d['gflops'][k]:6.1f} GFLOP/s ({share:.0%} of matmul)"
             vs_ref = f"{t / ref:7.2f}x" if ref else ""
             vs_t = f"{t / tor:8.2f}x" if tor else ""
             mark = " *" if d.get("best") == k else ""

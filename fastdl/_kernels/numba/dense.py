@@ -10,7 +10,7 @@ from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
 from fastdl._kernels.numba._math import exp, log, tanh
-from fastdl._kernels.numba._scalar import (ACT_ELU, ACT_GELU, ACT_LEAKY_RELU, ACT_RELU,
+from fastdl._kernels.numba._scalar import (ACT_ELU, ACT_GELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU,
                                            ACT_SIGMOID, ACT_SILU, ACT_SOFTMAX, ACT_TANH, const,
                                            elu_s, gelu_s, leaky_relu_s, relu_s, sigmoid_s,
                                            silu_s)
@@ -52,7 +52,7 @@ def _bias_act(y, b, act, alpha):
         elif act == ACT_SILU:
             for j in range(m):
                 row[j] = silu_s(row[j] + b[j])
-        elif act == 0:
+        elif act == ACT_NONE:
             for j in range(m):
                 row[j] += b[j]
         else:
