@@ -216,12 +216,18 @@ def _torch_activation(torch, name, x, dy):
     act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
            "leaky_relu": lambda t: tf.leaky_relu(t, 0.1), "elu": lambda t: tf.elu(t, 1.0),
            "gelu": lambda t: tf.gelu(t, approximate="none"), "silu": tf.silu}[name]
+    return _torch_fwd_bwd(torch, act, x, dy)
+
+
+def _torch_fwd_bwd(torch, fn, x, dy=None):
+    """PyTorch autograd: ``fn(x)`` then its backward (from ``dy``, or from a scalar
+    loss when ``dy`` is None), into a fresh gradient each call."""
     xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    dyt = torch.from_numpy(dy)
+    dyt = None if dy is None else torch.from_numpy(dy)
 
     def f():
         xt.grad = None
-        act(xt).backward(dyt)
+        fn(xt).backward(dyt)
     return f
 
 
@@ -268,23 +274,12 @@ def _softmax_shape_rows(n, c, backends, torch):
 
 def _torch_rowwise(torch, name, x, dy):
     fn = torch.softmax if name == "softmax" else torch.log_softmax
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
-    dyt = torch.from_numpy(dy)
-
-    def f():
-        xt.grad = None
-        fn(xt, -1).backward(dyt)
-    return f
+    return _torch_fwd_bwd(torch, lambda t: fn(t, -1), x, dy)
 
 
 def _torch_ce(torch, x, labels):
-    xt = torch.from_numpy(x.copy()).requires_grad_(True)
     lt = torch.from_numpy(labels)
-
-    def f():
-        xt.grad = None
-        torch.nn.functional.cross_entropy(xt, lt).backward()
-    return f
+    return _torch_fwd_bwd(torch, lambda t: torch.nn.functional.cross_entropy(t, lt), x)
 
 
 def loss_rows(n, backends, torch):
@@ -304,15 +299,10 @@ def loss_rows(n, backends, torch):
     for name, call in pairs.items():
         fns = {be: (lambda be=be, call=call: call(be)) for be in backends}
         if torch is not None:
-            pt = torch.from_numpy(p.copy()).requires_grad_(True)
             tt = torch.from_numpy(t if name == "mse" else yb)
             tf = torch.nn.functional
             lf = tf.mse_loss if name == "mse" else tf.binary_cross_entropy_with_logits
-
-            def f(pt=pt, tt=tt, lf=lf):
-                pt.grad = None
-                lf(pt, tt).backward()
-            fns["torch"] = f
+            fns["torch"] = _torch_fwd_bwd(torch, lambda v, lf=lf, tt=tt: lf(v, tt), p)
         rows.append(Row(f"{name} fwd+bwd {_size(n)}", "loss", "memory", 12.0 * n, fns,
                         _copy_baseline(12.0 * n), ops=(name, name + "_backward")))
     return rows
@@ -472,14 +462,8 @@ def more_rows(n, backends, torch):
     def maxout(be):
         _, am = F.maxout(z, 4, backend=be)
         F.maxout_backward(dyz, am, 4, backend=be)
-    t = None
-    if torch is not None:
-        zt = torch.from_numpy(z.copy()).requires_grad_(True)
-        dyzt = torch.from_numpy(dyz)
-
-        def t():
-            zt.grad = None
-            zt.view(m, 256, 4).amax(-1).backward(dyzt)
+    t = None if torch is None else _torch_fwd_bwd(
+        torch, lambda v: v.view(m, 256, 4).amax(-1), z, dyz)
     rows.append(_row(f"maxout fwd+bwd {m}x1024 pieces 4", "layer", 12.0 * m * 1024,
                      {be: (lambda be=be: maxout(be)) for be in backends},
                      ("maxout", "maxout_backward"), t))
@@ -492,14 +476,8 @@ def more_rows(n, backends, torch):
     def dropout(be):
         _, mask = F.dropout(x, 0.5, gens[be], backend=be)
         F.dropout_backward(dy, mask, 0.5, backend=be)
-    t = None
-    if torch is not None:
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        dyt = torch.from_numpy(dy)
-
-        def t():
-            xt.grad = None
-            torch.nn.functional.dropout(xt, 0.5, training=True).backward(dyt)
+    t = None if torch is None else _torch_fwd_bwd(
+        torch, lambda v: torch.nn.functional.dropout(v, 0.5, training=True), x, dy)
     rows.append(_row(f"dropout fwd+bwd p=0.5 {_size(n)}", "layer", 18.0 * n,
                      {be: (lambda be=be: dropout(be)) for be in backends},
                      ("dropout", "dropout_backward"), t))
@@ -513,12 +491,9 @@ def more_rows(n, backends, torch):
         F.binary_cross_entropy_backward(p, yb, backend=be)
     t = None
     if torch is not None:
-        bp = torch.from_numpy(p.copy()).requires_grad_(True)
         by = torch.from_numpy(yb)
-
-        def t(bp=bp, by=by):
-            bp.grad = None
-            torch.nn.functional.binary_cross_entropy(bp, by).backward()
+        t = _torch_fwd_bwd(
+            torch, lambda v: torch.nn.functional.binary_cross_entropy(v, by), p)
     rows.append(_row(f"binary_cross_entropy fwd+bwd {_size(n)}", "loss", 20.0 * n,
                      {be: (lambda be=be: bce(be)) for be in backends},
                      ("binary_cross_entropy", "binary_cross_entropy_backward"), t))
