@@ -319,13 +319,15 @@ def cross_entropy(probs, target, loss, eps):
 
 def _kl(p, q, loss):
     n, c = p.shape
-    for i in prange(n):
-        t = np.empty(c, p.dtype)  # the row's terms (see CHUNK), summed in float64
-        for j in range(c):
-            pj = p[i, j]
-            # a select, not a branch, so that the loop vectorises; 0 log(0 / q) = 0
-            t[j] = pj * (log(pj) - log(q[i, j])) if pj != const(pj, 0.0) else pj
-        loss[i] = _sum64(t)
+    rows = max(1, CHUNK // max(c, 1))  # rows per block: one terms buffer per block
+    for blk in prange((n + rows - 1) // rows):
+        t = np.empty(c, p.dtype)  # a row's terms (see CHUNK), summed in float64
+        for i in range(blk * rows, min(n, (blk + 1) * rows)):
+            for j in range(c):
+                pj = p[i, j]
+                # a select, not a branch, so that the loop vectorises; 0 log(0 / q) = 0
+                t[j] = pj * (log(pj) - log(q[i, j])) if pj != const(pj, 0.0) else pj
+            loss[i] = _sum64(t)
 
 
 _kl_k = jit_pair(_kl)
