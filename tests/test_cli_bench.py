@@ -62,13 +62,16 @@ def test_bench_quick_json_has_every_row_and_ratio(tmp_path):
         assert d["best_vs_reference"] > 0
         assert ("best_vs_torch" in d) == (torch_present and d["group"] != "augment")
         assert "gbps" in d or "gflops" in d
+        if d["kind"] == "gemm":  # each competitor timed against the bare matmul, paired
+            assert set(d["paired_vs_baseline"]) == set(d["median_s"])
+            assert all(v > 0 for v in d["paired_vs_baseline"].values())
         floored = d["group"] == "activation" or d["name"].startswith(("adam_", "sgd_"))
         assert ("floor" in d) == floored, d["name"]
         if floored:
             assert d["floor"]["median_s"] > 0 and d["floor"]["best_vs_floor"] > 0
             assert ("vs_torch" in d["floor"]) == torch_present
     text = benchmarks.format_table(report)
-    assert "vs ref" in text and "(floor)" in text
+    assert "vs ref" in text and "(floor)" in text and "paired" in text
     path = tmp_path / "b.json"
     with open(path, "w") as fh:
         json.dump(report, fh, default=float)
