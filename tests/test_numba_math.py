@@ -1,4 +1,5 @@
-"""fastdl/_kernels/numba/_math.py: the vectorisable exp, log, log1p, expm1, tanh, erf.
+"""fastdl/_kernels/numba/_math.py: the vectorisable exp, exp_nonpos, log, log1p, expm1,
+tanh, erf.
 
 Accuracy in ulp against references much more accurate than the type (float64 NumPy and
 SciPy for float32; long double, or mpmath, for float64), over random bit patterns, the
@@ -23,7 +24,7 @@ from hypothesis import given, settings, strategies as st
 from fastdl._kernels.numba import _math
 from fastdl._kernels.numba._jit import FASTMATH, FASTMATH_REDUCE
 
-NAMES = ("exp", "log", "log1p", "expm1", "tanh", "erf")
+NAMES = ("exp", "exp_nonpos", "log", "log1p", "expm1", "tanh", "erf")
 DTYPES = (np.float32, np.float64)
 # Measured maxima are 0.8-1.5 ulp; fastdl needs ~2 ulp in float32 and 1e-14 relative
 # (~45 ulp) in float64, so one bound of 2 ulp serves both.
@@ -50,8 +51,8 @@ def run(name, x, kernels=KERNELS):
 
 # ---- references and ulp error -------------------------------------------------
 
-_NP = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "tanh": np.tanh}
-_MP = {"exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "expm1": mpmath.expm1,
+_NP = {"exp": np.exp, "exp_nonpos": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "tanh": np.tanh}
+_MP = {"exp": mpmath.exp, "exp_nonpos": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "expm1": mpmath.expm1,
        "tanh": mpmath.tanh, "erf": mpmath.erf}
 _LONG_OK = np.finfo(np.longdouble).nmant >= 63  # x87 extended on x86-64 Linux
 
@@ -99,15 +100,17 @@ def ulp_error(got, ref, dtype):
 # ---- test points ----------------------------------------------------------------
 
 RANGE = {  # (float32, float64) working ranges, a little beyond the saturation points
-    "exp": ((-110, 95), (-750, 715)), "log": ((0, 50), (0, 50)), "log1p": ((-1, 50), (-1, 50)),
+    "exp": ((-110, 95), (-750, 715)), "exp_nonpos": ((-110, 0), (-750, 0)),
+    "log": ((0, 50), (0, 50)), "log1p": ((-1, 50), (-1, 50)),
     "expm1": ((-25, 95), (-45, 715)), "tanh": ((-12, 12), (-22, 22)), "erf": ((-5, 5), (-7, 7)),
 }
 BRANCH_POINTS = {  # where an implementation switches formula, clamps or rescales
     "exp": [0.3466, -0.3466, 1.0397, 88.72, 88.0, -87.33, -103.28, -708.4, -745.1, 709.78],
+    "exp_nonpos": [-0.3466, -1.0397, -87.33, -103.28, -708.4, -745.1],
     "log": [math.sqrt(0.5), math.sqrt(2), 1.0, 2.0, 1.1754944e-38, 2.2250738585072014e-308],
     "log1p": [math.sqrt(0.5) - 1, math.sqrt(2) - 1, 0.0, -0.5, 1.0, -1 + 1e-7],
     "expm1": [0.6932, -0.6932, 0.3466, -0.3466, 1.0397, -17.33, -37.4, 88.72, 709.78],
-    "tanh": [0.0, 0.5493, 9.01, 10.0, 19.06, 20.0],
+    "tanh": [0.0, 0.5493, 0.625, 9.01, 10.0, 19.06, 20.0],
     "erf": [1.0, -1.0, 3.92, 4.0, 5.86, 6.0],
 }
 
@@ -127,7 +130,8 @@ def points(name, dtype, n=60_000, seed=0):
         c = np.array(b, dtype).view(ibits).astype(np.int64)
         ulps_near.append(np.arange(c - 300, c + 300).astype(ibits).view(dtype))
     x = np.concatenate([raw, r.uniform(lo, hi, n), mags, *near]).astype(dtype)
-    return np.concatenate([x, *ulps_near])
+    x = np.concatenate([x, *ulps_near])
+    return -np.abs(x) if name == "exp_nonpos" else x  # defined for x <= 0 only
 
 
 # ---- accuracy ------------------------------------------------------------------------
@@ -178,6 +182,8 @@ INF, NAN = math.inf, math.nan
 EDGES = {  # x -> exact expected value, in every float type
     "exp": [(INF, INF), (-INF, 0.0), (NAN, NAN), (0.0, 1.0), (-0.0, 1.0), (1e4, INF),
             (-1e4, 0.0), (1e-30, 1.0)],
+    "exp_nonpos": [(-INF, 0.0), (NAN, NAN), (0.0, 1.0), (-0.0, 1.0), (-1e4, 0.0),
+                   (-1e-30, 1.0)],
     "log": [(0.0, -INF), (-0.0, -INF), (-1.0, NAN), (-INF, NAN), (INF, INF), (NAN, NAN),
             (1.0, 0.0), (-1e-30, NAN)],
     "log1p": [(-1.0, -INF), (-2.0, NAN), (-INF, NAN), (INF, INF), (NAN, NAN), (0.0, 0.0),
@@ -200,20 +206,30 @@ def test_edges(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_exp_overflow_and_gradual_underflow(dtype):
+@pytest.mark.parametrize("name", ["exp", "exp_nonpos"])
+def test_exp_overflow_and_gradual_underflow(name, dtype):
     fi = np.finfo(dtype)
-    big = np.log(np.float64(fi.max))  # ln of the largest finite value
-    x = np.array([big * (1 - 1e-7), big * (1 + 1e-6)], dtype)
-    y = run("exp", x)
-    assert np.isfinite(y[0]) and y[0] > fi.max / 2 and y[1] == np.inf
+    if name == "exp":
+        big = np.log(np.float64(fi.max))  # ln of the largest finite value
+        x = np.array([big * (1 - 1e-7), big * (1 + 1e-6)], dtype)
+        y = run(name, x)
+        assert np.isfinite(y[0]) and y[0] > fi.max / 2 and y[1] == np.inf
     # results in the subnormal range are rounded once (within 1 ulp of the subnormal
     # spacing) and reach 0 below half the smallest subnormal
     lo = np.log(np.float64(fi.smallest_subnormal))
     x = np.linspace(np.log(np.float64(fi.tiny)) - 0.01, lo, 2001).astype(dtype)
-    y = run("exp", x)
+    y = run(name, x)
     assert (y > 0).all() and (y < fi.tiny).all()
     assert ulp_error(y, np.exp(x.astype(np.longdouble)), dtype).max() <= 1.0
-    assert run("exp", np.array([lo - 1.0], dtype))[0] == 0
+    assert run(name, np.array([lo - 1.0], dtype))[0] == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_exp_nonpos_is_exp(dtype):
+    # the cheaper form for x <= 0 returns exp's very bits (every float32 x <= 0 was
+    # checked once; here a dense sample down past the underflow)
+    x = -np.abs(points("exp_nonpos", dtype, n=200_000, seed=3))
+    np.testing.assert_array_equal(run("exp_nonpos", x), run("exp", x))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -266,9 +282,10 @@ def test_monotone_across_branch_points(name, dtype):
 def test_python_scalars_and_integers(name):
     # the compiled functions take any float or integer (integers as float64), like math.*
     f = getattr(_math, name)
-    ref = {"erf": math.erf}.get(name) or getattr(math, name)
-    assert f(0.75) == pytest.approx(ref(0.75), rel=1e-15)
-    assert f(np.float32(0.75)) == pytest.approx(ref(0.75), rel=2e-7)
+    ref = {"erf": math.erf, "exp_nonpos": math.exp}.get(name) or getattr(math, name)
+    v = -0.75 if name == "exp_nonpos" else 0.75
+    assert f(v) == pytest.approx(ref(v), rel=1e-15)
+    assert f(np.float32(v)) == pytest.approx(ref(v), rel=2e-7)
 
 
 def test_integer_argument_goes_through_float64():
@@ -325,7 +342,7 @@ def test_parallel_loop():
 def test_any_float_within_bound(v, name, single):
     dtype = np.float32 if single else np.float64
     with np.errstate(over="ignore"):
-        x = np.array([v], dtype)
+        x = np.array([-abs(v) if name == "exp_nonpos" else v], dtype)
     got = run(name, x)
     ref = reference(name, x)
     assert ulp_error(got, ref, dtype)[0] <= MAX_ULP, (name, x[0], got[0], ref[0])
