@@ -22,7 +22,7 @@ from numba import types
 from numba.extending import overload
 
 from fastdl._kernels.numba._jit import inline
-from fastdl._kernels.numba._math import erf, exp, expm1, log1p, tanh
+from fastdl._kernels.numba._math import erf, exp_nonpos, expm1, log1p, tanh
 
 ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3
 ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU = 4, 5, 6, 7
@@ -61,17 +61,16 @@ def mul0(x, s):
 
 @inline
 def sigmoid_s(x):
-    # exp(-|x|) never overflows; both sides computed and one selected (no 1 - s,
-    # which loses all precision for large negative x).
-    e = exp(-abs(x))
-    r = const(x, 1.0) / (const(x, 1.0) + e)
-    return r if x >= const(x, 0.0) else e * r
+    # exp(-|x|) never overflows; 1 / (1 + e) or e / (1 + e), the numerator chosen
+    # before the one division (no 1 - s, which loses all precision for large negative x)
+    e = exp_nonpos(-abs(x))
+    return (const(x, 1.0) if x >= const(x, 0.0) else e) / (const(x, 1.0) + e)
 
 
 @inline
 def softplus_s(x):
     # log(1 + e^x) = max(x, 0) + log1p(e^-|x|), finite for every finite x
-    return (x if x > const(x, 0.0) else const(x, 0.0)) + log1p(exp(-abs(x)))
+    return (x if x > const(x, 0.0) else const(x, 0.0)) + log1p(exp_nonpos(-abs(x)))
 
 
 @inline
@@ -139,18 +138,18 @@ def activate_s(x, act, alpha):
 def sigmoid_d(x):
     # s(x) (1 - s(x)) = s(x) s(-x) = e / (1 + e)^2 with e = exp(-|x|): symmetric in x,
     # no 1 - s cancellation, 0 at +-inf
-    e = exp(-abs(x))
-    r = const(x, 1.0) / (const(x, 1.0) + e)
-    return e * r * r
+    e = exp_nonpos(-abs(x))
+    d = const(x, 1.0) + e
+    return e / (d * d)
 
 
 @inline
 def tanh_d(x):
     # 1 - tanh^2 = sech^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): one exp (cheaper
     # than tanh) and full relative precision where 1 - t^2 would round to 0
-    e = exp(const(x, -2.0) * abs(x))
-    r = const(x, 1.0) / (const(x, 1.0) + e)
-    return const(x, 4.0) * e * r * r
+    e = exp_nonpos(const(x, -2.0) * abs(x))
+    d = const(x, 1.0) + e
+    return const(x, 4.0) * e / (d * d)
 
 
 @inline
@@ -169,21 +168,21 @@ def leaky_relu_d(x, alpha):
 def elu_d(x, alpha):
     # 1 for x > 0, alpha e^x for x <= 0 (NaN kept by the exp)
     xm = const(x, 0.0) if x > const(x, 0.0) else x
-    e = exp(xm)
+    e = exp_nonpos(xm)
     return const(x, 1.0) if x > const(x, 0.0) else alpha * e
 
 
 @inline
 def gelu_d(x):
     # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
-    p = const(x, _INV_SQRT_2PI) * exp(const(x, -0.5) * x * x)
+    p = const(x, _INV_SQRT_2PI) * exp_nonpos(const(x, -0.5) * x * x)
     return gelu_phi(x) + mul0(x, p)
 
 
 @inline
 def silu_d(x):
     # s(x) + x s(x) s(-x), with s(x) s(-x) = e / (1 + e)^2 as in sigmoid_d (one exp)
-    e = exp(-abs(x))
+    e = exp_nonpos(-abs(x))
     r = const(x, 1.0) / (const(x, 1.0) + e)
     s = r if x >= const(x, 0.0) else e * r
     return s + mul0(x, e * r * r)
