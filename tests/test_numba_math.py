@@ -1,5 +1,5 @@
-"""fastdl/_kernels/numba/_math.py: the vectorisable exp, exp_nonpos, log, log1p, expm1,
-tanh, erf.
+"""fastdl/_kernels/numba/_math.py: the vectorisable exp, log, log1p, expm1, tanh, erf,
+and exp_nonpos, expm1_nonpos (x <= 0).
 
 Accuracy in ulp against references much more accurate than the type (float64 NumPy and
 SciPy for float32; long double, or mpmath, for float64), over random bit patterns, the
@@ -24,7 +24,8 @@ from hypothesis import given, settings, strategies as st
 from fastdl._kernels.numba import _math
 from fastdl._kernels.numba._jit import FASTMATH, FASTMATH_REDUCE
 
-NAMES = ("exp", "exp_nonpos", "log", "log1p", "expm1", "tanh", "erf")
+NAMES = ("exp", "exp_nonpos", "log", "log1p", "expm1", "expm1_nonpos", "tanh", "erf")
+NONPOS = ("exp_nonpos", "expm1_nonpos")  # defined for x <= 0 only
 DTYPES = (np.float32, np.float64)
 # Measured maxima are 0.8-1.5 ulp; fastdl needs ~2 ulp in float32 and 1e-14 relative
 # (~45 ulp) in float64, so one bound of 2 ulp serves both.
@@ -51,8 +52,10 @@ def run(name, x, kernels=KERNELS):
 
 # ---- references and ulp error -------------------------------------------------
 
-_NP = {"exp": np.exp, "exp_nonpos": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "tanh": np.tanh}
+_NP = {"exp": np.exp, "exp_nonpos": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+       "expm1_nonpos": np.expm1, "tanh": np.tanh}
 _MP = {"exp": mpmath.exp, "exp_nonpos": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "expm1": mpmath.expm1,
+       "expm1_nonpos": mpmath.expm1,
        "tanh": mpmath.tanh, "erf": mpmath.erf}
 _LONG_OK = np.finfo(np.longdouble).nmant >= 63  # x87 extended on x86-64 Linux
 
@@ -102,7 +105,7 @@ def ulp_error(got, ref, dtype):
 RANGE = {  # (float32, float64) working ranges, a little beyond the saturation points
     "exp": ((-110, 95), (-750, 715)), "exp_nonpos": ((-110, 0), (-750, 0)),
     "log": ((0, 50), (0, 50)), "log1p": ((-1, 50), (-1, 50)),
-    "expm1": ((-25, 95), (-45, 715)), "tanh": ((-12, 12), (-22, 22)), "erf": ((-5, 5), (-7, 7)),
+    "expm1": ((-25, 95), (-45, 715)), "expm1_nonpos": ((-25, 0), (-45, 0)), "tanh": ((-12, 12), (-22, 22)), "erf": ((-5, 5), (-7, 7)),
 }
 BRANCH_POINTS = {  # where an implementation switches formula, clamps or rescales
     "exp": [0.3466, -0.3466, 1.0397, 88.72, 88.0, -87.33, -103.28, -708.4, -745.1, 709.78],
@@ -110,6 +113,7 @@ BRANCH_POINTS = {  # where an implementation switches formula, clamps or rescale
     "log": [math.sqrt(0.5), math.sqrt(2), 1.0, 2.0, 1.1754944e-38, 2.2250738585072014e-308],
     "log1p": [math.sqrt(0.5) - 1, math.sqrt(2) - 1, 0.0, -0.5, 1.0, -1 + 1e-7],
     "expm1": [0.6932, -0.6932, 0.3466, -0.3466, 1.0397, -17.33, -37.4, 88.72, 709.78],
+    "expm1_nonpos": [-0.6932, -0.3466, -1.0397, -17.33, -18.0, -37.4, -40.0],
     "tanh": [0.0, 0.5493, 0.625, 9.01, 10.0, 19.06, 20.0],
     "erf": [1.0, -1.0, 3.92, 4.0, 5.86, 6.0],
 }
@@ -131,7 +135,7 @@ def points(name, dtype, n=60_000, seed=0):
         ulps_near.append(np.arange(c - 300, c + 300).astype(ibits).view(dtype))
     x = np.concatenate([raw, r.uniform(lo, hi, n), mags, *near]).astype(dtype)
     x = np.concatenate([x, *ulps_near])
-    return -np.abs(x) if name == "exp_nonpos" else x  # defined for x <= 0 only
+    return -np.abs(x) if name in NONPOS else x
 
 
 # ---- accuracy ------------------------------------------------------------------------
@@ -190,6 +194,8 @@ EDGES = {  # x -> exact expected value, in every float type
               (1e-30, 1e-30), (-1e-30, -1e-30)],
     "expm1": [(INF, INF), (-INF, -1.0), (NAN, NAN), (0.0, 0.0), (1e-30, 1e-30),
               (-1e-30, -1e-30), (-50.0, -1.0), (1e4, INF), (-1e4, -1.0)],
+    "expm1_nonpos": [(-INF, -1.0), (NAN, NAN), (0.0, 0.0), (-1e-30, -1e-30), (-50.0, -1.0),
+                     (-1e4, -1.0)],
     "tanh": [(INF, 1.0), (-INF, -1.0), (NAN, NAN), (0.0, 0.0), (1e-30, 1e-30),
              (-1e-30, -1e-30), (25.0, 1.0), (-25.0, -1.0), (1e30, 1.0), (-1e30, -1.0)],
     "erf": [(INF, 1.0), (-INF, -1.0), (NAN, NAN), (0.0, 0.0), (7.0, 1.0), (-7.0, -1.0),
@@ -246,8 +252,9 @@ def test_small_arguments_have_no_cancellation(dtype):
     # the ulp level all the way down (a naive exp(x) - 1 or 1 - 2/(e^2x + 1) loses all)
     x = (10.0 ** -np.linspace(1, 30, 300)).astype(dtype)
     x = np.concatenate([x, -x])
-    for name in ("expm1", "log1p", "tanh", "erf"):
-        err = ulp_error(run(name, x), reference(name, x), dtype)
+    for name in ("expm1", "log1p", "tanh", "erf", "expm1_nonpos"):
+        xs = -x[x > 0] if name == "expm1_nonpos" else x
+        err = ulp_error(run(name, xs), reference(name, xs), dtype)
         assert err.max() <= MAX_ULP, name
 
 
@@ -282,8 +289,9 @@ def test_monotone_across_branch_points(name, dtype):
 def test_python_scalars_and_integers(name):
     # the compiled functions take any float or integer (integers as float64), like math.*
     f = getattr(_math, name)
-    ref = {"erf": math.erf, "exp_nonpos": math.exp}.get(name) or getattr(math, name)
-    v = -0.75 if name == "exp_nonpos" else 0.75
+    ref = {"erf": math.erf, "exp_nonpos": math.exp,
+           "expm1_nonpos": math.expm1}.get(name) or getattr(math, name)
+    v = -0.75 if name in NONPOS else 0.75
     assert f(v) == pytest.approx(ref(v), rel=1e-15)
     assert f(np.float32(v)) == pytest.approx(ref(v), rel=2e-7)
 
@@ -342,7 +350,7 @@ def test_parallel_loop():
 def test_any_float_within_bound(v, name, single):
     dtype = np.float32 if single else np.float64
     with np.errstate(over="ignore"):
-        x = np.array([-abs(v) if name == "exp_nonpos" else v], dtype)
+        x = np.array([-abs(v) if name in NONPOS else v], dtype)
     got = run(name, x)
     ref = reference(name, x)
     assert ulp_error(got, ref, dtype)[0] <= MAX_ULP, (name, x[0], got[0], ref[0])

@@ -1,4 +1,5 @@
-"""Scalar math for the Numba kernels: exp, exp_nonpos, log, log1p, expm1, tanh, erf.
+"""Scalar math for the Numba kernels: exp, log, log1p, expm1, tanh, erf, and for
+x <= 0 the cheaper exp_nonpos and expm1_nonpos.
 
 Every kernel calls these instead of ``math.*``, so that one file decides how they
 are computed.  pip's llvmlite has no SVML: ``math.exp`` and friends are scalar
@@ -14,7 +15,8 @@ Accuracy, max error in ulp of the result (tests/test_numba_math.py checks <= 2):
              exp   log   log1p  expm1  tanh  erf
   float32    1.02  0.84  0.84   1.44   1.33  1.08   (all 2^32 inputs)
   float64    1.01  0.79  0.80   1.15   1.45  1.09   (4e6-point sweeps; erf 2e5 vs mpmath)
-exp_nonpos (x <= 0) returns exp's bits (checked over every float32 x <= 0).
+exp_nonpos (x <= 0) returns exp's bits (checked over every float32 x <= 0);
+expm1_nonpos (x <= 0): 1.01 ulp in float32 (every x <= 0).
 Edges, as IEEE and ``math.*``: exp(+inf) = inf, exp(-inf) = 0, overflow to inf
 and gradual underflow through the subnormals (rounded once) to 0 at the type's
 limits; log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, log of subnormals
@@ -374,6 +376,26 @@ def _expm1_factory(bits):
     return impl
 
 
+def _expm1_nonpos_factory(bits):
+    # expm1 for x <= 0 (and NaN), for elu: with n <= 0, 2^n - 1 is exact (n >= -24 / -53;
+    # below, the result rounds to -1 anyway), so e^x - 1 = 2^n q + (2^n - 1) is one FMA,
+    # without the upper clamp and the two scale factors of _expm1 (~35% fewer operations).
+    P = _typed(bits, _EXPM1_P[bits])
+    LO = _typed(bits, _EXPM1_RANGE[bits][:1])[0]
+    LN2_HI, LN2_LO = _typed(bits, _LN2[bits])
+    LOG2E, MT, ZERO, ONE = _typed(bits, (_LOG2E, -_EXPM1_T, 0.0, 1.0))
+
+    def impl(x):
+        xc = LO if x < LO else x
+        n = np.rint(xc * LOG2E)
+        n = n if xc < MT else ZERO  # no reduction near 0 (see _EXPM1_T); NaN takes n = 0
+        r = (xc - n * LN2_HI) - n * LN2_LO
+        q = r + r * r * _horner(r, P)  # e^r - 1
+        s = _pow2(n)
+        return _fma(s, q, s - ONE)
+    return impl
+
+
 @jit
 def _log_reduced(k, f, c, P, K):
     """k ln2 + log(1 + f) + c for f in [sqrt(1/2) - 1, sqrt 2 - 1] and a small correction c.
@@ -489,6 +511,7 @@ def _erf_factory(bits):
 _exp = _dispatch(_exp_factory)
 _exp_nonpos = _dispatch(_exp_nonpos_factory)
 _expm1 = _dispatch(_expm1_factory)
+_expm1_nonpos = _dispatch(_expm1_nonpos_factory)
 _log = _dispatch(_log_factory)
 _log1p = _dispatch(_log1p_factory)
 _tanh = _dispatch(_tanh_factory)
@@ -525,6 +548,12 @@ def log1p(x):
 def expm1(x):
     """e^x - 1, accurate for small |x|."""
     return _expm1(x)
+
+
+@inline
+def expm1_nonpos(x):
+    """e^x - 1 for x <= 0 (or NaN), cheaper than ``expm1`` (wrong for x > 0)."""
+    return _expm1_nonpos(x)
 
 
 @inline

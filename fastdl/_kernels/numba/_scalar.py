@@ -22,7 +22,7 @@ from numba import types
 from numba.extending import overload
 
 from fastdl._kernels.numba._jit import inline
-from fastdl._kernels.numba._math import erf, exp_nonpos, expm1, log1p, tanh
+from fastdl._kernels.numba._math import erf, exp_nonpos, expm1_nonpos, log1p, tanh
 
 ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3
 ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU = 4, 5, 6, 7
@@ -90,7 +90,7 @@ def elu_s(x, alpha):
     # expm1 of min(x, 0) (NaN kept): never overflows, and is called on every
     # lane instead of under a branch
     xm = const(x, 0.0) if x > const(x, 0.0) else x
-    e = expm1(xm)
+    e = expm1_nonpos(xm)
     return x if x > const(x, 0.0) else alpha * e
 
 
