@@ -503,7 +503,7 @@ def _erf_factory(bits):
         a = abs(x)
         small = a + a * _horner(a * a, PS)
         v = (B if a > B else a) - A  # exact for a >= A; clamped where erf rounds to 1
-        large = ONE - _exp(_horner(v, PL))
+        large = ONE - _exp_nonpos(_horner(v, PL))  # log erfc < 0: exp's bits, cheaper
         return math.copysign(small if a < A else large, x)
     return impl
 
