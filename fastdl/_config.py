@@ -69,7 +69,10 @@ def backends() -> tuple[str, ...]:
 
 
 def _fastest() -> str:
-    # Measured order (README, benchmarks): Cython then Numba then the reference.
+    # Cython first: it compiles nothing at run time and has the least overhead per call
+    # (small models such as the digits MLP); Numba wins the large GEMM-bound rows (it
+    # calls NumPy's faster OpenBLAS) and the exp/tanh activations, but its first call of
+    # each kernel compiles (seconds, cold).  README, Benchmarks: the fastest of each row.
     for name in ("cython", "numba", "numpy"):
         if _probe(name):
             return name

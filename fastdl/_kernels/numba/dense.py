@@ -9,7 +9,7 @@ from fastdl import _config
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
-from fastdl._kernels.numba._math import exp, log, tanh
+from fastdl._kernels.numba._math import exp_nonpos, log, tanh
 from fastdl._kernels.numba._scalar import (ACT_ELU, ACT_GELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU,
                                            ACT_SIGMOID, ACT_SILU, ACT_SOFTMAX, ACT_TANH, const,
                                            elu_s, gelu_s, leaky_relu_s, relu_s, sigmoid_s,
@@ -64,7 +64,7 @@ def _bias_act(y, b, act, alpha):
             s = const(mx, 0.0)
             if act == ACT_SOFTMAX:
                 for j in range(m):
-                    e = exp(row[j] - mx)
+                    e = exp_nonpos(row[j] - mx)
                     row[j] = e
                     s += e
                 inv = const(mx, 1.0) / s
@@ -72,7 +72,7 @@ def _bias_act(y, b, act, alpha):
                     row[j] = row[j] * inv
             else:
                 for j in range(m):
-                    s += exp(row[j] - mx)
+                    s += exp_nonpos(row[j] - mx)
                 lse = log(s)
                 # (x - max) - log(s), not x - (max + log s), which loses the low bits
                 # of x - max when |max| is large

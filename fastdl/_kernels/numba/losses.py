@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit, jit_pair, pick
-from fastdl._kernels.numba._math import exp, log, log1p
+from fastdl._kernels.numba._math import exp_nonpos, log, log1p
 from fastdl._kernels.numba._scalar import const, sigmoid_s, softplus_s
 
 
@@ -227,7 +227,7 @@ def _sce_labels(logits, labels, w, loss, dlogits, eps, ec, scale, wsum):
         y = labels[i]
         mx = _row_max(z)
         for j in range(c):  # no reduction in this loop, so it vectorises with exp
-            d[j] = exp(z[j] - mx)
+            d[j] = exp_nonpos(z[j] - mx)
         s = _row_sum(d)
         wy = (one - eps) * w[y]
         a_sum = wy + ec * wsum  # sum_c a[c]
@@ -259,7 +259,7 @@ def _sce_probs(logits, t, w, loss, dlogits, eps, ec, scale, wsum):
         ti = t[i]
         mx = _row_max(z)
         for j in range(c):
-            d[j] = exp(z[j] - mx)
+            d[j] = exp_nonpos(z[j] - mx)
         s = _row_sum(d)
         dot, a_sum = _probs_dot(w, ti, z, mx, one - eps, ec)
         loss[i] = a_sum * log(s) - dot

@@ -12,7 +12,7 @@ backward passes, to keep the number of compiled functions small.
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit_pair, pick
-from fastdl._kernels.numba._math import exp, log
+from fastdl._kernels.numba._math import exp, exp_nonpos, log
 from fastdl._kernels.numba._scalar import const
 
 
@@ -62,13 +62,13 @@ def _softmax_rows(x, out, logmode):
             for j in range(c):
                 d = xr[j] - mx
                 orow[j] = d
-                s += exp(d)
+                s += exp_nonpos(d)
             ls = log(s)
             for j in range(c):
                 orow[j] -= ls
         else:
             for j in range(c):
-                e = exp(xr[j] - mx)
+                e = exp_nonpos(xr[j] - mx)
                 orow[j] = e
                 s += e
             inv = const(mx, 1.0) / s
