@@ -226,31 +226,6 @@ def _horner(typingctx, x, coeffs):
 
 
 @intrinsic
-def _estrin(typingctx, x, coeffs):
-    """The same polynomial as ``_horner`` by Estrin's scheme: coefficient pairs
-    c[2i] + c[2i+1] x first, then pairs of those with x^2, x^4, ...  Its chain of
-    dependent FMAs is log2(n) long instead of n: these kernels are latency-bound
-    (a long chain per element keeps few elements in flight), so a shorter chain is
-    faster although it does one multiply more."""
-    if not (_is_float(x) and isinstance(coeffs, types.UniTuple) and coeffs.dtype == x):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ty = context.get_value_type(x)
-        fmuladd = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
-                                                   ir.FunctionType(ty, [ty, ty, ty]))
-        c = [builder.extract_value(args[1], i) for i in range(coeffs.count)]
-        xp = args[0]
-        while len(c) > 1:
-            c = [builder.call(fmuladd, [c[i + 1], xp, c[i]]) if i + 1 < len(c) else c[i]
-                 for i in range(0, len(c), 2)]
-            if len(c) > 1:
-                xp = builder.fmul(xp, xp)
-        return c[0]
-    return x(x, coeffs), codegen
-
-
-@intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c with one rounding (llvm.fma): exact remainders, e.g. t - y * d."""
     if not (_is_float(a) and a == b == c):
@@ -458,7 +433,7 @@ def _tanh32_impl():
         # expm1 form below; both branches computed and one selected
         a = abs(x)
         z = a * a
-        small = a + a * z * _estrin(z, P)
+        small = a + a * z * _horner(z, P)
         # e^2a for 2a in [1.25, 20]: clamped where tanh rounds to 1, and NaN takes HI so
         # that the exponent's integer conversion stays defined (NaN returns via small)
         ac = a if a < HI else HI
