@@ -287,19 +287,32 @@ def _dispatch(factory):
 # Each factory returns the implementation for one float width; its constants are
 # closure variables already of that type (so float32 stays float32).
 
+@jit
+def _exp_reduced(x, P, K):
+    """(n, e^r) for x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * LN2_HI is exact), with
+    e^r = 1 + r + r^2 P(r); n is a float holding an integer.  K = (log2 e, LN2_HI,
+    LN2_LO, 1).  e^x is then e^r 2^n, scaled as each caller's range needs."""
+    log2e, ln2_hi, ln2_lo, one = K
+    n = np.rint(x * log2e)
+    r = (x - n * ln2_hi) - n * ln2_lo
+    return n, one + (r + r * r * _horner(r, P))
+
+
+def _exp_consts(bits):
+    # (P, K) of _exp_reduced for the float width ``bits``
+    return _typed(bits, _EXP_P[bits]), _typed(bits, (_LOG2E,) + _LN2[bits] + (1.0,))
+
+
 def _exp_factory(bits):
-    P = _typed(bits, _EXP_P[bits])
+    P, K = _exp_consts(bits)
     LO, HI = _typed(bits, _EXP_RANGE[bits])
-    LN2_HI, LN2_LO = _typed(bits, _LN2[bits])
-    LOG2E, ONE, HALF = _typed(bits, (_LOG2E, 1.0, 0.5))
+    HALF = _typed(bits, (0.5,))[0]
 
     def impl(x):
         # NaN passes both clamps (comparisons with NaN are false)
         xc = HI if x > HI else x
         xc = LO if xc < LO else xc
-        n = np.rint(xc * LOG2E)
-        r = (xc - n * LN2_HI) - n * LN2_LO  # n * LN2_HI is exact
-        p = ONE + (r + r * r * _horner(r, P))
+        n, p = _exp_reduced(xc, P, K)
         # 2^n as two factors: n runs from -150 to 128 (float32), -1076 to 1024 (float64),
         # beyond one normal power of two; a subnormal result is rounded once, by the last product.
         h = np.rint(n * HALF)
@@ -312,19 +325,15 @@ def _exp_nonpos_factory(bits):
     # exp for x <= 0 (and NaN), as the activations need it (e^-|x|, e^min(x, 0),
     # e^(-x^2/2)): one clamp instead of two and one scaling product more instead of
     # the two-factor 2^n, 18% faster than _exp; the results are the same bits.
-    P = _typed(bits, _EXP_P[bits])
+    P, K = _exp_consts(bits)
     LO = _typed(bits, _EXP_RANGE[bits][:1])[0]
-    LN2_HI, LN2_LO = _typed(bits, _LN2[bits])
-    K, SK = _typed(bits, (_EXP_NONPOS_K[bits], 2.0 ** -_EXP_NONPOS_K[bits]))
-    LOG2E, ONE = _typed(bits, (_LOG2E, 1.0))
+    EK, SK = _typed(bits, (_EXP_NONPOS_K[bits], 2.0 ** -_EXP_NONPOS_K[bits]))
 
     def impl(x):
         xc = LO if x < LO else x
-        n = np.rint(xc * LOG2E)
-        r = (xc - n * LN2_HI) - n * LN2_LO
-        p = ONE + (r + r * r * _horner(r, P))
-        # p 2^(n + K) is exact; a subnormal result is rounded once, by the last product
-        y = p * _pow2(n + K) * SK
+        n, p = _exp_reduced(xc, P, K)
+        # p 2^(n + EK) is exact; a subnormal result is rounded once, by the last product
+        y = p * _pow2(n + EK) * SK
         return y if xc == xc else x
     return impl
 
@@ -424,9 +433,8 @@ def _log1p_factory(bits):
 
 def _tanh32_impl():
     P = _typed(32, _TANH32_P)
-    EP = _typed(32, _EXP_P[32])
-    LN2_HI, LN2_LO = _typed(32, _LN2[32])
-    T, HI, LOG2E, ONE, TWO = _typed(32, (_TANH32_T, _TANH_HI[32], _LOG2E, 1.0, 2.0))
+    EP, EK = _exp_consts(32)
+    T, HI, ONE, TWO = _typed(32, (_TANH32_T, _TANH_HI[32], 1.0, 2.0))
 
     def impl(x):
         # max error 1.33 ulp over every float32 (exhaustive), 25% faster than the
@@ -437,10 +445,8 @@ def _tanh32_impl():
         # e^2a for 2a in [1.25, 20]: clamped where tanh rounds to 1, and NaN takes HI so
         # that the exponent's integer conversion stays defined (NaN returns via small)
         ac = a if a < HI else HI
-        v = ac + ac
-        n = np.rint(v * LOG2E)
-        r = (v - n * LN2_HI) - n * LN2_LO
-        e = (ONE + (r + r * r * _horner(r, EP))) * _pow2(n)
+        n, p = _exp_reduced(ac + ac, EP, EK)
+        e = p * _pow2(n)  # 2^n normal: n in [2, 29]
         large = ONE - TWO / (e + ONE)
         return math.copysign(large if a >= T else small, x)
     return impl
