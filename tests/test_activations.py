@@ -281,6 +281,29 @@ def test_in_place(backend, act, n):
         assert_close(o, dx_new, np.float32, scale=0.1)
 
 
+# the Cython kernels write arrays of 16 MiB and more with streaming stores, in blocks
+# after an unaligned head (see activations.pyx): every activation there, from an
+# unaligned start, with an odd tail, and in place
+STREAM_BYTES = 1 << 24
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_streaming_store_sizes(dtype, act):
+    n = STREAM_BYTES // np.dtype(dtype).itemsize + 37
+    x, dy = sample(n + 1, dtype, seed=11)
+    x, dy = x[1:], dy[1:]  # 4 or 8 bytes past the allocation's alignment
+    y_ref, dx_ref = fwd(act, x, "numpy"), bwd(act, dy, x, "numpy")
+    for backend in BACKENDS:
+        assert_close(fwd(act, x, backend), y_ref, dtype, err_msg=backend)
+        assert_close(bwd(act, dy, x, backend), dx_ref, dtype, err_msg=backend)
+    xi = x.copy()
+    fwd(act, xi, "cython", out=xi)
+    assert_close(xi, y_ref, dtype)
+    d = dy.copy()
+    bwd(act, d, x, "cython", out=d)
+    assert_close(d, dx_ref, dtype)
+
+
 def test_partial_overlap_is_safe(backend):
     # out a shifted view of x's memory: the result must be as if x were copied first
     buf = np.linspace(-3, 3, PARALLEL_THRESHOLD + 101)

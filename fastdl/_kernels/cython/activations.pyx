@@ -17,6 +17,14 @@ the exp/expm1/erf/tanh calls become libmvec vector calls (FASTDL_LIBMVEC above,
 see _helpers.pxd).  Above PARALLEL_THRESHOLD elements the array is cut into
 CHUNK-element spans handed out by a static prange (each thread one contiguous
 block); below, one span on the calling thread.
+
+Streaming stores: when the written array is at least STREAM_MIN_BYTES (half the
+L3 here, so it could not stay cached for its reader anyway), each span computes
+NT_BLOCK elements at a time into a small buffer in L1 and writes them with
+non-temporal stores (x86 SSE2/AVX), which skip the read-for-ownership of the
+destination: relu forward + backward on 10M float32 went from 10.4-11.4 ms to
+7.6-8.2 ms in a C model of this loop (same process, interleaved); on 1M elements
+(4 MB, in cache) they were 40% slower, hence the size threshold.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -30,6 +38,52 @@ from fastdl._kernels.cython._helpers cimport (
 # small enough that the last threads are not left with a long tail
 cdef enum:
     CHUNK = 32768
+
+# Non-temporal stores of a block (a multiple of 32 bytes, to a destination aligned to
+# FASTDL_NT_ALIGN bytes), then a store fence once per span: the stores are weakly
+# ordered, and the fence makes them visible before the threads' closing barrier.
+cdef extern from *:
+    """
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    #define FASTDL_NT_ALIGN 32
+    static inline void fastdl_stream(void *dst, const void *src, size_t nbytes) {
+        for (size_t j = 0; j < nbytes; j += 32)
+            _mm256_stream_si256((__m256i *)((char *)dst + j),
+                                _mm256_loadu_si256((const __m256i *)((const char *)src + j)));
+    }
+    static inline void fastdl_sfence(void) { _mm_sfence(); }
+    #elif defined(__SSE2__)
+    #include <emmintrin.h>
+    #define FASTDL_NT_ALIGN 16
+    static inline void fastdl_stream(void *dst, const void *src, size_t nbytes) {
+        for (size_t j = 0; j < nbytes; j += 16)
+            _mm_stream_si128((__m128i *)((char *)dst + j),
+                             _mm_loadu_si128((const __m128i *)((const char *)src + j)));
+    }
+    static inline void fastdl_sfence(void) { _mm_sfence(); }
+    #else
+    #include <string.h>
+    #define FASTDL_NT_ALIGN 0  /* no streaming stores: the plain path is taken */
+    static inline void fastdl_stream(void *dst, const void *src, size_t nbytes) {
+        memcpy(dst, src, nbytes);
+    }
+    static inline void fastdl_sfence(void) {}
+    #endif
+    """
+    const size_t NT_ALIGN "FASTDL_NT_ALIGN"
+    void nt_stream "fastdl_stream"(void *dst, const void *src, size_t nbytes) noexcept nogil
+    void nt_fence "fastdl_sfence"() noexcept nogil
+
+cdef enum:
+    NT_BLOCK = 64  # elements per streamed block (64 and 256 B-1 KB blocks measured alike or slower)
+    STREAM_MIN_BYTES = 1 << 24
+
+
+cdef inline Py_ssize_t nt_head(const void *p, Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    # elements before p + head is NT_ALIGN-aligned (p is aligned to its item size)
+    cdef Py_ssize_t head = ((NT_ALIGN - (<size_t>p) % NT_ALIGN) % NT_ALIGN) // itemsize
+    return head if head < n else n
 
 
 cdef void forward_span(const floating *x, floating *y, Py_ssize_t n, int act,
@@ -86,6 +140,39 @@ cdef void backward_span(const floating *dy, const floating *x, floating *dx, Py_
             dx[i] = dy[i] * silu_d(x[i])
 
 
+cdef void forward_span_nt(const floating *x, floating *y, Py_ssize_t n, int act,
+                          floating alpha) noexcept nogil:
+    # forward_span with streaming stores: NT_BLOCK elements into buf (L1), then out.
+    # Each block is read before it is written, so y may be x.
+    cdef floating buf[NT_BLOCK]
+    cdef Py_ssize_t i = nt_head(y, n, sizeof(floating))
+    forward_span(x, y, i, act, alpha)
+    while i + NT_BLOCK <= n:
+        forward_span(x + i, buf, NT_BLOCK, act, alpha)
+        nt_stream(y + i, buf, NT_BLOCK * sizeof(floating))
+        i += NT_BLOCK
+    forward_span(x + i, y + i, n - i, act, alpha)
+    nt_fence()
+
+
+cdef void backward_span_nt(const floating *dy, const floating *x, floating *dx, Py_ssize_t n,
+                           int act, floating alpha) noexcept nogil:
+    # backward_span with streaming stores, as forward_span_nt
+    cdef floating buf[NT_BLOCK]
+    cdef Py_ssize_t i = nt_head(dx, n, sizeof(floating))
+    backward_span(dy, x, dx, i, act, alpha)
+    while i + NT_BLOCK <= n:
+        backward_span(dy + i, x + i, buf, NT_BLOCK, act, alpha)
+        nt_stream(dx + i, buf, NT_BLOCK * sizeof(floating))
+        i += NT_BLOCK
+    backward_span(dy + i, x + i, dx + i, n - i, act, alpha)
+    nt_fence()
+
+
+cdef inline bint streams(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    return NT_ALIGN != 0 and n * itemsize >= STREAM_MIN_BYTES
+
+
 cdef void forward(const floating[::1] x, floating[::1] out, int act,
                   double alpha) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], c, lo
@@ -94,6 +181,10 @@ cdef void forward(const floating[::1] x, floating[::1] out, int act,
         return
     if n < PARALLEL_THRESHOLD:
         forward_span(&x[0], &out[0], n, act, a)
+    elif streams(n, sizeof(floating)):
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            lo = c * CHUNK
+            forward_span_nt(&x[lo], &out[lo], min(<Py_ssize_t>CHUNK, n - lo), act, a)
     else:
         for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
             lo = c * CHUNK
@@ -108,6 +199,10 @@ cdef void backward(const floating[::1] dy, const floating[::1] x, floating[::1] 
         return
     if n < PARALLEL_THRESHOLD:
         backward_span(&dy[0], &x[0], &dx[0], n, act, a)
+    elif streams(n, sizeof(floating)):
+        for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
+            lo = c * CHUNK
+            backward_span_nt(&dy[lo], &x[lo], &dx[lo], min(<Py_ssize_t>CHUNK, n - lo), act, a)
     else:
         for c in prange((n + CHUNK - 1) // CHUNK, schedule="static"):
             lo = c * CHUNK
