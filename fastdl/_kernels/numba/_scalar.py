@@ -9,7 +9,7 @@ float32 arithmetic to float64 (half the vector width, and conversions).
 Conventions, kept in every backend (and by the NumPy reference):
 * The library calls (exp, expm1, ndtr, tanh) are unconditional and the branches
   are selects, so that the loops calling them stay vectorisable once the
-  calls are (except float64 gelu: its ndtr calls libm's erfc in the tail).
+  calls are.
 * At a kink (x = 0) the derivative is the left one, as PyTorch: relu' = 0,
   leaky_relu' = alpha, elu' = alpha.
 * NaN in gives NaN out, in both directions (a derivative at NaN is NaN).
