@@ -281,8 +281,8 @@ def test_in_place(backend, act, n):
         assert_close(o, dx_new, np.float32, scale=0.1)
 
 
-# the Cython kernels write arrays of 16 MiB and more with streaming stores, in blocks
-# after an unaligned head (see activations.pyx): every activation there, from an
+# arrays of 16 MiB and more are written with streaming stores, in blocks after an
+# unaligned head (every Cython activation, the Numba relu and leaky_relu): from an
 # unaligned start, with an odd tail, and in place
 STREAM_BYTES = 1 << 24
 
@@ -296,12 +296,12 @@ def test_streaming_store_sizes(dtype, act):
     for backend in BACKENDS:
         assert_close(fwd(act, x, backend), y_ref, dtype, err_msg=backend)
         assert_close(bwd(act, dy, x, backend), dx_ref, dtype, err_msg=backend)
-    xi = x.copy()
-    fwd(act, xi, "cython", out=xi)
-    assert_close(xi, y_ref, dtype)
-    d = dy.copy()
-    bwd(act, d, x, "cython", out=d)
-    assert_close(d, dx_ref, dtype)
+        xi = x.copy()
+        fwd(act, xi, backend, out=xi)
+        assert_close(xi, y_ref, dtype, err_msg=backend)
+        d = dy.copy()
+        bwd(act, d, x, backend, out=d)
+        assert_close(d, dx_ref, dtype, err_msg=backend)
 
 
 def test_partial_overlap_is_safe(backend):

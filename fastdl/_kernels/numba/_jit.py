@@ -21,15 +21,15 @@ from fastdl import _config
 
 def _drop_stale_cache():
     """Numba checks only a kernel's own source file when it decides whether a cached
-    kernel is stale, so a change to the shared scalar maths (``_math.py``,
-    ``_scalar.py``, this file) would leave every cached kernel on the old code.  A
-    stamp of those files beside the cache clears it when they change."""
+    kernel is stale, so a change to the shared helpers (``_math.py``, ``_scalar.py``,
+    ``_stream.py``, this file) would leave every cached kernel on the old code.  A stamp
+    of those files beside the cache clears it when they change."""
     import hashlib
     import os
 
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha1()
-    for name in ("_jit.py", "_math.py", "_scalar.py"):
+    for name in ("_jit.py", "_math.py", "_scalar.py", "_stream.py"):
         with open(os.path.join(here, name), "rb") as fh:
             h.update(fh.read())
     cache = os.path.join(here, "__pycache__")

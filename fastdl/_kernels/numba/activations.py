@@ -15,6 +15,17 @@ parallel driver hands CHUNK-element slices of the arrays to the same serial
 kernel, one call per chunk, as the Cython backend does: the heavy loop bodies
 are compiled once per signature and the parallel drivers stay small.
 
+Streaming stores, for relu and leaky_relu only: when the written array is at least
+STREAM_MIN_BYTES (16 MiB), each chunk computes BLOCK elements at a time into a small
+buffer in L1 and writes them with non-temporal stores (``_stream.py``), skipping the
+read of each written line.  Same-process A/B, fwd+bwd 10M float32: relu 0.77-0.93x,
+leaky_relu 0.78-0.92x the time; but tanh 1.14-1.21x, elu 1.05-1.23x, silu 1.24-1.31x,
+gelu 1.25-1.34x, sigmoid 0.99-1.12x (blocks of 64, 256 and 1024 alike), so the
+compute-bound activations keep their plain loops.  The block takes slices of the
+inputs, not ``x[i + j]``: an index Numba cannot prove non-negative gets the
+negative-index wraparound, which kept that loop from vectorising (then 1.6x slower
+than no streaming at all).
+
 ``jit_pair`` is not used: it compiles its serial and parallel twins from one
 function, and Numba's cache keys on the function and the signature, not on
 ``parallel=True``, so whichever twin compiles first is loaded from the cache by
@@ -23,7 +34,10 @@ serial kernel and the parallel driver are different functions.
 """
 from numba import prange
 
+import numpy as np
+
 from fastdl._kernels.numba._jit import inline, jit, pick
+from fastdl._kernels.numba._stream import STREAM_MIN_BYTES, STREAMS, sfence, stream
 # imported under another name: the public kernel ``tanh`` below takes the module name
 from fastdl._kernels.numba._math import tanh as tanh_s
 from fastdl._kernels.numba._scalar import (
@@ -33,6 +47,8 @@ from fastdl._kernels.numba._scalar import (
 
 # elements per parallel chunk (as the Cython backend): a call per chunk costs nothing
 CHUNK = 32768
+# elements per streamed block (as the Cython backend)
+BLOCK = 64
 
 
 @inline
@@ -131,17 +147,103 @@ def _backward_chunks(dy, x, dx, act, alpha):
         _backward(dy[lo:hi], x[lo:hi], dx[lo:hi], act, alpha)
 
 
+@inline
+def _head(a):
+    # elements before a's first 32-byte aligned one (a is aligned to its item size)
+    return ((32 - a.ctypes.data % 32) % 32) // a.itemsize
+
+
+@inline
+def _forward_block(x, out, act, alpha):
+    # the streamed activations only: a small body keeps the streaming kernels' compile short
+    if act == ACT_RELU:
+        for i in range(x.shape[0]):
+            out[i] = relu_s(x[i])
+    else:
+        for i in range(x.shape[0]):
+            out[i] = leaky_relu_s(x[i], alpha)
+
+
+@inline
+def _backward_block(dy, x, dx, act, alpha):
+    if act == ACT_RELU:
+        for i in range(x.shape[0]):
+            dx[i] = dy[i] * relu_d(x[i])
+    else:
+        for i in range(x.shape[0]):
+            dx[i] = dy[i] * leaky_relu_d(x[i], alpha)
+
+
+@jit
+def _forward_stream(x, out, act, alpha):
+    # _forward with streaming stores (relu, leaky_relu), BLOCK elements at a time
+    # through buf (each block is read before it is written, so out may be x)
+    n = x.shape[0]
+    i = min(_head(out), n)
+    _forward(x[:i], out[:i], act, alpha)
+    buf = np.empty(BLOCK, out.dtype)
+    while i + BLOCK <= n:
+        _forward_block(x[i:i + BLOCK], buf, act, alpha)
+        stream(out, i, buf)
+        i += BLOCK
+    _forward(x[i:], out[i:], act, alpha)
+    sfence()
+
+
+@jit
+def _backward_stream(dy, x, dx, act, alpha):
+    # _backward with streaming stores, as _forward_stream
+    n = x.shape[0]
+    i = min(_head(dx), n)
+    _backward(dy[:i], x[:i], dx[:i], act, alpha)
+    buf = np.empty(BLOCK, dx.dtype)
+    while i + BLOCK <= n:
+        _backward_block(dy[i:i + BLOCK], x[i:i + BLOCK], buf, act, alpha)
+        stream(dx, i, buf)
+        i += BLOCK
+    _backward(dy[i:], x[i:], dx[i:], act, alpha)
+    sfence()
+
+
+@jit(parallel=True)
+def _forward_chunks_stream(x, out, act, alpha):
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        _forward_stream(x[lo:hi], out[lo:hi], act, alpha)
+
+
+@jit(parallel=True)
+def _backward_chunks_stream(dy, x, dx, act, alpha):
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        _backward_stream(dy[lo:hi], x[lo:hi], dx[lo:hi], act, alpha)
+
+
 _forward_k = (_forward, _forward_chunks)
 _backward_k = (_backward, _backward_chunks)
 
 
+def _streams(out, act):
+    return STREAMS and act in (ACT_RELU, ACT_LEAKY_RELU) and out.nbytes >= STREAM_MIN_BYTES
+
+
 def _fwd(x, out, act, alpha=0.0):
     # alpha in the data's dtype, so that float32 kernels stay float32
-    pick(_forward_k, x.shape[0])(x, out, act, x.dtype.type(alpha))
+    k = pick(_forward_k, x.shape[0])
+    if k is _forward_chunks and _streams(out, act):
+        k = _forward_chunks_stream
+    k(x, out, act, x.dtype.type(alpha))
 
 
 def _bwd(dy, x, dx, act, alpha=0.0):
-    pick(_backward_k, x.shape[0])(dy, x, dx, act, x.dtype.type(alpha))
+    k = pick(_backward_k, x.shape[0])
+    if k is _backward_chunks and _streams(dx, act):
+        k = _backward_chunks_stream
+    k(dy, x, dx, act, x.dtype.type(alpha))
 
 
 def relu(x, out):
