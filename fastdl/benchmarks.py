@@ -136,8 +136,8 @@ def _floors():
     with ordinary loads and stores and one add per element, so no kernel that reads
     and writes the same arrays with ordinary stores can be faster on this machine.
     Streaming (non-temporal) stores skip the read of each written line and can: the
-    Cython activations use them for outputs of 16 MiB and more (relu fwd+bwd 10M
-    then runs at about 0.8x this floor).  For the in-place updates (Adam, SGD) every
+    activations use them for outputs of 16 MiB and more (Cython: all of them; Numba:
+    relu and leaky_relu), and relu fwd+bwd 10M then runs at 0.66-0.81x this floor.  For the in-place updates (Adam, SGD) every
     written line is read anyway, so there the floor binds: a target below
     floor/PyTorch cannot be met.  Compiled on first use (never at import; the
     compile is outside every figure, as for every competitor)."""
@@ -893,7 +893,7 @@ def format_table(report):
     lines.append("* the fastest compiled backend of the row; 'vs ref' and 'vs torch' are time "
                  "ratios (below 1 is faster)")
     lines.append("(floor): the same bytes moved by a bare parallel loop (one add an element); "
-                 "no kernel with ordinary stores beats it (streaming stores can: the Cython "
+                 "no kernel with ordinary stores beats it (streaming stores can: the "
                  "activations use them from 16 MiB)")
     lines.append("paired: median over rounds of the time over the bare matmul's, timed in "
                  "adjacent blocks (drift cancels)")
