@@ -70,7 +70,8 @@ _MP = {"exp": mpmath.exp, "exp_nonpos": mpmath.exp, "log": mpmath.log, "log1p": 
        "expm1_nonpos": mpmath.expm1,
        "tanh": mpmath.tanh, "erf": mpmath.erf,
        # mpmath's ncdf overflows for huge |v|; Phi is 0 or 1 to any precision beyond 50
-       "ndtr": lambda v: mpmath.ncdf(v) if abs(v) < 50 else mpmath.mpf(v > 0)}
+       "ndtr": lambda v: v if mpmath.isnan(v) else (
+           mpmath.ncdf(v) if abs(v) < 50 else mpmath.mpf(v > 0))}
 _LONG_OK = np.finfo(np.longdouble).nmant >= 63  # x87 extended on x86-64 Linux
 
 
