@@ -32,12 +32,11 @@ function, and Numba's cache keys on the function and the signature, not on
 the other one (measured: the "parallel" twin ran the serial code).  Here the
 serial kernel and the parallel driver are different functions.
 """
+import numpy as np
 from numba import prange
 
-import numpy as np
-
 from fastdl._kernels.numba._jit import inline, jit, pick
-from fastdl._kernels.numba._stream import STREAM_MIN_BYTES, STREAMS, sfence, stream
+from fastdl._kernels.numba._stream import ALIGN, STREAM_MIN_BYTES, STREAMS, sfence, stream
 # imported under another name: the public kernel ``tanh`` below takes the module name
 from fastdl._kernels.numba._math import tanh as tanh_s
 from fastdl._kernels.numba._scalar import (
@@ -47,7 +46,7 @@ from fastdl._kernels.numba._scalar import (
 
 # elements per parallel chunk (as the Cython backend): a call per chunk costs nothing
 CHUNK = 32768
-# elements per streamed block (as the Cython backend)
+# elements per streamed block (as the Cython backend; BLOCK * itemsize is a multiple of ALIGN)
 BLOCK = 64
 
 
@@ -149,8 +148,8 @@ def _backward_chunks(dy, x, dx, act, alpha):
 
 @inline
 def _head(a):
-    # elements before a's first 32-byte aligned one (a is aligned to its item size)
-    return ((32 - a.ctypes.data % 32) % 32) // a.itemsize
+    # elements before a's first ALIGN-byte aligned one (a is aligned to its item size)
+    return ((ALIGN - a.ctypes.data % ALIGN) % ALIGN) // a.itemsize
 
 
 @inline
