@@ -137,10 +137,11 @@ def _floors():
     and writes the same arrays with ordinary stores can be faster on this machine.
     Streaming (non-temporal) stores skip the read of each written line and can: the
     activations use them for outputs of 16 MiB and more (Cython: all of them; Numba:
-    relu and leaky_relu), and relu fwd+bwd 10M then runs at 0.66-0.81x this floor.  For the in-place updates (Adam, SGD) every
-    written line is read anyway, so there the floor binds: a target below
-    floor/PyTorch cannot be met.  Compiled on first use (never at import; the
-    compile is outside every figure, as for every competitor)."""
+    relu and leaky_relu), and relu fwd+bwd 10M then runs at 0.66-0.81x this floor.
+    For the in-place updates (Adam, SGD) every written line is read anyway, so there
+    the floor binds: a target below floor/PyTorch cannot be met.  Compiled on first
+    use (never at import; the compile is outside every figure, as for every
+    competitor)."""
     if not _FLOOR_KERNELS:
         from numba import prange
 

@@ -166,7 +166,8 @@ def test_accuracy_in_ulp(name, dtype):
     assert got.dtype == dtype
     err = ulp_error(got, reference(name, x), dtype)
     worst = int(np.argmax(err))
-    assert err[worst] <= bound(name, dtype), f"{name}({x[worst]!r}) = {got[worst]!r}: {err[worst]:.2f} ulp"
+    assert err[worst] <= bound(name, dtype), (
+        f"{name}({x[worst]!r}) = {got[worst]!r}: {err[worst]:.2f} ulp")
 
 
 def test_erf_float64_dense_against_scipy():
