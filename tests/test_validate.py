@@ -66,3 +66,28 @@ def test_check_real_short_path_agrees():
         V.check_real("a", True)
     with pytest.raises(ValueError, match="a: expected a value in"):
         V.check_real("a", 2.0, lo=0.0, hi=1.0)
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i4", "i8", "u1", "u8", ">i8", "<u4", ">u2"])
+def test_as_labels_range_every_int_dtype(dtype):
+    y = np.array([0, 2, 1], dtype)
+    out = V.as_labels("y", y, 3, 3)
+    assert out.dtype == np.int64 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, [0, 2, 1])
+    with pytest.raises(ValueError, match=r"y: labels must be in \[0, 2\), got 2"):
+        V.as_labels("y", y, 3, 2)
+    if np.dtype(dtype).kind == "i":
+        with pytest.raises(ValueError, match=r"y: labels must be in \[0, 3\), got -1"):
+            V.as_labels("y", np.array([0, -1, 2], dtype), 3, 3)
+    with pytest.raises(ValueError, match=r"y: labels must be in \[0, 0\), got 2"):
+        V.as_labels("y", y, 3, 0)
+    assert V.as_labels("y", y[:0], 0, 0).shape == (0,)
+
+
+def test_as_labels_catches_what_a_byte_swap_would_hide():
+    # 2^56 in big-endian bytes reads as 1 in little-endian: the range check must see 2^56
+    y = np.array([0, 1 << 56], ">i8")
+    with pytest.raises(ValueError, match=f"got {1 << 56}"):
+        V.as_labels("y", y, 2, 3)
+    with pytest.raises(ValueError, match=f"got {-(1 << 62)}"):
+        V.as_labels("y", np.array([-(1 << 62), 1], np.int64)[::-1], 2, 3)  # strided view

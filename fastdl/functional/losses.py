@@ -66,6 +66,17 @@ def _class_target(name, target, x):
     return t
 
 
+_ONES = {}
+
+
+def _ones(c, dtype):
+    # the class weights when none are given, kept per (C, dtype) (kernels only read them)
+    w = _ONES.get((c, dtype))
+    if w is None:
+        w = _ONES[(c, dtype)] = np.ones(c, dtype)
+    return w
+
+
 def _eps(eps, dtype):
     if eps is None:
         return float(np.finfo(dtype).eps)
@@ -226,7 +237,7 @@ def binary_cross_entropy_with_logits_backward(z, y, reduction="mean", *, out=Non
 def _row_result(rows, reduction, denom, out, inputs):
     if reduction == "none":
         return rows
-    total = float(np.sum(rows, dtype=np.float64))
+    total = float(np.add.reduce(rows, dtype=np.float64))  # np.sum's wrapper: 2x the time here
     return _reduced(total, denom, "mean" if reduction == "mean" else "sum", rows.dtype,
                     out, inputs)
 
@@ -281,7 +292,7 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
     dtype = logits.dtype
     target = _class_target("target", target, logits)
     if weight is None:
-        w = np.ones(c, dtype=dtype)
+        w = _ones(c, dtype)
     else:
         w = V.as_float("weight", weight, ndim=1, dtype=dtype)
         V.check_shape("weight", w, (c,))
