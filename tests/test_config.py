@@ -57,7 +57,8 @@ def test_threads_roundtrip():
 
 def test_info_keys():
     d = fastdl.info()
-    for key in ("versions", "backends", "num_threads", "blas", "cpu"):
+    for key in ("versions", "backends", "num_threads", "blas", "cpu", "openblas_thread_timeout",
+                "openblas_loaded_before_fastdl"):
         assert key in d
     assert d["versions"]["fastdl"] == fastdl.__version__
 
@@ -91,3 +92,41 @@ def test_numba_threading_layer(env, preload, want):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == want.split()
+
+
+_SPIN_PROBE = """
+import sys, time
+if sys.argv[1] == "numpy-first":
+    import numpy
+import fastdl
+import numpy as np
+fastdl.set_num_threads(2)
+a = np.ones((512, 512), np.float32)
+for _ in range(5):
+    np.matmul(a, a)  # a 2-thread GEMM: OpenBLAS's worker then idles
+t0 = time.process_time()
+time.sleep(0.08)
+print(time.process_time() - t0, fastdl.info()["openblas_loaded_before_fastdl"])
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores for a BLAS worker")
+@pytest.mark.parametrize("env, order, spins", [
+    ({}, "fastdl-first", False),                                 # fastdl's short timeout
+    ({}, "numpy-first", True),                                   # OpenBLAS loaded too early
+    ({"OPENBLAS_THREAD_TIMEOUT": "28"}, "fastdl-first", True),   # the user's setting wins
+])
+def test_openblas_idle_threads_stop_spinning(env, order, spins):
+    # CPU time burnt while the process sleeps 80 ms after a GEMM: OpenBLAS's idle worker
+    # spinning (its default, 2^28 cycles, about 0.1 s) or asleep (fastdl's 2^14)
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", _SPIN_PROBE, order], env=full,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    cpu, before = out.stdout.split()
+    assert before == str(order == "numpy-first")
+    assert float(cpu) > 0.02 if spins else float(cpu) < 0.01, cpu
