@@ -22,12 +22,12 @@ training step 50x slower.  fastdl therefore
     which the Cython backend loads).  For about 0.1 s after each BLAS call its
     worker otherwise spins on the other core, and a parallel kernel started in that
     time shares that core with it.  Measured here: Adam over the 536k parameters of
-    the 784-512-256-10 MLP right after a 256x784x512 GEMM took 414-497 us, 203-289
-    us with the shorter timeout (164-185 us in a loop of its own); a training epoch
-    over the bare matrix products of the same epoch, batch 32: 1.87-2.14x, then
-    1.54-1.78x; batch 256: 1.20-1.29x, then 1.17-1.23x; the bare products
-    themselves unchanged.  2^14 cycles (several microseconds) still bridge two
-    back-to-back BLAS calls.
+    the 784-512-256-10 MLP right after a 256x784x512 GEMM took 414-497 us, and
+    203-289 us with timeouts of 2^4 to 2^14 cycles (164-185 us in a loop of its
+    own); a training epoch over the bare matrix products of the same epoch, batch
+    32: 1.87-2.14x, then 1.54-1.78x; batch 256: 1.20-1.29x, then 1.17-1.23x; the
+    bare products themselves unchanged.  2^14 cycles (several microseconds) still
+    bridge two back-to-back BLAS calls.
 """
 from __future__ import annotations
 
