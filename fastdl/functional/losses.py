@@ -18,6 +18,8 @@ refused (the compiled kernels read an input after writing the result).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fastdl import _validate as V
@@ -66,15 +68,10 @@ def _class_target(name, target, x):
     return t
 
 
-_ONES = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _ones(c, dtype):
-    # the class weights when none are given, kept per (C, dtype) (kernels only read them)
-    w = _ONES.get((c, dtype))
-    if w is None:
-        w = _ONES[(c, dtype)] = np.ones(c, dtype)
-    return w
+    # the class weights when none are given, one array per (C, dtype): kernels only read it
+    return np.ones(c, dtype)
 
 
 def _eps(eps, dtype):
