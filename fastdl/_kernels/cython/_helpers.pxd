@@ -50,6 +50,39 @@ cdef extern from *:
     #endif
     """
 
+# e^x for x <= 0 (or NaN) in float32, as the Numba backend's _math.exp_nonpos: the
+# activations' exps all have such arguments (e^-|x|, e^min(x, 0), e^(-x^2/2)).  Plain
+# C that gcc vectorises inline, with no call: in the activation loops libmvec's expf
+# (a call per vector, and its range checks) made the Cython sigmoid family 1.3-1.6x
+# slower than the Numba one.  x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * LN2_HI is
+# exact); n is rounded by adding 1.5 * 2^23, which leaves n in t's low mantissa bits
+# (no rint, a libm call on SSE2 builds) and gives 2^(n + 64) by integer arithmetic;
+# e^r = 1 + r + r^2 P(r) (_math._EXP_P[32]).  The product with 2^-64 rounds a
+# subnormal result once.  NaN: t, r and p are NaN, so the product is NaN whatever the
+# bits of the scale.  Accuracy: the Numba exp_nonpos's (1.02 ulp); tests compare every
+# backend with the reference.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    static inline float fastdl_exp_nonpos_f(float x) {
+        float xc = x < -104.0f ? -104.0f : x;          /* e^-104 rounds to 0; NaN passes */
+        float t = xc * 1.44269504088896341f + 12582912.0f;
+        float n = t - 12582912.0f;
+        float r = (xc - n * 0.693145751953125f) - n * 1.4286068202862268e-06f;
+        float p = (((0.0013814467f * r + 0.008368781f) * r + 0.041668393f) * r
+                   + 0.1666652f) * r + 0.49999994f;
+        int32_t b;
+        float s;
+        p = 1.0f + (r + r * r * p);
+        memcpy(&b, &t, sizeof b);
+        b = (int32_t)((uint32_t)(b - 0x4B400000 + 127 + 64) << 23);  /* 2^(n + 64) */
+        memcpy(&s, &b, sizeof s);
+        return p * s * 5.421010862427522e-20f;           /* * 2^-64 */
+    }
+    """
+    float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil
+
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, expm1, expm1f
 from libc.math cimport tanh, tanhf, erf, erff, sqrt, sqrtf, fabs, fabsf
@@ -76,6 +109,14 @@ cdef enum:
 cdef inline floating fexp(floating x) noexcept nogil:
     if floating is float:
         return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating fexp_nonpos(floating x) noexcept nogil:
+    # e^x for x <= 0 or NaN (wrong above ~43); float64 keeps libm/libmvec's exp
+    if floating is float:
+        return exp_nonpos_f(x)
     else:
         return exp(x)
 
@@ -147,14 +188,14 @@ cdef inline floating mul0(floating x, floating s) noexcept nogil:
 cdef inline floating sigmoid_s(floating x) noexcept nogil:
     # e = exp(-|x|) never overflows; both branches are computed and one selected,
     # which keeps the loop vectorisable and each side accurate (no 1 - s).
-    cdef floating e = fexp(-fabs_(x))
+    cdef floating e = fexp_nonpos(-fabs_(x))
     cdef floating r = 1 / (1 + e)
     return r if x >= 0 else e * r
 
 
 cdef inline floating softplus_s(floating x) noexcept nogil:
     # log(1 + e^x) = max(x, 0) + log1p(e^-|x|), finite for every finite x
-    return (x if x > 0 else 0) + flog1p(fexp(-fabs_(x)))
+    return (x if x > 0 else 0) + flog1p(fexp_nonpos(-fabs_(x)))
 
 
 cdef inline floating relu_s(floating x) noexcept nogil:
@@ -216,7 +257,7 @@ cdef inline floating activate_s(floating x, int act, floating alpha) noexcept no
 cdef inline floating sigmoid_d(floating x) noexcept nogil:
     # s(x) (1 - s(x)) = s(x) s(-x) = e / (1 + e)^2 with e = exp(-|x|): symmetric,
     # no 1 - s cancellation, 0 at +-inf
-    cdef floating e = fexp(-fabs_(x))
+    cdef floating e = fexp_nonpos(-fabs_(x))
     cdef floating r = 1 / (1 + e)
     return e * r * r
 
@@ -224,7 +265,7 @@ cdef inline floating sigmoid_d(floating x) noexcept nogil:
 cdef inline floating tanh_d(floating x) noexcept nogil:
     # 1 - tanh^2 = sech^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): one exp (cheaper
     # than tanh) and full relative precision where 1 - t^2 would round to 0
-    cdef floating e = fexp(-2 * fabs_(x))
+    cdef floating e = fexp_nonpos(-2 * fabs_(x))
     cdef floating r = 1 / (1 + e)
     return 4 * e * r * r
 
@@ -242,19 +283,19 @@ cdef inline floating leaky_relu_d(floating x, floating alpha) noexcept nogil:
 cdef inline floating elu_d(floating x, floating alpha) noexcept nogil:
     # 1 for x > 0, alpha e^x for x <= 0 (NaN kept by the exp)
     cdef floating xm = 0 if x > 0 else x
-    cdef floating e = fexp(xm)
+    cdef floating e = fexp_nonpos(xm)
     return 1 if x > 0 else alpha * e
 
 
 cdef inline floating gelu_d(floating x) noexcept nogil:
     # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
-    cdef floating p = <floating>0.3989422804014327 * fexp(<floating>-0.5 * x * x)
+    cdef floating p = <floating>0.3989422804014327 * fexp_nonpos(<floating>-0.5 * x * x)
     return gelu_phi(x) + mul0(x, p)
 
 
 cdef inline floating silu_d(floating x) noexcept nogil:
     # s(x) + x s(x) s(-x), with s(x) s(-x) = e / (1 + e)^2 as in sigmoid_d (one exp)
-    cdef floating e = fexp(-fabs_(x))
+    cdef floating e = fexp_nonpos(-fabs_(x))
     cdef floating r = 1 / (1 + e)
     cdef floating s = r if x >= 0 else e * r
     return s + mul0(x, e * r * r)
