@@ -5,6 +5,10 @@
 #
 # Every function here is branch-light: library calls are unconditional and the
 # branches are selects, so that gcc can vectorise the loops that call them.
+# Literals in arithmetic are written <floating>1, never a bare 1: Cython emits a bare
+# literal as a double, and C then computes the float32 expression in double (the
+# sigmoid family did its division as vdivpd on 4 lanes, plus conversions: 1.2-1.8x
+# the time).  tests/test_cython_float32.py reads the generated C for this.
 # Activation conventions (kept by every backend and the NumPy reference):
 # * at a kink (x = 0) the derivative is the left one, as PyTorch:
 #   relu' = 0, leaky_relu' = alpha, elu' = alpha;
@@ -52,9 +56,9 @@ cdef extern from *:
 
 # e^x for x <= 0 (or NaN) in float32, as the Numba backend's _math.exp_nonpos: the
 # activations' exps all have such arguments (e^-|x|, e^min(x, 0), e^(-x^2/2)).  Plain
-# C that gcc vectorises inline, with no call: in the activation loops libmvec's expf
-# (a call per vector, and its range checks) made the Cython sigmoid family 1.3-1.6x
-# slower than the Numba one.  x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * LN2_HI is
+# C that gcc vectorises inline, with no call (libmvec's expf is a call per vector,
+# with its range checks): sigmoid forward + backward on 10M float32 over 2 threads went
+# from 1.90-2.08 to 1.36-1.81 ns an element (A/B of the built module).  x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * LN2_HI is
 # exact); n is rounded by adding 1.5 * 2^23, which leaves n in t's low mantissa bits
 # (no rint, a libm call on SSE2 builds) and gives 2^(n + 64) by integer arithmetic;
 # e^r = 1 + r + r^2 P(r) (_math._EXP_P[32]).  The product with 2^-64 rounds a
@@ -189,7 +193,7 @@ cdef inline floating sigmoid_s(floating x) noexcept nogil:
     # e = exp(-|x|) never overflows; both branches are computed and one selected,
     # which keeps the loop vectorisable and each side accurate (no 1 - s).
     cdef floating e = fexp_nonpos(-fabs_(x))
-    cdef floating r = 1 / (1 + e)
+    cdef floating r = <floating>1 / (<floating>1 + e)
     return r if x >= 0 else e * r
 
 
@@ -258,16 +262,16 @@ cdef inline floating sigmoid_d(floating x) noexcept nogil:
     # s(x) (1 - s(x)) = s(x) s(-x) = e / (1 + e)^2 with e = exp(-|x|): symmetric,
     # no 1 - s cancellation, 0 at +-inf
     cdef floating e = fexp_nonpos(-fabs_(x))
-    cdef floating r = 1 / (1 + e)
+    cdef floating r = <floating>1 / (<floating>1 + e)
     return e * r * r
 
 
 cdef inline floating tanh_d(floating x) noexcept nogil:
     # 1 - tanh^2 = sech^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): one exp (cheaper
     # than tanh) and full relative precision where 1 - t^2 would round to 0
-    cdef floating e = fexp_nonpos(-2 * fabs_(x))
-    cdef floating r = 1 / (1 + e)
-    return 4 * e * r * r
+    cdef floating e = fexp_nonpos(<floating>-2 * fabs_(x))
+    cdef floating r = <floating>1 / (<floating>1 + e)
+    return <floating>4 * e * r * r
 
 
 cdef inline floating relu_d(floating x) noexcept nogil:
@@ -296,7 +300,7 @@ cdef inline floating gelu_d(floating x) noexcept nogil:
 cdef inline floating silu_d(floating x) noexcept nogil:
     # s(x) + x s(x) s(-x), with s(x) s(-x) = e / (1 + e)^2 as in sigmoid_d (one exp)
     cdef floating e = fexp_nonpos(-fabs_(x))
-    cdef floating r = 1 / (1 + e)
+    cdef floating r = <floating>1 / (<floating>1 + e)
     cdef floating s = r if x >= 0 else e * r
     return s + mul0(x, e * r * r)
 

@@ -84,7 +84,7 @@ cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, P
         for j in range(m):
             row[j] = fexp(row[j] - mx)
             s += row[j]
-        inv = 1 / s
+        inv = <floating>1 / s
         for j in range(m):
             row[j] = row[j] * inv
     else:

@@ -375,7 +375,7 @@ cdef inline void sce_labels_row(const floating *z, int64_t y, const floating *w,
     mx = row_max(z, c)
     exp_shift(z, mx, d, c)
     s = row_sum(d, c)
-    wy = (1 - eps) * w[y]
+    wy = (<floating>1 - eps) * w[y]
     a_sum = wy + ec * wsum
     dot = wy * (z[y] - mx) if wy != 0 else 0
     if eps != 0:
@@ -395,8 +395,8 @@ cdef inline void sce_probs_row(const floating *z, const floating *t, const float
     mx = row_max(z, c)
     exp_shift(z, mx, d, c)
     s = row_sum(d, c)
-    dot = probs_dot(w, t, z, mx, 1 - eps, ec, c, &a_sum)
-    scale_probs_row(d, scale * a_sum / s, scale * (1 - eps), scale * ec, w, t, c)
+    dot = probs_dot(w, t, z, mx, <floating>1 - eps, ec, c, &a_sum)
+    scale_probs_row(d, scale * a_sum / s, scale * (<floating>1 - eps), scale * ec, w, t, c)
     loss[0] = a_sum * flog(s) - dot
 
 
@@ -601,7 +601,7 @@ def mse_backward(const floating[::1] pred, const floating[::1] target, floating[
 
 cdef inline floating bce_s(floating p, floating y, floating lo, floating hi) noexcept nogil:
     cdef floating pc = clip(p, lo, hi)
-    return -(y * flog(pc) + (1 - y) * flog1p(-pc))
+    return -(y * flog(pc) + (<floating>1 - y) * flog1p(-pc))
 
 
 cdef double bce_sum(const floating *p, const floating *y, Py_ssize_t n, bint logits,
@@ -653,7 +653,7 @@ def binary_cross_entropy(const floating[::1] p, const floating[::1] y, out, doub
 cdef inline floating bce_grad_s(floating p, floating y, floating lo, floating hi,
                                 floating k) noexcept nogil:
     cdef floating pc = clip(p, lo, hi)
-    cdef floating g = (pc - y) / (pc * (1 - pc)) * k
+    cdef floating g = (pc - y) / (pc * (<floating>1 - pc)) * k
     # the clipped loss is flat outside [lo, hi]
     return 0 if (p < lo or p > hi) else g
 

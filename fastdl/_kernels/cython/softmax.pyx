@@ -96,7 +96,7 @@ cdef inline void softmax_row(const floating *x, floating *out, Py_ssize_t c,
             # (x - m) is exact for nearby x; x - (m + log s) would round at |m|'s scale
             out[j] = (x[j] - mx) - ls
     else:
-        inv = 1 / row_dot(out, out, False, c)
+        inv = <floating>1 / row_dot(out, out, False, c)
         for j in range(c):
             out[j] *= inv
 
