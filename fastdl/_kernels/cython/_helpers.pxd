@@ -84,8 +84,26 @@ cdef extern from *:
         memcpy(&s, &b, sizeof s);
         return p * s * 5.421010862427522e-20f;           /* * 2^-64 */
     }
+    /* e^x - 1 for x <= 0 or NaN, as _math.expm1_nonpos: below 0.6932 (just above ln 2)
+       no reduction (n = 0; n = +-1 would cancel); with n <= 0, 2^n - 1 is exact and
+       2^n q is exact, so 2^n q + (2^n - 1) rounds once, with or without an FMA. */
+    static inline float fastdl_expm1_nonpos_f(float x) {
+        float xc = x < -18.0f ? -18.0f : x;             /* below, e^x - 1 rounds to -1 */
+        float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        float r, q, s;
+        int32_t b;
+        n = xc < -0.6932f ? n : 0.0f;                   /* NaN takes n = 0 */
+        r = (xc - n * 0.693145751953125f) - n * 1.4286068202862268e-06f;
+        q = (((((2.4781153e-05f * r + 0.00020095808f) * r + 0.0013890427f) * r
+               + 0.008332629f) * r + 0.04166662f) * r + 0.16666672f) * r + 0.5f;
+        q = r + r * r * q;                              /* e^r - 1 */
+        b = ((int32_t)n + 127) << 23;                   /* n in [-26, 0] */
+        memcpy(&s, &b, sizeof s);
+        return s * q + (s - 1.0f);
+    }
     """
     float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil
+    float expm1_nonpos_f "fastdl_expm1_nonpos_f"(float x) noexcept nogil
 
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, expm1, expm1f
@@ -123,6 +141,14 @@ cdef inline floating fexp_nonpos(floating x) noexcept nogil:
         return exp_nonpos_f(x)
     else:
         return exp(x)
+
+
+cdef inline floating fexpm1_nonpos(floating x) noexcept nogil:
+    # e^x - 1 for x <= 0 or NaN; float64 keeps libm/libmvec's expm1
+    if floating is float:
+        return expm1_nonpos_f(x)
+    else:
+        return expm1(x)
 
 
 cdef inline floating flog(floating x) noexcept nogil:
@@ -213,10 +239,10 @@ cdef inline floating leaky_relu_s(floating x, floating alpha) noexcept nogil:
 
 
 cdef inline floating elu_s(floating x, floating alpha) noexcept nogil:
-    # expm1 of min(x, 0) (NaN kept): never overflows, and is called on every lane
-    # rather than under a branch (gcc 12 vectorises only unconditional simd calls)
+    # expm1 of min(x, 0) (NaN kept): never overflows, and is computed on every lane
+    # and selected rather than under a branch, so that the loop stays a vector map
     cdef floating xm = 0 if x > 0 else x
-    cdef floating e = fexpm1(xm)
+    cdef floating e = fexpm1_nonpos(xm)
     return x if x > 0 else alpha * e
 
 
