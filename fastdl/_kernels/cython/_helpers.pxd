@@ -101,9 +101,40 @@ cdef extern from *:
         memcpy(&s, &b, sizeof s);
         return s * q + (s - 1.0f);
     }
+    /* e^(-x^2/2), as _math.gauss: x^2/2 = h + l exactly (an FMA, or a product in
+       double where the build has no FMA), then e^-h (1 - l); |x| clamped at 16, where
+       the result is 0 (NaN passes). */
+    static inline float fastdl_gauss_f(float x) {
+        float a = fabsf(x), xx, h, l, e;
+        a = a > 16.0f ? 16.0f : a;
+        xx = a * a;
+        h = 0.5f * xx;
+    #if defined(__FMA__)
+        l = 0.5f * fmaf(a, a, -xx);
+    #else
+        l = (float)(0.5 * ((double)a * (double)a - (double)xx));  /* 48-bit product: exact */
+    #endif
+        e = fastdl_exp_nonpos_f(-h);
+        return e - e * l;
+    }
+    /* Phi(x) given g = gauss(x), as _math.ndtr: c = erfc(|x| / sqrt 2) = g P(a) / Q(a)
+       (a rational fitted to e^(a^2) erfc(a), a clamped at 10.5), Phi = c / 2 for x < 0
+       and 1 - c / 2 above: no cancellation in the left tail. */
+    static inline float fastdl_ndtr_g_f(float x, float g) {
+        float a = fabsf(x) * 0.70710678118654752f, p, q, c;
+        a = a > 10.5f ? 10.5f : a;
+        p = (((0.03313813771360047f * a + 0.23084263740371014f) * a + 0.7350062791714945f) * a
+             + 1.2416531416232355f) * a + 1.0000000061819752f;
+        q = ((((0.05873517484760754f * a + 0.409182774096549f) * a + 1.3317202089180191f) * a
+              + 2.4092921053626077f) * a + 2.3700329287975697f) * a + 1.0f;
+        c = 0.5f * (g * (p / q));
+        return x >= 0.0f ? 1.0f - c : c;
+    }
     """
     float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil
     float expm1_nonpos_f "fastdl_expm1_nonpos_f"(float x) noexcept nogil
+    float gauss_f "fastdl_gauss_f"(float x) noexcept nogil
+    float ndtr_g_f "fastdl_ndtr_g_f"(float x, float g) noexcept nogil
 
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, expm1, expm1f
@@ -249,8 +280,12 @@ cdef inline floating elu_s(floating x, floating alpha) noexcept nogil:
 cdef inline floating gelu_phi(floating x) noexcept nogil:
     # Phi(x), the standard normal CDF, exactly: (1 + erf(x / sqrt 2)) / 2, written as
     # erfc(-x / sqrt 2) / 2, which keeps full relative precision in the left tail
-    # where 1 + erf(...) cancels (float32 gelu(-5) would be off by 5%)
-    return <floating>0.5 * ferfc(x * <floating>-0.7071067811865476)
+    # where 1 + erf(...) cancels (float32 gelu(-5) would be off by 5%).  float32: the
+    # inline rational of the Numba backend instead of libmvec's erfcf call
+    if floating is float:
+        return ndtr_g_f(x, gauss_f(x))
+    else:
+        return <floating>0.5 * ferfc(x * <floating>-0.7071067811865476)
 
 
 cdef inline floating gelu_s(floating x) noexcept nogil:
@@ -319,8 +354,13 @@ cdef inline floating elu_d(floating x, floating alpha) noexcept nogil:
 
 cdef inline floating gelu_d(floating x) noexcept nogil:
     # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
-    cdef floating p = <floating>0.3989422804014327 * fexp_nonpos(<floating>-0.5 * x * x)
-    return gelu_phi(x) + mul0(x, p)
+    cdef floating g
+    if floating is float:
+        g = gauss_f(x)  # shared by Phi and phi
+        return ndtr_g_f(x, g) + mul0(x, <float>0.3989422804014327 * g)
+    else:
+        g = fexp_nonpos(<floating>-0.5 * x * x)
+        return gelu_phi(x) + mul0(x, <floating>0.3989422804014327 * g)
 
 
 cdef inline floating silu_d(floating x) noexcept nogil:
