@@ -14,7 +14,7 @@ from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastdl._kernels.cython._helpers cimport (
-    fexp, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
+    fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
     ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU,
     ACT_SOFTMAX, PARALLEL_THRESHOLD)
 
@@ -82,14 +82,14 @@ cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, P
     s = 0
     if act == ACT_SOFTMAX:
         for j in range(m):
-            row[j] = fexp(row[j] - mx)
+            row[j] = fexp_nonpos(row[j] - mx)
             s += row[j]
         inv = <floating>1 / s
         for j in range(m):
             row[j] = row[j] * inv
     else:
         for j in range(m):
-            s += fexp(row[j] - mx)
+            s += fexp_nonpos(row[j] - mx)
         lse = flog(s)
         # (x - max) - log(s), not x - (max + log s): the latter loses the low bits
         # of x - max when |max| is large (about 1e-3 near 1e4 in float32)

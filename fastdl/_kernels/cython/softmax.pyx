@@ -13,7 +13,7 @@ anything itself (no -ffast-math, so NaN and Inf keep their IEEE meaning).
 from cython cimport floating
 from cython.parallel cimport prange
 
-from fastdl._kernels.cython._helpers cimport fexp, flog, PARALLEL_THRESHOLD
+from fastdl._kernels.cython._helpers cimport fexp, fexp_nonpos, flog, PARALLEL_THRESHOLD
 
 
 cdef inline floating row_max(const floating *a, Py_ssize_t c) noexcept nogil:
@@ -89,7 +89,7 @@ cdef inline void softmax_row(const floating *x, floating *out, Py_ssize_t c,
     # the row max makes every exponent <= 0: no overflow, and the sum is >= 1
     cdef floating mx = row_max(x, c)
     for j in range(c):
-        out[j] = fexp(x[j] - mx)
+        out[j] = fexp_nonpos(x[j] - mx)
     if logmode:
         ls = flog(row_dot(out, out, False, c))
         for j in range(c):
