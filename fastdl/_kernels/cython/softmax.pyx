@@ -6,10 +6,10 @@
 x, y, dy and out are (R, C).  One row at a time, while it is in L1 (formulas in
 fastdl/reference/softmax.py); prange over rows above PARALLEL_THRESHOLD elements.
 The exp loops carry no reduction, so gcc vectorises them: the forward's exp(x - max)
-with the inline float32 exp_nonpos of _helpers.pxd (float64: libmvec's exp,
-FASTDL_LIBMVEC), the log-softmax backward's exp(y) with libmvec's; the row max and sums use eight independent
-accumulators, which gcc turns into vector max/add without reassociating
-anything itself (no -ffast-math, so NaN and Inf keep their IEEE meaning).
+with the inline float32 exp_nonpos (_fastmath.h; float64: libmvec's exp through
+FASTDL_LIBMVEC), the log-softmax backward's exp(y) with libmvec's.  The row max and
+sums use eight independent accumulators, which gcc turns into vector max/add without
+reassociating anything itself (no -ffast-math, so NaN and Inf keep their IEEE meaning).
 """
 from cython cimport floating
 from cython.parallel cimport prange
