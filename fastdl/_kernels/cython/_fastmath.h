@@ -11,8 +11,10 @@
  * (Cody-Waite).  n is rounded by adding 1.5 * 2^23, which leaves n in the low mantissa
  * bits of t = x log2(e) + 1.5 * 2^23: no rint (a libm call on SSE2 builds), and 2^(n + k)
  * comes from t's bits by integer arithmetic.  e^r = 1 + r + r^2 P(r) (_math._EXP_P[32]).
- * Accuracy is the Numba functions' (exp 1.02 ulp, expm1 1.01, tanh 1.33, gauss 1.46,
- * Phi 6.61); the tests compare every backend with the NumPy reference.
+ * Accuracy is the Numba functions' (exp 1.02 ulp, expm1 1.01, tanh 1.33); GELU's own
+ * (every float32 in [-16, 16] against float64): gelu 6.9 ulp where its result is normal,
+ * gelu' 15.7 ulp outside +-0.1 of its zero at -0.752 (where the sum cancels, as it did
+ * before).  The tests compare every backend with the NumPy reference.
  *
  * Everything here is float32: every literal carries its f (see tests/test_cython_float32.py).
  */
@@ -88,35 +90,63 @@ static inline float fastdl_tanh_f(float x) {
     return copysignf(a >= 0.625f ? large : small, x);
 }
 
-/* e^(-x^2/2), as _math.gauss: x^2/2 = h + l exactly (an FMA, or a product in double where
- * the build has no FMA), then e^-h (1 - l); |x| clamped at 16, where the result is 0 (NaN
- * passes). */
-static inline float fastdl_gauss_f(float x) {
-    float a = fabsf(x), xx, h, l, e;
-    a = a > 16.0f ? 16.0f : a;
+/* GELU's shared part for a = min(|x|, 14.6): returns p and sets *s, *a, *r with
+ *   e^(-a^2/2) = p s 2^-64                       (s = 2^(n + 64), a power of two),
+ *   Phi(-a) = erfc(a / sqrt 2) / 2 = p s r     (r = 2^-64 P(a) / Q(a) / 2),
+ * so that gelu(x) = relu(x) - a Phi(-a) for either sign of x and
+ * gelu'(x) = Phi(x) + x phi(x) is 1 - w for x >= 0 and w below, w = gelu'(-a).
+ * a^2/2 = h + l exactly (an FMA, or a product in double where the build has no FMA) and
+ * l goes into the reduced argument, so e^(-h - l) keeps full precision for large a.
+ * P/Q is the Numba backend's rational for e^(z^2) erfc(z) (_math.ndtr) with z = a/sqrt 2
+ * and the 2^-64 / 2 folded into its coefficients.  The clamp is an integer min on the
+ * bits (|x| >= 0): written as a float select, gcc evaluates the whole function for the
+ * clamped lanes as constants and blends them in (6 blends a vector, 1.2x slower).  NaN
+ * takes the clamp too; the callers propagate it.  At a = 14.6 both Phi(-a) and gelu'(-a)
+ * round to 0, their values for every a beyond. */
+static inline float fastdl_gelu_core_f(float x, float *a_out, float *s, float *r) {
+    float a, xx, l, t, n, q, num, den;
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= 0x7FFFFFFFu;
+    bits = bits > 0x41699999u ? 0x41699999u : bits;  /* 14.6f */
+    memcpy(&a, &bits, sizeof a);
     xx = a * a;
-    h = 0.5f * xx;
 #if defined(__FMA__)
-    l = 0.5f * fmaf(a, a, -xx);
+    l = fmaf(a, a, -xx);
 #else
-    l = (float)(0.5 * ((double)a * (double)a - (double)xx));  /* 48-bit product: exact */
+    l = (float)((double)a * (double)a - (double)xx);  /* 48-bit product: exact */
 #endif
-    e = fastdl_exp_nonpos_f(-h);
-    return e - e * l;
+    /* -a^2/2 = n ln2 + q: the Cody-Waite steps of fastdl_exp_reduced_f, from xx */
+    t = xx * -0.72134752044448170f + FASTDL_ROUND_MAGIC;
+    n = t - FASTDL_ROUND_MAGIC;
+    q = (xx * -0.5f - n * 0.693145751953125f) - (n * 1.4286068202862268e-06f + 0.5f * l);
+    *s = fastdl_pow2_f(t, 64);  /* n in [-154, 0] */
+    num = (((2.2455275290269295e-22f * a + 2.2121842844511843e-21f) * a
+            + 9.961192471905557e-21f) * a + 2.3797732575970585e-20f) * a
+          + 2.710505431213761e-20f;
+    den = ((((0.010383009910583496f * a + 0.10229569673538208f) * a + 0.4708341956138611f) * a
+            + 1.204646110534668f) * a + 1.6758663654327393f) * a + 1.0f;
+    *r = num / den;
+    *a_out = a;
+    return 1.0f + (q + q * q * ((((0.0013814467f * q + 0.008368781f) * q + 0.041668393f) * q
+                                 + 0.1666652f) * q + 0.49999994f));
 }
 
-/* Phi(x) given g = gauss(x), as _math.ndtr: c = erfc(|x| / sqrt 2) = g P(a) / Q(a) (a
- * rational fitted to e^(a^2) erfc(a), a clamped at 10.5), Phi = c / 2 for x < 0 and
- * 1 - c / 2 above: no cancellation in the left tail. */
-static inline float fastdl_ndtr_g_f(float x, float g) {
-    float a = fabsf(x) * 0.70710678118654752f, p, q, c;
-    a = a > 10.5f ? 10.5f : a;
-    p = (((0.03313813771360047f * a + 0.23084263740371014f) * a + 0.7350062791714945f) * a
-         + 1.2416531416232355f) * a + 1.0000000061819752f;
-    q = ((((0.05873517484760754f * a + 0.409182774096549f) * a + 1.3317202089180191f) * a
-          + 2.4092921053626077f) * a + 2.3700329287975697f) * a + 1.0f;
-    c = 0.5f * (g * (p / q));
-    return x >= 0.0f ? 1.0f - c : c;
+/* gelu(x) = x Phi(x) = relu(x) - a Phi(-a); a s is exact and p (a s) r rounds once where
+ * the result is subnormal.  NaN passes through relu; +-Inf give Inf and 0. */
+static inline float fastdl_gelu_f(float x) {
+    float a, s, r, p = fastdl_gelu_core_f(x, &a, &s, &r);
+    return (x < 0.0f ? 0.0f : x) - (p * (a * s)) * r;
+}
+
+/* gelu'(x) = Phi(x) + x phi(x); w = gelu'(-a) = Phi(-a) - a phi(a)
+ * = p s (r - a 2^-64 / sqrt(2 pi)), with relative precision in the left tail, and
+ * gelu'(x) = 1 - w for x >= 0 */
+static inline float fastdl_gelu_d_f(float x) {
+    float a, s, r, p = fastdl_gelu_core_f(x, &a, &s, &r), w, d;
+    w = (p * s) * (r - a * 2.1626704969858532e-20f);
+    d = x >= 0.0f ? 1.0f - w : w;
+    return x == x ? d : x;  /* NaN took the clamp */
 }
 
 #endif

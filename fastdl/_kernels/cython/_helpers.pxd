@@ -61,8 +61,8 @@ cdef extern from "_fastmath.h":
     float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil
     float expm1_nonpos_f "fastdl_expm1_nonpos_f"(float x) noexcept nogil
     float tanh_f "fastdl_tanh_f"(float x) noexcept nogil
-    float gauss_f "fastdl_gauss_f"(float x) noexcept nogil
-    float ndtr_g_f "fastdl_ndtr_g_f"(float x, float g) noexcept nogil
+    float gelu_f "fastdl_gelu_f"(float x) noexcept nogil
+    float gelu_d_f "fastdl_gelu_d_f"(float x) noexcept nogil
 
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, expm1, expm1f
@@ -205,20 +205,19 @@ cdef inline floating elu_s(floating x, floating alpha) noexcept nogil:
     return x if x > 0 else alpha * e
 
 
-cdef inline floating gelu_phi(floating x) noexcept nogil:
-    # Phi(x), the standard normal CDF, exactly: (1 + erf(x / sqrt 2)) / 2, written as
-    # erfc(-x / sqrt 2) / 2, which keeps full relative precision in the left tail
-    # where 1 + erf(...) cancels (float32 gelu(-5) would be off by 5%).  float32: the
-    # inline rational of the Numba backend instead of libmvec's erfcf call
-    if floating is float:
-        return ndtr_g_f(x, gauss_f(x))
-    else:
-        return <floating>0.5 * ferfc(x * <floating>-0.7071067811865476)
+cdef inline double ndtr64(double x) noexcept nogil:
+    # Phi(x), the standard normal CDF, as erfc(-x / sqrt 2) / 2: (1 + erf(x / sqrt 2)) / 2
+    # cancels in the left tail (float32 gelu(-5) would be off by 5%)
+    return 0.5 * ferfc(x * -0.7071067811865476)
 
 
 cdef inline floating gelu_s(floating x) noexcept nogil:
-    # x Phi(x); at x = -inf Phi = 0 and the limit 0 is returned
-    return mul0(x, gelu_phi(x))
+    # x Phi(x).  float32: _fastmath.h's fastdl_gelu_f; float64: at x = -inf Phi = 0 and
+    # the limit 0 is returned
+    if floating is float:
+        return gelu_f(x)
+    else:
+        return mul0(x, ndtr64(x))
 
 
 cdef inline floating silu_s(floating x) noexcept nogil:
@@ -281,15 +280,14 @@ cdef inline floating elu_d(floating x, floating alpha) noexcept nogil:
 
 
 cdef inline floating gelu_d(floating x) noexcept nogil:
-    # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
-    cdef floating g, cdf
+    # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf.
+    # float32: _fastmath.h's fastdl_gelu_d_f
+    cdef floating g
     if floating is float:
-        g = gauss_f(x)  # e^(-x^2/2), shared by Phi and phi
-        cdf = ndtr_g_f(x, g)
+        return gelu_d_f(x)
     else:
         g = fexp_nonpos(<floating>-0.5 * x * x)
-        cdf = gelu_phi(x)
-    return cdf + mul0(x, <floating>0.3989422804014327 * g)
+        return ndtr64(x) + mul0(x, <floating>0.3989422804014327 * g)
 
 
 cdef inline floating silu_d(floating x) noexcept nogil:
