@@ -66,7 +66,12 @@ static inline float fastdl_expm1_nonpos_f(float x) {
     float n = (xc * 1.44269504088896341f + FASTDL_ROUND_MAGIC) - FASTDL_ROUND_MAGIC;
     float r, q, s;
     int32_t b;
-    n = xc < -0.6932f ? n : 0.0f;  /* NaN takes n = 0 */
+    uint32_t nbits;
+    /* n = 0 from -0.6932 up (NaN too), by a mask on n's bits: as a float select, gcc
+     * evaluated the polynomial twice, once for each value of n (ELU forward 1.4x slower) */
+    memcpy(&nbits, &n, sizeof nbits);
+    nbits &= -(uint32_t)(xc < -0.6932f);
+    memcpy(&n, &nbits, sizeof n);
     r = (xc - n * 0.693145751953125f) - n * 1.4286068202862268e-06f;
     q = (((((2.4781153e-05f * r + 0.00020095808f) * r + 0.0013890427f) * r + 0.008332629f) * r
           + 0.04166662f) * r + 0.16666672f) * r + 0.5f;
