@@ -7,7 +7,7 @@ Every literal goes through ``const(x, c)``, which is ``c`` in the float type of
 float32 arithmetic to float64 (half the vector width, and conversions).
 
 Conventions, kept in every backend (and by the NumPy reference):
-* The library calls (exp, expm1, ndtr, tanh) are unconditional and the branches
+* The library calls (exp, expm1, tanh, gelu) are unconditional and the branches
   are selects, so that the loops calling them stay vectorisable once the
   calls are.
 * At a kink (x = 0) the derivative is the left one, as PyTorch: relu' = 0,
@@ -22,7 +22,8 @@ from numba import types
 from numba.extending import overload
 
 from fastdl._kernels.numba._jit import inline
-from fastdl._kernels.numba._math import exp_nonpos, expm1_nonpos, gauss, log1p, ndtr, tanh
+from fastdl._kernels.numba._math import exp_nonpos, expm1_nonpos, log1p, tanh
+from fastdl._kernels.numba._math import gelu as _math_gelu, gelu_d as _math_gelu_d
 
 ACT_NONE, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU = 0, 1, 2, 3
 ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU = 4, 5, 6, 7
@@ -31,9 +32,6 @@ ACT_SOFTMAX, ACT_LOG_SOFTMAX = 8, 9
 # activation name -> code (the elementwise ones; dense adds None and the softmaxes)
 ACT_CODES = {"relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU, "elu": ACT_ELU,
              "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH, "gelu": ACT_GELU, "silu": ACT_SILU}
-
-_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
-
 
 def const(x, c):
     """The Python fallback of ``const``: ``c`` in the type of ``x``."""
@@ -94,16 +92,10 @@ def elu_s(x, alpha):
 
 
 @inline
-def gelu_phi(x):
-    # Phi(x), the standard normal CDF: as 1/2 erfc(-x / sqrt 2) in the left tail, where
-    # 1/2 (1 + erf(x / sqrt 2)) cancels (float32: 4% error at x = -5, 0 from -5.9 on)
-    return ndtr(x)
-
-
-@inline
 def gelu_s(x):
-    # x Phi(x); at x = -inf Phi = 0 and the limit 0 is returned
-    return mul0(x, gelu_phi(x))
+    # x Phi(x), Phi from erfc in the left tail, where 1/2 (1 + erf(x / sqrt 2)) cancels
+    # (float32: 4% error at x = -5, 0 from -5.9 on); gelu(-inf) = 0 (see _math.gelu)
+    return _math_gelu(x)
 
 
 @inline
@@ -175,9 +167,7 @@ def elu_d(x, alpha):
 @inline
 def gelu_d(x):
     # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); x phi -> 0 at +-inf
-    # gauss(x) is the very expression inside ndtr's tail: LLVM computes it once
-    p = const(x, _INV_SQRT_2PI) * gauss(x)
-    return gelu_phi(x) + mul0(x, p)
+    return _math_gelu_d(x)
 
 
 @inline
