@@ -102,10 +102,10 @@ static inline float fastdl_tanh_f(float x) {
  * gelu'(x) = Phi(x) + x phi(x) is 1 - w for x >= 0 and w below, w = gelu'(-a).
  * a^2/2 = h + l exactly (an FMA, or a product in double where the build has no FMA) and
  * l goes into the reduced argument, so e^(-h - l) keeps full precision for large a.
- * P/Q is the Numba backend's rational for e^(z^2) erfc(z) (_math.ndtr) with z = a/sqrt 2
- * and the 2^-64 / 2 folded into its coefficients.  The clamp is an integer min on the
+ * P/Q is the rational for e^(z^2) erfc(z) of _math.ndtr (float32), z = a/sqrt 2, rescaled
+ * to a, with the 2^-64 / 2 folded into its coefficients (_math.gelu: the same constants).  The clamp is an integer min on the
  * bits (|x| >= 0): written as a float select, gcc evaluates the whole function for the
- * clamped lanes as constants and blends them in (6 blends a vector, 1.2x slower).  NaN
+ * clamped lanes as constants and blends them in (5 blends a vector, 1.2x slower).  NaN
  * takes the clamp too; the callers propagate it.  At a = 14.6 both Phi(-a) and gelu'(-a)
  * round to 0, their values for every a beyond. */
 static inline float fastdl_gelu_core_f(float x, float *a_out, float *s, float *r) {

@@ -55,7 +55,7 @@ cdef extern from *:
     #endif
     """
 
-# float32 exp (x <= 0), expm1 (x <= 0), tanh, e^(-x^2/2) and Phi, inline (the Numba
+# float32 exp (x <= 0), expm1 (x <= 0), tanh, gelu and gelu', inline (the Numba
 # backend's algorithms; why and how in _fastmath.h beside this file).
 cdef extern from "_fastmath.h":
     float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil

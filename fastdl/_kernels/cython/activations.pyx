@@ -13,7 +13,7 @@ alias take the vector path).  The formulas are the scalar helpers of
 
 One pass over memory per call.  The branch on the activation code is taken once
 per span, outside its loop, so every loop is a plain map that gcc vectorises:
-in float32 the exp, expm1, tanh and Phi of the helpers are inline C (the Numba
+in float32 the exp, expm1, tanh and GELU of the helpers are inline C (the Numba
 backend's algorithms), in float64 libmvec vector calls (FASTDL_LIBMVEC above, see
 _helpers.pxd).  Above PARALLEL_THRESHOLD elements the array is cut into
 CHUNK-element spans handed out by a static prange (each thread one contiguous
