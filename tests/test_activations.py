@@ -167,8 +167,9 @@ def test_gelu_left_tail_keeps_relative_accuracy(backend, dtype):
 def test_gelu_float32_error_in_ulp(compiled):
     # the compiled float32 gelu and gelu' (one algorithm in both backends) over 2^20
     # floats spread evenly in bits over [-14, 14], against float64: the bounds sit just
-    # above the maxima over every float32 in [-16, 16] (6.9 and 15.7 ulp).  Where the
-    # result is subnormal, and near gelu's zero (x = -0.752), where Phi + x phi cancels,
+    # above the maxima over every float32 in [-16, 16], 6.9 and 15.7 ulp with FMA, 8.3 and
+    # 20.3 in a build without (the Cython backend without FASTDL_NATIVE).  Where the result
+    # is subnormal, and near the zero of gelu' (x = -0.752), where Phi + x phi cancels,
     # only the reference tolerance applies.
     top = int(np.float32(14).view(np.uint32))
     bits = np.linspace(0, top, 1 << 19).astype(np.uint32)
@@ -177,7 +178,7 @@ def test_gelu_float32_error_in_ulp(compiled):
     y = [xd * scipy.special.ndtr(xd), fwd("gelu", x, compiled).astype(np.float64)]
     d = [scipy.special.ndtr(xd) + xd * np.exp(-xd * xd / 2) / math.sqrt(2 * math.pi),
          bwd("gelu", np.ones_like(x), x, compiled).astype(np.float64)]
-    for (want, got), bound, skip in ((y, 7.5, False), (d, 16.5, True)):
+    for (want, got), bound, skip in ((y, 8.5, False), (d, 21.0, True)):
         ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
         err = np.abs(got - want) / ulp
         keep = (np.abs(want) >= np.finfo(np.float32).tiny) & ~(skip & (np.abs(x + 0.752) < 0.1))

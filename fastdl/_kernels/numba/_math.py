@@ -22,7 +22,8 @@ gauss: 1.46 ulp in float32 (1e8 samples).  ndtr: 6.61 ulp in float32 (every x in
 [-16, 6]), 8.36 ulp in float64 (2e5 points), from the rounding of its rational's Horner
 steps (the tests bound it at 7.5 and 10 ulp).  gelu (float32, one pass, not through
 gauss and ndtr): 6.9 ulp where the result is normal; gelu' 15.7 ulp outside +-0.1 of its
-zero at -0.752, where Phi + x phi cancels (every x in [-16, 16], as the Cython backend's).
+zero at -0.752, where Phi + x phi cancels (every x in [-16, 16], with FMA: the Cython
+backend's figures in a native build).
 Edges, as IEEE and ``math.*``: exp(+inf) = inf, exp(-inf) = 0, overflow to inf
 and gradual underflow through the subnormals (rounded once) to 0 at the type's
 limits; log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, log of subnormals
