@@ -54,7 +54,8 @@ def relu_backward(dy, x, dx):
 
 def leaky_relu(x, out, alpha):
     """x for x >= 0, alpha x below; equals max(alpha x, x) for 0 <= alpha <= 1."""
-    np.copyto(out, np.where(x < 0, alpha * x, x))
+    # alpha x of min(x, 0): alpha = 0 times x = +inf would be NaN (and a warning), then dropped
+    np.copyto(out, np.where(x < 0, alpha * np.minimum(x, 0), x))
 
 
 def leaky_relu_backward(dy, x, dx, alpha):
