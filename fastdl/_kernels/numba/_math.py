@@ -179,7 +179,7 @@ _SQRT1_2 = 0.7071067811865476
 # _fastmath.h, same constants): gelu(x) = relu(x) - a Phi(-a) and gelu'(x) = 1 - w (x >= 0)
 # or w, w = gelu'(-a) = Phi(-a) - a phi(a), with Phi(-a) = e^(-a^2/2) R(a) / 2 as in ndtr.
 # e^(-a^2/2) = p 2^(n + 64) 2^-64 with the 2^-64 (and the 1/2) folded into R's numerator
-# (rescaled to a: coefficient k times 2^-k/2) and into 1/sqrt(2 pi): one product fewer
+# (rescaled to a: coefficient k times 2^(-k/2)) and into 1/sqrt(2 pi): one product fewer
 # each, and a subnormal result still rounds once.  From GELU32_A (x = -14.6) on, Phi(-a)
 # and gelu'(-a) round to 0, the values beyond.  float64 keeps gauss and ndtr.
 _GELU32_A = 14.6

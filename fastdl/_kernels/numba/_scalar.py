@@ -33,6 +33,7 @@ ACT_SOFTMAX, ACT_LOG_SOFTMAX = 8, 9
 ACT_CODES = {"relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU, "elu": ACT_ELU,
              "sigmoid": ACT_SIGMOID, "tanh": ACT_TANH, "gelu": ACT_GELU, "silu": ACT_SILU}
 
+
 def const(x, c):
     """The Python fallback of ``const``: ``c`` in the type of ``x``."""
     return type(x)(c)
