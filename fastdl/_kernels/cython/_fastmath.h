@@ -14,7 +14,8 @@
  * Accuracy is the Numba functions' (exp 1.02 ulp, expm1 1.01, tanh 1.33); GELU's own
  * (every float32 in [-16, 16] against float64): gelu 6.9 ulp where its result is normal,
  * gelu' 15.7 ulp outside +-0.1 of its zero at -0.752 (where the sum cancels, as it did
- * before); 8.3 and 20.3 ulp in a build without FMA.  The tests compare every backend with the NumPy reference.
+ * before); 8.3 and 20.3 ulp in a build without FMA.  The tests compare every backend
+ * with the NumPy reference.
  *
  * Everything here is float32: every literal carries its f (see tests/test_cython_float32.py).
  */
@@ -27,15 +28,20 @@
 
 #define FASTDL_ROUND_MAGIC 12582912.0f  /* 1.5 * 2^23 */
 
+/* e^r for |r| <= ln2/2 */
+static inline float fastdl_exp_poly_f(float r) {
+    float p = (((0.0013814467f * r + 0.008368781f) * r + 0.041668393f) * r + 0.1666652f) * r
+              + 0.49999994f;
+    return 1.0f + (r + r * r * p);
+}
+
 /* e^r for x = n ln2 + r; *t receives n + 1.5 * 2^23 (n in its low mantissa bits) */
 static inline float fastdl_exp_reduced_f(float x, float *t) {
-    float n, r, p;
+    float n, r;
     *t = x * 1.44269504088896341f + FASTDL_ROUND_MAGIC;
     n = *t - FASTDL_ROUND_MAGIC;
     r = (x - n * 0.693145751953125f) - n * 1.4286068202862268e-06f;
-    p = (((0.0013814467f * r + 0.008368781f) * r + 0.041668393f) * r + 0.1666652f) * r
-        + 0.49999994f;
-    return 1.0f + (r + r * r * p);
+    return fastdl_exp_poly_f(r);
 }
 
 /* 2^(n + k) from t = n + 1.5 * 2^23, for n + k in the normal exponent range */
@@ -103,11 +109,11 @@ static inline float fastdl_tanh_f(float x) {
  * a^2/2 = h + l exactly (an FMA, or a product in double where the build has no FMA) and
  * l goes into the reduced argument, so e^(-h - l) keeps full precision for large a.
  * P/Q is the rational for e^(z^2) erfc(z) of _math.ndtr (float32), z = a/sqrt 2, rescaled
- * to a, with the 2^-64 / 2 folded into its coefficients (_math.gelu: the same constants).  The clamp is an integer min on the
- * bits (|x| >= 0): written as a float select, gcc evaluates the whole function for the
- * clamped lanes as constants and blends them in (5 blends a vector, 1.2x slower).  NaN
- * takes the clamp too; the callers propagate it.  At a = 14.6 both Phi(-a) and gelu'(-a)
- * round to 0, their values for every a beyond. */
+ * to a, with the 2^-64 / 2 folded into its coefficients (_math.gelu: the same constants).
+ * The clamp is an integer min on the bits (|x| >= 0): written as a float select, gcc
+ * evaluates the whole function for the clamped lanes as constants and blends them in
+ * (5 blends a vector, 1.2x slower).  NaN takes the clamp too; the callers propagate it.
+ * At a = 14.6 both Phi(-a) and gelu'(-a) round to 0, their values for every a beyond. */
 static inline float fastdl_gelu_core_f(float x, float *a_out, float *s, float *r) {
     float a, xx, l, t, n, q, num, den;
     uint32_t bits;
@@ -133,8 +139,7 @@ static inline float fastdl_gelu_core_f(float x, float *a_out, float *s, float *r
             + 1.204646110534668f) * a + 1.6758663654327393f) * a + 1.0f;
     *r = num / den;
     *a_out = a;
-    return 1.0f + (q + q * q * ((((0.0013814467f * q + 0.008368781f) * q + 0.041668393f) * q
-                                 + 0.1666652f) * q + 0.49999994f));
+    return fastdl_exp_poly_f(q);
 }
 
 /* gelu(x) = x Phi(x) = relu(x) - a Phi(-a); a s is exact and p (a s) r rounds once where

@@ -335,6 +335,12 @@ def _dispatch(factory):
 # closure variables already of that type (so float32 stays float32).
 
 @jit
+def _exp_poly(r, P, one):
+    """e^r = 1 + r + r^2 P(r) for |r| <= ln2/2."""
+    return one + (r + r * r * _horner(r, P))
+
+
+@jit
 def _exp_reduced(x, P, K):
     """(n, e^r) for x = n ln2 + r, |r| <= ln2/2 (Cody-Waite: n * LN2_HI is exact), with
     e^r = 1 + r + r^2 P(r); n is a float holding an integer.  K = (log2 e, LN2_HI,
@@ -342,7 +348,7 @@ def _exp_reduced(x, P, K):
     log2e, ln2_hi, ln2_lo, one = K
     n = np.rint(x * log2e)
     r = (x - n * ln2_hi) - n * ln2_lo
-    return n, one + (r + r * r * _horner(r, P))
+    return n, _exp_poly(r, P, one)
 
 
 def _exp_consts(bits):
@@ -574,8 +580,7 @@ def _gelu32_core(x, C, EP, R):
     xx = a * a
     n = np.rint(xx * k2)
     q = _fma(xx, mhalf, -(n * ln2_hi)) - _fma(n, ln2_lo, mhalf * _fma(-a, a, xx))
-    p = one + (q + q * q * _horner(q, EP))
-    return p, a, _pow2(n + ek), _horner(a, R[0]) / _horner(a, R[1])
+    return _exp_poly(q, EP, one), a, _pow2(n + ek), _horner(a, R[0]) / _horner(a, R[1])
 
 
 def _gelu32_consts():
