@@ -326,6 +326,25 @@ def test_streaming_store_sizes(dtype, act):
         assert_close(d, dx_ref, dtype, err_msg=backend)
 
 
+def test_numba_streaming_drivers_compute_every_activation(dtype):
+    # the Numba streaming drivers stream relu and leaky_relu only; given any other
+    # activation code they must still compute that activation (once they computed
+    # leaky_relu for every code), even though the public path never sends them one
+    pytest.importorskip("numba")
+    from fastdl._kernels.numba import activations as A
+    from fastdl._kernels.numba import _scalar
+
+    x, dy = sample(1000, dtype, seed=12)
+    for act in ACTS:
+        code = getattr(_scalar, "ACT_" + act.upper())
+        alpha = dtype(DEFAULT_ALPHA.get(act, 0.0))
+        y, dx = np.empty_like(x), np.empty_like(x)
+        A._forward_chunks_stream(x, y, code, alpha)
+        A._backward_chunks_stream(dy, x, dx, code, alpha)
+        assert_close(y, fwd(act, x, "numpy", DEFAULT_ALPHA.get(act)), dtype, err_msg=act)
+        assert_close(dx, bwd(act, dy, x, "numpy", DEFAULT_ALPHA.get(act)), dtype, err_msg=act)
+
+
 def test_partial_overlap_is_safe(backend):
     # out a shifted view of x's memory: the result must be as if x were copied first
     buf = np.linspace(-3, 3, PARALLEL_THRESHOLD + 101)
