@@ -62,7 +62,8 @@ BACKENDS_ALL = ("numpy", "numba", "cython")
 PARALLEL_THRESHOLD = 1 << 16
 
 _lock = threading.Lock()
-_state = {"backend": None, "threads": None}
+# blas_threads: the limit set_num_threads gave the BLAS libraries (None: never set)
+_state = {"backend": None, "threads": None, "blas_threads": None}
 _available: dict[str, bool] = {}
 
 
@@ -183,9 +184,23 @@ def set_num_threads(n: int) -> None:
         from fastdl._kernels.cython import _threads
 
         _threads.set_num_threads(n)
-    from threadpoolctl import threadpool_limits
+    _state["blas_threads"] = n
+    limit_blas()
 
-    threadpool_limits(limits=n, user_api="blas")
+
+def limit_blas() -> None:
+    """Give every BLAS loaded so far set_num_threads' limit (nothing if it was never called).
+
+    threadpoolctl sets the libraries loaded when it runs, and SciPy's OpenBLAS (the
+    Cython backend's BLAS, through ``scipy.linalg.cython_blas``) loads with the first
+    Cython dense kernel, often after set_num_threads: the registry calls this after it
+    imports a Cython kernel module.  Found by measurement: after set_num_threads(1) that
+    BLAS still ran its GEMMs on 2 threads."""
+    n = _state["blas_threads"]
+    if n is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n, user_api="blas")
 
 
 def info() -> dict:

@@ -15,6 +15,7 @@ Public functions in ``fastdl.functional`` validate, allocate and call
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 
 from fastdl import _config
@@ -75,7 +76,11 @@ def kernel(name: str, backend: str | None = None):
         op = OPS[name]
         if backend == "numba":
             _config.numba_module()  # threading layer before the first Numba kernel loads
-        module = importlib.import_module(f"{_PACKAGES[backend]}.{op.family}")
+        modname = f"{_PACKAGES[backend]}.{op.family}"
+        fresh = modname not in sys.modules
+        module = importlib.import_module(modname)
+        if fresh and backend == "cython":
+            _config.limit_blas()  # the module may have loaded SciPy's OpenBLAS
         fn = getattr(module, name)
         _cache[key] = fn
     return fn

@@ -130,3 +130,30 @@ def test_openblas_idle_threads_stop_spinning(env, order, spins):
     cpu, before = out.stdout.split()
     assert before == str(order == "numpy-first")
     assert float(cpu) > 0.02 if spins else float(cpu) < 0.01, cpu
+
+
+_BLAS_PROBE = """
+import numpy as np, fastdl, fastdl.functional as F
+from threadpoolctl import threadpool_info
+fastdl.set_num_threads(1)
+x = np.ones((8, 8), np.float32)
+F.dense_forward(x, x, None, None, backend="cython")  # loads SciPy's OpenBLAS now
+blas = [d for d in threadpool_info() if d["user_api"] == "blas"]
+print(len(blas), *(d["num_threads"] for d in blas))
+"""
+
+
+@pytest.mark.skipif("cython" not in fastdl.backends(), reason="needs the Cython backend")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell 1 from the default")
+def test_thread_limit_reaches_a_blas_loaded_later():
+    # set_num_threads before the Cython dense kernel first loads SciPy's OpenBLAS (a fresh
+    # process): that BLAS must get the limit too (it ran 2 threads, found by measurement)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    count, *threads = out.stdout.split()
+    assert int(count) >= 2, out.stdout  # NumPy's and SciPy's
+    assert threads == ["1"] * int(count), out.stdout
