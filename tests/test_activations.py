@@ -130,6 +130,20 @@ def test_limits_at_infinity(backend, dtype, act):
     np.testing.assert_allclose(dx, [dlo, dhi], rtol=1e-6)
 
 
+def test_leaky_relu_alpha_zero_at_minus_infinity(backend, dtype):
+    # 0 * -inf: NaN in every backend, as PyTorch's leaky_relu(-inf, 0.0); the gradient is 0;
+    # the reference computes it without a RuntimeWarning (hypothesis drew this case)
+    import warnings
+
+    x = np.array([-INF, -1.0, INF], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = fwd("leaky_relu", x, backend, 0.0)
+        dx = bwd("leaky_relu", np.ones_like(x), x, backend, 0.0)
+    assert np.isnan(y[0]) and y[1] == 0 and y[2] == INF
+    np.testing.assert_array_equal(dx, [0, 0, 1])
+
+
 def test_kinks_and_nan_gradient(backend, dtype):
     # the left derivative at 0 (PyTorch's convention) and NaN for NaN, both sides of 0
     x = np.array([-0.0, 0.0, NAN], dtype)

@@ -53,9 +53,13 @@ def relu_backward(dy, x, dx):
 
 
 def leaky_relu(x, out, alpha):
-    """x for x >= 0, alpha x below; equals max(alpha x, x) for 0 <= alpha <= 1."""
-    # alpha x of min(x, 0): alpha = 0 times x = +inf would be NaN (and a warning), then dropped
-    np.copyto(out, np.where(x < 0, alpha * np.minimum(x, 0), x))
+    """x for x >= 0, alpha x below; equals max(alpha x, x) for 0 <= alpha <= 1.
+
+    alpha = 0 at x = -inf gives NaN (0 * -inf), in every backend and in PyTorch."""
+    # alpha x of min(x, 0): alpha = 0 times x = +inf would be NaN, then dropped; the
+    # NaN of -inf is the result (above), so it does not warn either
+    with np.errstate(invalid="ignore"):
+        np.copyto(out, np.where(x < 0, alpha * np.minimum(x, 0), x))
 
 
 def leaky_relu_backward(dy, x, dx, alpha):
