@@ -150,6 +150,13 @@ def numba_module():
                     numba.config.THREADING_LAYER = numba_threading_layer()
                 _numba_ready = True
                 numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+                # that call launches Numba's pool, which on the omp layer sets libgomp's
+                # thread count (shared with the Cython kernels) to the pool's size: found
+                # by measurement, set_num_threads(1) then left Cython's prange on 2 threads
+                if _probe("cython"):
+                    from fastdl._kernels.cython import _threads
+
+                    _threads.set_num_threads(get_num_threads())
     return numba
 
 
@@ -163,10 +170,19 @@ def numba_threading_layer() -> str:
 
 
 def get_num_threads() -> int:
-    """Threads used by every backend's kernels and by BLAS."""
+    """Threads used by every backend's kernels and by BLAS.
+
+    Until set_num_threads is called: OMP_NUM_THREADS (its first entry) when it holds a
+    positive integer, as PyTorch does, else the CPU count.  OpenMP (the Cython kernels)
+    and OpenBLAS read that variable themselves; Numba does not, and is given this."""
     if _state["threads"] is None:
-        _state["threads"] = os.cpu_count() or 1
+        _state["threads"] = _env_threads() or os.cpu_count() or 1
     return _state["threads"]
+
+
+def _env_threads() -> int | None:
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
 
 
 def set_num_threads(n: int) -> None:

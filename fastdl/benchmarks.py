@@ -33,7 +33,7 @@ def add_arguments(p):
     p.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the ratios (PNG)")
     p.add_argument("--threads", type=int, default=None, help="threads on every side "
-                   "(default: all cores)")
+                   "(default: fastdl.get_num_threads(), i.e. OMP_NUM_THREADS or all cores)")
     p.add_argument("--only", default=None, help="comma-separated substrings of row names")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per row")

@@ -157,3 +157,39 @@ def test_thread_limit_reaches_a_blas_loaded_later():
     count, *threads = out.stdout.split()
     assert int(count) >= 2, out.stdout  # NumPy's and SciPy's
     assert threads == ["1"] * int(count), out.stdout
+
+
+_THREADS_PROBE = """
+import sys
+import numpy as np, numba, fastdl, fastdl.functional as F
+from fastdl._kernels.cython import _threads
+if sys.argv[1] != "-":
+    fastdl.set_num_threads(int(sys.argv[1]))
+F.relu(np.ones(1 << 18, np.float32), backend="numba")  # launches Numba's pool
+print(fastdl.get_num_threads(), numba.get_num_threads(), _threads.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not {"numba", "cython"} <= set(fastdl.backends()),
+                    reason="needs both compiled backends")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell 1 from the default")
+@pytest.mark.parametrize("omp, call, want", [
+    (None, "1", "1 1 1"),   # Numba's pool launch reset libgomp's count (Cython's) to 2
+    ("1", "-", "1 1 1"),    # OMP_NUM_THREADS is the default, as in PyTorch, for Numba too
+    ("1,1", "-", "1 1 1"),  # its first entry
+    (None, "-", "{c} {m} {c}"),  # unset: the CPU count (Numba's pool may be smaller)
+])
+def test_every_backend_gets_the_same_thread_count(omp, call, want):
+    # fastdl's count, Numba's and OpenMP's (the Cython kernels), after a Numba kernel
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp is not None:
+        full["OMP_NUM_THREADS"] = omp
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, call], env=full,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    c = os.cpu_count()
+    m = min(c, int(os.environ.get("NUMBA_NUM_THREADS", c)))
+    assert out.stdout.split() == want.format(c=c, m=m).split()
