@@ -62,8 +62,10 @@ BACKENDS_ALL = ("numpy", "numba", "cython")
 PARALLEL_THRESHOLD = 1 << 16
 
 _lock = threading.Lock()
-# blas_threads: the limit set_num_threads gave the BLAS libraries (None: never set)
-_state = {"backend": None, "threads": None, "blas_threads": None}
+# blas_threads: the limit set_num_threads gave the BLAS libraries (None: never set);
+# generation: bumped whenever the per-thread counts must be applied again (apply_threads)
+_state = {"backend": None, "threads": None, "blas_threads": None, "generation": 0}
+_local = threading.local()  # per Python thread: the generation applied to it
 _available: dict[str, bool] = {}
 
 
@@ -149,14 +151,8 @@ def numba_module():
                 if "NUMBA_THREADING_LAYER" not in os.environ:
                     numba.config.THREADING_LAYER = numba_threading_layer()
                 _numba_ready = True
-                numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-                # that call launches Numba's pool, which on the omp layer sets libgomp's
-                # thread count (shared with the Cython kernels) to the pool's size: found
-                # by measurement, set_num_threads(1) then left Cython's prange on 2 threads
-                if _probe("cython"):
-                    from fastdl._kernels.cython import _threads
-
-                    _threads.set_num_threads(get_num_threads())
+                _state["generation"] += 1  # every thread now has a Numba count to set
+                apply_threads()
     return numba
 
 
@@ -192,6 +188,24 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"n: expected a positive int, got {n}")
     _state["threads"] = n
+    _state["generation"] += 1
+    apply_threads()
+    _state["blas_threads"] = n
+    limit_blas()
+
+
+def apply_threads() -> None:
+    """Give the calling thread fastdl's thread count, for Numba and for OpenMP.
+
+    Both counts belong to the thread that sets them: set in the main thread, they did
+    not reach a kernel called from a ``threading.Thread`` (measured: after
+    set_num_threads(1) a Cython kernel there ran on 2 threads).  So the registry calls
+    this in any thread whose generation is behind, before it hands out a kernel.
+    Numba first: its first call launches Numba's pool, which on the omp layer sets
+    libgomp's count (the Cython kernels') to the pool's size (measured: after
+    set_num_threads(1), Cython's prange then ran on 2 threads)."""
+    n = get_num_threads()
+    _local.generation = _state["generation"]
     if _numba_ready:
         import numba
 
@@ -200,8 +214,6 @@ def set_num_threads(n: int) -> None:
         from fastdl._kernels.cython import _threads
 
         _threads.set_num_threads(n)
-    _state["blas_threads"] = n
-    limit_blas()
 
 
 def limit_blas() -> None:

@@ -59,10 +59,13 @@ _ops("metrics", "other", "confusion_matrix")
 _ops("augment", "other", "shift_images", "flip_images", "crop_images", "noise_images")
 
 _cache: dict[tuple[str, str], object] = {}
+_local, _state = _config._local, _config._state
 
 
 def kernel(name: str, backend: str | None = None):
     """The kernel ``name`` of ``backend`` (None: the default backend)."""
+    if getattr(_local, "generation", -1) != _state["generation"]:
+        _config.apply_threads()  # a new thread, or new counts (thread-local, see there)
     if backend is None:
         backend = _config._state["backend"] or _config.get_backend()
     if type(backend) is str:

@@ -193,3 +193,39 @@ def test_every_backend_gets_the_same_thread_count(omp, call, want):
     c = os.cpu_count()
     m = min(c, int(os.environ.get("NUMBA_NUM_THREADS", c)))
     assert out.stdout.split() == want.format(c=c, m=m).split()
+
+
+@pytest.mark.skipif(not {"numba", "cython"} <= set(fastdl.backends()),
+                    reason="needs both compiled backends")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell 1 from the default")
+def test_thread_count_reaches_kernels_called_from_other_threads():
+    # OpenMP's and Numba's counts belong to the thread that sets them: after
+    # set_num_threads(1) in this thread, a kernel called from a threading.Thread ran
+    # on every core.  Numba is started here first, so the worker starts from the defaults.
+    import threading
+
+    import numba
+    import numpy as np
+
+    import fastdl.functional as F
+    from fastdl._kernels.cython import _threads
+
+    n0 = fastdl.get_num_threads()
+    seen = []
+
+    def work():
+        F.relu(np.ones(8, np.float32), backend="numba")
+        F.relu(np.ones(8, np.float32), backend="cython")
+        seen.append((numba.get_num_threads(), _threads.get_num_threads()))
+
+    try:
+        fastdl.set_num_threads(1)
+        F.relu(np.ones(8, np.float32), backend="numba")
+        for n in (1, 2, 1):
+            fastdl.set_num_threads(n)
+            t = threading.Thread(target=work)
+            t.start()
+            t.join()
+            assert seen[-1] == (min(n, numba.config.NUMBA_NUM_THREADS), n), n
+    finally:
+        fastdl.set_num_threads(n0)
