@@ -67,10 +67,10 @@ def kernel(name: str, backend: str | None = None):
     if getattr(_local, "generation", -1) != _state["generation"]:
         _config.apply_threads()  # a new thread, or new counts (thread-local, see there)
     if backend is None:
-        backend = _config._state["backend"] or _config.get_backend()
+        backend = _state["backend"] or _config.get_backend()
     if type(backend) is str:
         fn = _cache.get((name, backend))
-        if fn is not None:  # the hot path: one dict lookup per call
+        if fn is not None:  # the hot path: the generation check above and one dict lookup
             return fn
     backend = _config.check_backend(backend)
     key = (name, backend)
