@@ -7,8 +7,10 @@ training step 50x slower.  fastdl therefore
     libgomp.so.1) to wait passively (OMP_WAIT_POLICY=PASSIVE) unless the user set
     a policy, before libgomp is first loaded;
   * runs Numba's parallel kernels on the ``omp`` layer when that passive policy
-    is in force, else on the ``workqueue`` layer (its workers sleep on a
-    condition variable), unless the user chose a layer through
+    is in force (no libgomp.so.1 loaded before: PyTorch's counts, scikit-learn's
+    renamed copy does not), else on the ``workqueue`` layer (its workers sleep on a
+    condition variable; not thread-safe, so there only the main thread launches
+    parallel kernels: ``numba_parallel_here``), unless the user chose a layer through
     NUMBA_THREADING_LAYER.  Measured here: a parallel Adam step over 1M
     parameters took 0.36 ms on omp and 0.88 ms on workqueue, whose launch cost
     made parallel kernels slower than serial ones up to about 0.5M elements;
@@ -46,10 +48,24 @@ def _loaded_libraries() -> str:
         return ""
 
 
+def _libgomp_loaded() -> bool:
+    # whether a library of soname libgomp.so.1 (the one the Cython kernels and Numba's omp
+    # layer link) is loaded; RTLD_NOLOAD asks without loading it.  Copies renamed by
+    # auditwheel (scikit-learn's libgomp-<hash>.so) are other libraries and do not count;
+    # PyTorch's torch/lib/libgomp.so.1 does (ours would bind to it).
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return False
+    return True
+
+
 _MAPS = _loaded_libraries()
 # whether libgomp waits passively: the policy is PASSIVE and set before libgomp loads
 _PASSIVE_OMP = (os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE").upper() == "PASSIVE"
-                and "libgomp" not in _MAPS)
+                and not _libgomp_loaded())
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
 # an OpenBLAS (NumPy's) loaded before fastdl keeps the timeout it was loaded with
 _OPENBLAS_BEFORE = "openblas" in _MAPS.lower()
@@ -138,11 +154,13 @@ def use_backend(name: str):
 
 
 _numba_ready = False
+_numba_threadsafe = False  # the Numba threading layer may be entered by two threads at once
+_MAIN_THREAD = threading.main_thread().ident
 
 
 def numba_module():
     """Import Numba once, with fastdl's threading layer and thread count applied."""
-    global _numba_ready
+    global _numba_ready, _numba_threadsafe
     import numba
 
     if not _numba_ready:
@@ -150,10 +168,22 @@ def numba_module():
             if not _numba_ready:
                 if "NUMBA_THREADING_LAYER" not in os.environ:
                     numba.config.THREADING_LAYER = numba_threading_layer()
+                _numba_threadsafe = numba_threading_layer() in ("omp", "tbb", "threadsafe")
                 _numba_ready = True
                 _state["generation"] += 1  # every thread now has a Numba count to set
                 apply_threads()
     return numba
+
+
+def numba_parallel_here() -> bool:
+    """Whether the calling thread may launch Numba's parallel kernels.
+
+    Numba's workqueue layer (taken when libgomp cannot wait passively, see the module
+    docstring, or when the user asks for it) is not thread-safe: two Python threads
+    launching parallel kernels at once abort the process (measured: "Concurrent access
+    has been detected", SIGABRT).  On it only the main thread runs them; kernels called
+    from other threads take their serial twins.  omp and tbb are thread-safe."""
+    return _numba_threadsafe or threading.get_ident() == _MAIN_THREAD
 
 
 def numba_threading_layer() -> str:

@@ -106,7 +106,7 @@ def dense_forward(x, W, b, out, activation, alpha):
     # serial unless large: the pass follows a multi-threaded GEMM whose BLAS threads
     # still spin on the other core (see the Cython twin)
     k = _bias_act_k[1] if out.size >= DENSE_PARALLEL_THRESHOLD else _bias_act_k[0]
-    if _config.get_num_threads() == 1:
+    if _config.get_num_threads() == 1 or not _config.numba_parallel_here():
         k = _bias_act_k[0]
     k(out, b, code, out.dtype.type(alpha))
 
