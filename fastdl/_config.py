@@ -80,7 +80,9 @@ PARALLEL_THRESHOLD = 1 << 16
 _lock = threading.Lock()
 # blas_threads: the limit set_num_threads gave the BLAS libraries (None: never set);
 # generation: bumped whenever the per-thread counts must be applied again (apply_threads)
-_state = {"backend": None, "threads": None, "blas_threads": None, "generation": 0}
+# forked_omp: this process was forked from one with libgomp loaded (_after_fork_in_child)
+_state = {"backend": None, "threads": None, "blas_threads": None, "generation": 0,
+          "forked_omp": False}
 _local = threading.local()  # per Python thread: the generation applied to it
 _available: dict[str, bool] = {}
 
@@ -217,11 +219,36 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected a positive int, got {n}")
+    if n > 1 and _state["forked_omp"]:
+        import warnings
+
+        warnings.warn(f"set_num_threads({n}) in a process forked after OpenMP started: kept at "
+                      "1 thread (OpenMP's threads do not survive fork; a parallel kernel "
+                      "would hang). Use the 'spawn' or 'forkserver' start method for more.",
+                      RuntimeWarning, stacklevel=2)
+        n = 1
     _state["threads"] = n
     _state["generation"] += 1
     apply_threads()
     _state["blas_threads"] = n
     limit_blas()
+
+
+def _after_fork_in_child() -> None:
+    # GNU OpenMP's threads do not survive fork: a child forked after the parent ran an
+    # OpenMP region hung in its first Cython parallel kernel, and Numba's omp layer
+    # terminated such a child ("fork() called from a process already using GNU OpenMP"),
+    # which left a multiprocessing Pool waiting forever (both measured).  One thread runs
+    # a region without that pool, so a child of a process with libgomp loaded runs every
+    # kernel on one thread (applied per thread through the generation, as ever).  BLAS
+    # keeps the parent's count: OpenBLAS restarts its own threads after fork.
+    if _libgomp_loaded():
+        _state["forked_omp"] = True
+        _state["threads"] = 1
+        _state["generation"] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def apply_threads() -> None:

@@ -290,3 +290,41 @@ def test_renamed_libgomp_copies_do_not_count_as_loaded():
     if renamed != "True" or ours != "False":
         pytest.skip("this scikit-learn does not load a renamed libgomp copy alone")
     assert layer == "omp"
+
+
+_FORK_PROBE = """
+import multiprocessing as mp, sys, warnings
+import numpy as np, fastdl, fastdl.functional as F
+backend = sys.argv[1]
+x = np.linspace(-3, 3, 1 << 20).astype(np.float32)
+F.sigmoid(x, backend=backend)  # OpenMP's (or Numba's) threads start in the parent
+
+def child(_):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fastdl.set_num_threads(2)  # kept at 1, with a warning
+    y = F.sigmoid(x, backend=backend)
+    return float(y.sum()), fastdl.get_num_threads(), len(w)
+
+with mp.get_context("fork").Pool(2) as pool:
+    got = pool.map(child, range(2))
+want = float(F.sigmoid(x, backend=backend).sum())
+print(all(abs(s - want) <= 1e-3 * abs(want) and n == 1 and k == 1 for s, n, k in got),
+      fastdl.get_num_threads())
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores for parallel kernels")
+@pytest.mark.parametrize("backend", [b for b in ("cython", "numba") if b in fastdl.backends()])
+def test_forked_children_run_kernels(backend):
+    # a child forked after the parent's OpenMP threads started hung in its first Cython
+    # parallel kernel, or was terminated by Numba (and the Pool waited forever)
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    full.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", _FORK_PROBE, backend], env=full,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", str(os.cpu_count())]
