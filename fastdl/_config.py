@@ -168,9 +168,10 @@ def numba_module():
     if not _numba_ready:
         with _lock:
             if not _numba_ready:
+                layer = numba_threading_layer()
                 if "NUMBA_THREADING_LAYER" not in os.environ:
-                    numba.config.THREADING_LAYER = numba_threading_layer()
-                _numba_threadsafe = numba_threading_layer() in ("omp", "tbb", "threadsafe")
+                    numba.config.THREADING_LAYER = layer
+                _numba_threadsafe = layer in ("omp", "tbb", "threadsafe")
                 _numba_ready = True
                 _state["generation"] += 1  # every thread now has a Numba count to set
                 apply_threads()

@@ -1,10 +1,25 @@
 """Backends, threads, info: the top-level contract."""
 import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import fastdl
 from fastdl._registry import OPS, kernel
+
+
+def run_probe(code, *args, drop=(), env=None, timeout=300):
+    """Run ``code`` in a fresh interpreter (what is loaded before fastdl, and the
+    environment then, are what these tests vary), with this environment minus ``drop``
+    plus ``env``; its output, split into words."""
+    full = {k: v for k, v in os.environ.items() if k not in drop}
+    full.update(env or {})
+    out = subprocess.run([sys.executable, "-c", code, *args], env=full, capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
 
 
 def test_all_backends_present():
@@ -82,16 +97,9 @@ print(numba.threading_layer(), fastdl.info()["numba_threading_layer"],
     ({"NUMBA_THREADING_LAYER": "workqueue"}, "", "workqueue workqueue PASSIVE"),  # user's
 ])
 def test_numba_threading_layer(env, preload, want):
-    import subprocess
-    import sys
-
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
-    full.update(env)
-    out = subprocess.run([sys.executable, "-c", _LAYER_PROBE, preload or "-"], env=full,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == want.split()
+    got = run_probe(_LAYER_PROBE, preload or "-", env=env,
+                    drop=("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER"))
+    assert got == want.split()
 
 
 _SPIN_PROBE = """
@@ -119,15 +127,7 @@ print(time.process_time() - t0, fastdl.info()["openblas_loaded_before_fastdl"])
 def test_openblas_idle_threads_stop_spinning(env, order, spins):
     # CPU time burnt while the process sleeps 80 ms after a GEMM: OpenBLAS's idle worker
     # spinning (its default, 2^28 cycles, about 0.1 s) or asleep (fastdl's 2^14)
-    import subprocess
-    import sys
-
-    full = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    full.update(env)
-    out = subprocess.run([sys.executable, "-c", _SPIN_PROBE, order], env=full,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    cpu, before = out.stdout.split()
+    cpu, before = run_probe(_SPIN_PROBE, order, env=env, drop=("OPENBLAS_THREAD_TIMEOUT",))
     assert before == str(order == "numpy-first")
     assert float(cpu) > 0.02 if spins else float(cpu) < 0.01, cpu
 
@@ -148,15 +148,9 @@ print(len(blas), *(d["num_threads"] for d in blas))
 def test_thread_limit_reaches_a_blas_loaded_later():
     # set_num_threads before the Cython dense kernel first loads SciPy's OpenBLAS (a fresh
     # process): that BLAS must get the limit too (it ran 2 threads, found by measurement)
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    count, *threads = out.stdout.split()
-    assert int(count) >= 2, out.stdout  # NumPy's and SciPy's
-    assert threads == ["1"] * int(count), out.stdout
+    count, *threads = run_probe(_BLAS_PROBE)
+    assert int(count) >= 2, threads  # NumPy's and SciPy's
+    assert threads == ["1"] * int(count), threads
 
 
 _THREADS_PROBE = """
@@ -181,18 +175,11 @@ print(fastdl.get_num_threads(), numba.get_num_threads(), _threads.get_num_thread
 ])
 def test_every_backend_gets_the_same_thread_count(omp, call, want):
     # fastdl's count, Numba's and OpenMP's (the Cython kernels), after a Numba kernel
-    import subprocess
-    import sys
-
-    full = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if omp is not None:
-        full["OMP_NUM_THREADS"] = omp
-    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, call], env=full,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
+    got = run_probe(_THREADS_PROBE, call, drop=("OMP_NUM_THREADS",),
+                    env=None if omp is None else {"OMP_NUM_THREADS": omp})
     c = os.cpu_count()
     m = min(c, int(os.environ.get("NUMBA_NUM_THREADS", c)))
-    assert out.stdout.split() == want.format(c=c, m=m).split()
+    assert got == want.format(c=c, m=m).split()
 
 
 @pytest.mark.skipif(not {"numba", "cython"} <= set(fastdl.backends()),
@@ -260,33 +247,18 @@ print(numba.threading_layer(), len(bad))
 def test_numba_kernels_from_several_threads_at_once(layer):
     # the workqueue layer aborts the process when two threads launch parallel kernels at
     # once (it did, SIGABRT): off the main thread fastdl takes the serial kernels there
-    import subprocess
-    import sys
-
-    full = dict(os.environ, NUMBA_THREADING_LAYER=layer)
-    out = subprocess.run([sys.executable, "-c", _CONCURRENT_PROBE], env=full,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == [layer, "0"]
+    assert run_probe(_CONCURRENT_PROBE, env={"NUMBA_THREADING_LAYER": layer}) == [layer, "0"]
 
 
 def test_renamed_libgomp_copies_do_not_count_as_loaded():
     # scikit-learn's wheels carry libgomp under another soname (libgomp-<hash>.so): ours
     # (libgomp.so.1) still loads afterwards and takes the passive policy, so importing
     # scikit-learn first must not cost the omp layer (it did: any "libgomp" counted)
-    import subprocess
-    import sys
-
     probe = ("import sklearn.utils._openmp_helpers, fastdl\n"
              "maps = open('/proc/self/maps').read()\n"
              "print(fastdl.info()['numba_threading_layer'], '/libgomp-' in maps, "
              "'/libgomp.so' in maps)")
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
-    out = subprocess.run([sys.executable, "-c", probe], env=full, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    layer, renamed, ours = out.stdout.split()
+    layer, renamed, ours = run_probe(probe, drop=("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER"))
     if renamed != "True" or ours != "False":
         pytest.skip("this scikit-learn does not load a renamed libgomp copy alone")
     assert layer == "omp"
@@ -319,12 +291,6 @@ print(all(abs(s - want) <= 1e-3 * abs(want) and n == 1 and k == 1 for s, n, k in
 def test_forked_children_run_kernels(backend):
     # a child forked after the parent's OpenMP threads started hung in its first Cython
     # parallel kernel, or was terminated by Numba (and the Pool waited forever)
-    import subprocess
-    import sys
-
-    full = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    full.pop("OMP_NUM_THREADS", None)
-    out = subprocess.run([sys.executable, "-c", _FORK_PROBE, backend], env=full,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", str(os.cpu_count())]
+    got = run_probe(_FORK_PROBE, backend, drop=("NUMBA_THREADING_LAYER", "OMP_NUM_THREADS"),
+                    timeout=120)
+    assert got == ["True", str(os.cpu_count())]

@@ -85,10 +85,10 @@ def jit_pair(fn=None, *, fastmath=None):
     return wrap if fn is None else wrap(fn)
 
 
-def pick(pair, n: int):
-    """The serial kernel below the parallel threshold, on one thread, or where this thread
+def pick(pair, n: int, threshold: int = _config.PARALLEL_THRESHOLD):
+    """The serial kernel below ``threshold`` elements, on one thread, or where this thread
     may not launch parallel kernels (``_config.numba_parallel_here``), else the parallel one."""
-    if (n < _config.PARALLEL_THRESHOLD or _config.get_num_threads() == 1
+    if (n < threshold or _config.get_num_threads() == 1
             or not _config.numba_parallel_here()):
         return pair[0]
     return pair[1]

@@ -4,8 +4,6 @@ the bias and activation are one fused Numba pass over the output.
 x is (N, K), W is (K, M), b is (M,), y is (N, M).
 """
 import numpy as np
-
-from fastdl import _config
 from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit_pair, pick
@@ -105,10 +103,7 @@ def dense_forward(x, W, b, out, activation, alpha):
         b = _zeros(out.shape[1], out.dtype)
     # serial unless large: the pass follows a multi-threaded GEMM whose BLAS threads
     # still spin on the other core (see the Cython twin)
-    k = _bias_act_k[1] if out.size >= DENSE_PARALLEL_THRESHOLD else _bias_act_k[0]
-    if _config.get_num_threads() == 1 or not _config.numba_parallel_here():
-        k = _bias_act_k[0]
-    k(out, b, code, out.dtype.type(alpha))
+    pick(_bias_act_k, out.size, DENSE_PARALLEL_THRESHOLD)(out, b, code, out.dtype.type(alpha))
 
 
 _ZEROS = {}
