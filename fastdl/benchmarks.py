@@ -194,7 +194,10 @@ def _activation_floor(n):
 
 
 def _update_floor(name, n, arrays):
-    bufs = [np.zeros(n, np.float32) for _ in range(arrays)]
+    # np.full, not np.zeros: a calloc'd array that is only read (the gradient) stays
+    # mapped to the kernel's shared zero page and reads from cache: the Adam floor then
+    # moved 24 of its 28 bytes an element from memory (10M: 6.5 ms against 7.4 ms)
+    bufs = [np.full(n, 1e-3, np.float32) for _ in range(arrays)]
     return lambda: _floors()[name](*bufs)
 
 
