@@ -106,6 +106,34 @@ def test_floor_kernels_move_what_they_claim():
     np.testing.assert_array_equal(w, x + 2)
 
 
+@pytest.mark.parametrize("n", [1, 63, 65, 100_001])
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_streaming_floor_kernels_write_every_element(n, offset):
+    # unaligned starts (a head before the first 32-byte boundary), partial blocks and
+    # several chunks: every element written once, with the right value
+    k = benchmarks._floors()
+    x = np.arange(n + offset, dtype=np.float32)[offset:]
+    y = np.full(n + offset, -1, np.float32)[offset:]
+    k["map1_nt"](x, y, np.float32(1))
+    np.testing.assert_array_equal(y, x + 1)
+    z = np.full(n + offset, -1, np.float32)[offset:]
+    k["map2_nt"](x, y, z)
+    np.testing.assert_array_equal(z, 2 * x + 1)
+
+
+def test_activation_floor_streams_where_the_activations_do(monkeypatch):
+    calls = []
+    monkeypatch.setattr(benchmarks, "_floors", lambda: {
+        name: (lambda *a, name=name: calls.append(name))
+        for name in ("map1", "map2", "map1_nt", "map2_nt")})
+    from fastdl._kernels.numba._stream import STREAM_MIN_BYTES, STREAMS
+    benchmarks._activation_floor(1000)()
+    assert calls == ["map1", "map2"]
+    calls.clear()
+    benchmarks._activation_floor(STREAM_MIN_BYTES // 4)()
+    assert calls == (["map1_nt", "map2_nt"] if STREAMS else ["map1", "map2"])
+
+
 @pytest.mark.parametrize("name, arrays", [("adam", 4), ("sgd", 3)])
 def test_update_floor_reads_real_memory(name, arrays):
     # an array that is only read and never written (the gradient) must not be calloc's
