@@ -99,6 +99,26 @@ def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
     return out
 
 
+def copy_overlapping(res: np.ndarray, inputs, exact_ok: bool = False) -> list:
+    """``inputs`` with each one that shares memory with the result ``res`` copied.
+
+    Compiled kernels write ``res`` while they still read their inputs: an input that
+    overlaps it would be read after parts of it were overwritten (a silently wrong
+    result), and BLAS's behaviour with an output that aliases an operand is undefined.
+    ``exact_ok``: an elementwise kernel reads each element before it writes it, so an
+    input that is exactly ``res`` (same start; both C-contiguous of the same shape)
+    needs no copy.  ``np.may_share_memory`` only compares bounds: two disjoint views
+    of one buffer are copied too, which costs a copy, never a wrong result."""
+    safe = []
+    for a in inputs:
+        if a is not None and (a is res or np.may_share_memory(a, res)) and not (
+                exact_ok and a.__array_interface__["data"][0]
+                == res.__array_interface__["data"][0]):
+            a = a.copy()
+        safe.append(a)
+    return safe
+
+
 def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
     """Integer class labels ``(n,)`` in ``[0, num_classes)`` as C-contiguous int64."""
     if not isinstance(y, np.ndarray):

@@ -219,6 +219,7 @@ def gaussian_noise(images, std, rng=None, clip=None, *, out=None, backend=None):
     # the noise is drawn straight into the result buffer, unless that is the input
     noise = np.empty_like(out) if np.may_share_memory(out, x) else out
     gen.standard_normal(dtype=x.dtype, out=noise)
+    (x,) = V.copy_overlapping(out, (x,), exact_ok=True)  # elementwise: out may be x
     kernel("noise_images", backend)(x.reshape(-1), noise.reshape(-1), out.reshape(-1),
                                     std, lo, hi)
     return out

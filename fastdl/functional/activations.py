@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from fastdl import _validate as V
 from fastdl._registry import kernel
 
@@ -37,13 +35,7 @@ def _result(out, like, *inputs):
     each element before writing it; a partial overlap (a shifted view of the
     same memory) would read already-written values, so that input is copied."""
     res = V.make_out(out, like.shape, like.dtype)
-    safe = []
-    for a in inputs:
-        if a is not res and np.may_share_memory(a, res) and not (
-                a.__array_interface__["data"][0] == res.__array_interface__["data"][0]):
-            a = a.copy()
-        safe.append(a)
-    return res, safe
+    return res, V.copy_overlapping(res, inputs, exact_ok=True)
 
 
 def _alpha(alpha, lo=None):

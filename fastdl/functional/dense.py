@@ -1,6 +1,8 @@
 """Dense (fully connected) layer: public kernels."""
 from __future__ import annotations
 
+import numpy as np
+
 from fastdl import _validate as V
 from fastdl._registry import kernel
 
@@ -23,6 +25,8 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
         softmax, log_softmax``
     alpha : float, optional
         The slope of ``leaky_relu`` (default 0.1) or the scale of ``elu`` (default 1.0).
+    out : (N, M) C-contiguous, optional
+        May overlap ``x``, ``W`` or ``b``: an input it overlaps is copied first.
 
     Returns
     -------
@@ -47,7 +51,10 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     if activation in ("softmax", "log_softmax") and W.shape[1] == 0:
         raise ValueError("W: softmax needs at least one output column, got shape "
                          f"{W.shape}")
+    given = out is not None
     out = V.make_out(out, (x.shape[0], W.shape[1]), x.dtype)
+    if given:
+        x, W, b = V.copy_overlapping(out, (x, W, b))
     kernel("dense_forward", backend)(x, W, b, out, activation, alpha)
     return out
 
@@ -65,6 +72,8 @@ def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     out : tuple (dx, dW, db), optional
         Buffers to write the results into (``dx`` may be None); each is checked
         for shape, dtype and C-contiguity.  Results are overwritten, never added to.
+        A buffer may overlap ``dy``, ``x`` or ``W`` (that input is copied first), not
+        another buffer of ``out``.
 
     Returns
     -------
@@ -86,5 +95,13 @@ def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     dx = V.make_out(out[0], x.shape, dy.dtype, "out[0]") if need_dx else None
     dW = V.make_out(out[1], W.shape, dy.dtype, "out[1]")
     db = V.make_out(out[2], (m,), dy.dtype, "out[2]")
+    # only buffers the caller gave can overlap anything (about 1.5 us for each checked)
+    given = [(f"out[{i}]", r) for i, r in enumerate((dx, dW, db)) if out[i] is not None
+             and r is not None]
+    for i, (a_name, a) in enumerate(given):
+        for b_name, b in given[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{a_name} and {b_name}: the results must not share memory")
+        dy, x, W = V.copy_overlapping(a, (dy, x, W))
     kernel("dense_backward", backend)(dy, x, W, dx, dW, db)
     return dx, dW, db

@@ -164,7 +164,10 @@ def dropout_backward(dy, mask, p, *, out=None, backend=None):
     dy = _as_float("dy", dy)
     m = _as_mask(mask, dy.shape)
     p = V.check_real("p", p, 0.0, 1.0, hi_open=True)
+    given = out is not None
     dx = V.make_out(out, dy.shape, dy.dtype)
+    if given:
+        dy, m = V.copy_overlapping(dx, (dy, m), exact_ok=True)  # elementwise: dx may be dy
     kernel("dropout_backward", backend)(dy.reshape(-1), m.reshape(-1), dx.reshape(-1),
                                         1.0 / (1.0 - p))
     return dx

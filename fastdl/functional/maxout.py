@@ -83,6 +83,9 @@ def maxout_backward(dy, argmax, pieces, *, out=None, backend=None):
     dy = V.as_float("dy", dy, ndim=2)
     pieces = _pieces(pieces)
     argmax = _as_argmax(argmax, dy.shape, pieces)
+    given = out is not None
     dz = V.make_out(out, (dy.shape[0], dy.shape[1] * pieces), dy.dtype)
+    if given:
+        dy, argmax = V.copy_overlapping(dz, (dy, argmax))
     kernel("maxout_backward", backend)(dy, argmax, dz, pieces)
     return dz

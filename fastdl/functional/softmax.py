@@ -46,9 +46,14 @@ def _rows(name: str, a, axis, dtype=None, shape=None):
 def _run(op, arrays, ax, shape, out, backend):
     """Run ``op`` on the rows of the moved ``arrays``; the result has ``shape``."""
     first = arrays[0]
+    given = out is not None
     out = V.make_out(out, shape, first.dtype)
     if first.size == 0:
         return out
+    if given:
+        # the row kernels read a row more than once (max, sum, then the result), so
+        # even out = x exactly would read values already overwritten in some backends
+        arrays = V.copy_overlapping(out, arrays)
     c = first.shape[-1]
     rows = [a.reshape(-1, c) for a in arrays]
     if all(d == 1 for d in shape[ax + 1:]):
