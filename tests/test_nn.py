@@ -259,6 +259,54 @@ def test_layer_construction_errors():
         nn.Sequential(nn.Dense(3, 4), "relu")
 
 
+def test_a_layer_object_is_bound_once():
+    # each refused case was accepted before: a nested Sequential left its weights out of
+    # the model (fit then raised KeyError), and a Dense used twice gave gradients off by
+    # up to 2.2 from finite differences, with no error
+    with pytest.raises(TypeError, match=r"layers\[0\]: a Sequential cannot"):
+        nn.Sequential(nn.Sequential(nn.Dense(4, 4)), nn.Dense(4, 2))
+    d = nn.Dense(4, 4)
+    with pytest.raises(ValueError, match=r"layers\[2\]: this layer object is used twice"):
+        nn.Sequential(d, nn.Tanh(), d)
+    with pytest.raises(ValueError, match=r"layers\[1\].layers\[0\]: this layer object"):
+        nn.Sequential(d, nn.Residual(d))
+    nn.Sequential(d)
+    with pytest.raises(ValueError, match=r"layers\[0\]: this layer already belongs"):
+        nn.Sequential(d)
+
+
+@pytest.mark.parametrize("be", BACKENDS)
+def test_public_forward_backward_check_their_input(be):
+    # they used to hand X straight to the kernels: a row of 100,000 features for a
+    # model of 6 read far past the first weight matrix and returned NaN
+    m = mlp(backend=be)
+    X, _ = blobs(8)
+    with pytest.raises(ValueError, match="dy: call forward"):
+        m.backward(np.ones((8, 3), np.float32))
+    for bad, exc in ((np.ones((8, 100_000), np.float32), ValueError),
+                     (np.ones((8, 5), np.float32), ValueError),
+                     (np.ones(6, np.float32), ValueError), (np.array([["a"] * 6]), TypeError)):
+        with pytest.raises(exc, match="X"):
+            m.forward(bad)
+    with pytest.raises(TypeError, match="training"):
+        m.forward(X, training=1)
+    want = m(X)  # a copy of the eval-mode output
+    out = m.forward(X.astype(np.float64), training=False)  # converted, as in fit
+    assert out.shape == (8, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    for bad in (np.ones((7, 3), np.float32), np.ones((8, 4), np.float32)):
+        with pytest.raises(ValueError, match="dy"):
+            m.backward(bad)
+    with pytest.raises(TypeError, match="dy"):
+        m.backward(np.ones((8, 3), np.float64))
+    assert m.backward(np.ones((8, 3), np.float32)) is None
+    dx = m.backward(np.ones((8, 3), np.float32), need_dx=True)
+    assert dx.shape == (8, 6)
+    m.predict(X[:5])  # replaces what the layers saved for backward
+    with pytest.raises(ValueError, match="dy: call forward"):
+        m.backward(np.ones((8, 3), np.float32))
+
+
 # -------------------------------------------------------------- save / load
 def test_save_load_roundtrip_bit_identical(tmp_path):
     X, y = blobs()

@@ -44,6 +44,30 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
 
+def _check_layer(layer, where, seen):
+    """A layer (and the layers inside a Residual) fit to be bound into a new model.
+
+    Each layer keeps its weights as views into one model's buffer and the activations
+    of its last forward for its backward, so one object used twice, or already bound
+    into another model, would read the other use's weights or saved activations (a
+    wrong gradient, with no error), and a nested Sequential's weights would stay
+    outside the model's buffer and its optimizer."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"{where}: expected a fastdl.nn layer, got {type(layer).__name__}")
+    if isinstance(layer, Sequential):
+        raise TypeError(f"{where}: a Sequential cannot be a layer of another model; pass "
+                        "its layers instead (nn.Residual for a skip connection)")
+    if id(layer) in seen:
+        raise ValueError(f"{where}: this layer object is used twice; each use needs its own "
+                         "layer (it keeps its own weights and saved activations)")
+    if getattr(layer, "_params", None) is not None:
+        raise ValueError(f"{where}: this layer already belongs to another model; build a "
+                         "new layer (weights can be copied through parameters().data)")
+    seen.add(id(layer))
+    for j, sub in enumerate(getattr(layer, "layers", ())):
+        _check_layer(sub, f"{where}.layers[{j}]", seen)
+
+
 class Sequential(Layer):
     """Layers applied in order.  All parameters live in one ``fastdl.optim.Parameters``
     buffer (``model.parameters()``), initialised at construction from ``seed``.
@@ -62,10 +86,9 @@ class Sequential(Layer):
 
         if not layers:
             raise ValueError("layers: Sequential needs at least one layer")
+        seen: set = set()
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}]: expected a fastdl.nn layer, "
-                                f"got {type(layer).__name__}")
+            _check_layer(layer, f"layers[{i}]", seen)
         self.dtype = np.dtype(dtype)
         if self.dtype not in V.FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
@@ -94,6 +117,7 @@ class Sequential(Layer):
         self.optimizer = None
         self._warned: set = set()
         self._ce_bufs: dict = {}
+        self._forward_shape = None  # the output shape of the last public forward
 
     # structure ----------------------------------------------------------
     def parameters(self):
@@ -123,13 +147,49 @@ class Sequential(Layer):
             if hasattr(layer, "layers"):
                 self._set_mode(training, layer.layers)
 
-    def forward(self, x, layers=None):
+    def forward(self, X, training=True):
+        """The model's output for the rows of ``X`` (N, in_features), for a training loop
+        of your own: ``training=True`` runs dropout as ``fit`` does, False as ``predict``.
+
+        Returns the last layer's output buffer (N, out_features), the model's dtype: the
+        next ``forward`` with the same batch size writes over it, so copy what you keep.
+        ``X`` is checked as in ``fit`` (the layers' kernels trust their inputs)."""
+        X = self._check_X(X)
+        if not isinstance(training, bool):
+            raise TypeError(f"training: expected a bool, got {type(training).__name__}")
+        self._set_mode(training)
+        out = self._forward(X)
+        self._forward_shape = out.shape
+        return out
+
+    def backward(self, dy, need_dx=False):
+        """Back-propagate ``dy``, the gradient at the output of the last ``forward``
+        (same shape), writing every parameter's gradient into ``parameters().grad``
+        (overwritten, not added to).  Returns the gradient at ``X`` when ``need_dx``,
+        else None (the first layer then skips that product).  Needs a ``forward`` just
+        before it (``fit``, ``predict`` and ``evaluate`` in between replace what the layers
+        saved)."""
+        shape = self._forward_shape
+        if shape is None:
+            raise ValueError("dy: call forward just before backward (none since the model "
+                             "was built or last ran fit, predict or evaluate)")
+        if not isinstance(need_dx, bool):
+            raise TypeError(f"need_dx: expected a bool, got {type(need_dx).__name__}")
+        dy = V.as_float("dy", dy, dtype=self.dtype)
+        V.check_shape("dy", dy, shape)
+        return self._backward(dy, need_dx)
+
+    def _forward(self, x, layers=None):
+        # the unchecked forward of fit and predict: x is C-contiguous, of the model's
+        # dtype and width.  It replaces what the layers saved for a backward, so a
+        # public backward needs a public forward after it
+        self._forward_shape = None
         h = x
         for layer in layers if layers is not None else self.layers:
             h = layer.forward(h)
         return h
 
-    def backward(self, dy, need_dx=False, layers=None):
+    def _backward(self, dy, need_dx=False, layers=None):
         layers = layers if layers is not None else self.layers
         g = dy
         last = len(layers) - 1
@@ -158,10 +218,10 @@ class Sequential(Layer):
         self._set_mode(False)
         n = X.shape[0]
         if n <= chunk:
-            return self.forward(X, layers)
+            return self._forward(X, layers)
         out = None
         for s in range(0, n, chunk):
-            h = self.forward(np.ascontiguousarray(X[s:s + chunk]), layers)
+            h = self._forward(np.ascontiguousarray(X[s:s + chunk]), layers)
             if out is None:
                 out = np.empty((n,) + h.shape[1:], dtype=h.dtype)
             out[s:s + h.shape[0]] = h
@@ -369,11 +429,11 @@ class Sequential(Layer):
                         if xb.shape != (m,) + X.shape[1:]:
                             raise ValueError(f"augment: returned shape {xb.shape}, expected "
                                              f"{(m,) + X.shape[1:]}")
-                    out = self.forward(xb, train_layers)
+                    out = self._forward(xb, train_layers)
                     lv, g = self._loss_grad(out, yb, loss, weight)
                     total += lv
                     correct += self._correct(out, yb, loss)
-                    self.backward(g, False, train_layers)
+                    self._backward(g, False, train_layers)
                     if start + bs >= n:
                         norms = self._grad_norms(player)
                     opt.step()
