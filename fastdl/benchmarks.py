@@ -140,7 +140,9 @@ def _floors():
     all of them; Numba: relu and leaky_relu): an activation row of that size takes the
     streaming pair as its floor (with the ordinary pair, relu fwd+bwd 10M ran at
     0.66-0.81x its floor).  For the in-place updates (Adam, SGD) every written line is
-    read anyway.  So a target below floor/PyTorch cannot be met.  Compiled on first use
+    read anyway.  So a target clearly below floor/PyTorch cannot be met (the floor and a
+    kernel are timed in different blocks: a kernel at 0.92-0.99x its floor has been seen,
+    which is the run's noise, not a faster kernel).  Compiled on first use
     (never at import; the compile is outside every figure, as for every competitor)."""
     if not _FLOOR_KERNELS:
         from numba import prange
