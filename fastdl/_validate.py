@@ -107,8 +107,9 @@ def copy_overlapping(res: np.ndarray, inputs, exact_ok: bool = False) -> list:
     result), and BLAS's behaviour with an output that aliases an operand is undefined.
     ``exact_ok``: an elementwise kernel reads each element before it writes it, so an
     input that is exactly ``res`` (same start, shape and dtype; both C-contiguous) needs
-    no copy (a mask whose bytes are ``res``'s would be overwritten ahead of its reads).  ``np.may_share_memory`` only compares bounds: two disjoint views
-    of one buffer are copied too, which costs a copy, never a wrong result."""
+    no copy (a mask whose bytes are ``res``'s would be overwritten ahead of its reads).
+    ``np.may_share_memory`` only compares bounds: two disjoint views of one buffer are
+    copied too, which costs a copy, never a wrong result."""
     safe = []
     for a in inputs:
         if a is not None and (a is res or np.may_share_memory(a, res)) and not (

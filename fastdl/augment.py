@@ -79,13 +79,11 @@ def _uniform_ints(gen, n, ky, kx):
 def _run(name, backend, x4, params, out, scalars=()):
     """Call kernel ``name`` on the 4-D view of the batch, writing ``out``.
 
-    The kernels read whole images while writing, so an ``out`` that overlaps the
-    input gets the result through a temporary."""
-    target = np.empty_like(out) if np.may_share_memory(out, x4) else out
-    t4 = target.reshape(x4.shape[:1] + target.shape[1:3] + x4.shape[3:])
-    kernel(name, backend)(x4, *params, t4, *scalars)
-    if target is not out:
-        out[...] = target
+    The kernels read whole images while writing, so an input that ``out`` overlaps
+    is copied first (``V.copy_overlapping``)."""
+    (x4,) = V.copy_overlapping(out, (x4,))
+    o4 = out.reshape(x4.shape[:1] + out.shape[1:3] + x4.shape[3:])
+    kernel(name, backend)(x4, *params, o4, *scalars)
     return out
 
 
