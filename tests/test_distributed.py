@@ -109,13 +109,17 @@ def test_every_check_passes_on_every_rank(records):
     for r, rec in enumerate(recs):
         assert (rec["rank"], rec["world"], rec["launcher_size"]) == (r, n, str(n))
         assert rec["passed"] == PASSED
+        assert rec["initialized"] and rec["local_size"] == n  # one node
+        assert rec["threads_per_rank_env"] == 1  # OMP_NUM_THREADS wins
+        assert 1 <= rec["threads_per_rank"] <= max(1, (os.cpu_count() or 1) // n)
+        assert "doc_example_params" in rec and rec["bench_smoke"]
 
 
 @needs_mpi
 def test_ranks_hold_the_same_bits(records):
     """Parameters after training, reduced logs, clip norms, averaged gradients, seeds."""
     n, recs = records
-    same = [k for k in recs[0] if k not in ("rank", "rank_rng")]
+    same = [k for k in recs[0] if k not in ("rank", "rank_rng", "threads_per_rank")]
     assert any(k.endswith("_logs") for k in same) and any(k.endswith("_norms") for k in same)
     for k in same:
         assert all(rec[k] == recs[0][k] for rec in recs), k

@@ -37,6 +37,7 @@ class _State:
     comm = None           # fastdl's own duplicate of COMM_WORLD, after init()
     rank = 0
     size = 1
+    local_size = 1        # ranks on this node
     timeout = DEFAULT_TIMEOUT  # seconds, or None: collectives wait forever
     wait = None           # (deadline on time.monotonic(), what) while in a collective
     watchdog = None
@@ -139,7 +140,11 @@ def _start(timeout):
     # A library talks on its own communicator, so that its collectives can never
     # match a user's messages on COMM_WORLD.
     with bounded("init (duplicating COMM_WORLD)"):
-        _state.comm = world.Dup()
+        dup = world.Dup()
+        node = dup.Split_type(MPI.COMM_TYPE_SHARED)
+    _state.local_size = node.Get_size()
+    node.Free()
+    _state.comm = dup
 
 
 def comm():
@@ -164,6 +169,41 @@ def world_size() -> int:
     if _state.comm is None:
         init()
     return _state.size
+
+
+def is_initialized() -> bool:
+    """True once ``init`` has run in this process (never starts MPI or imports mpi4py).
+
+    For code that behaves differently under MPI without requiring it, e.g. writing a
+    file from rank 0 only: ``if not is_initialized() or rank() == 0: save()``."""
+    return _state.comm is not None
+
+
+def local_size() -> int:
+    """The number of ranks on this node (those sharing its memory)."""
+    if _state.comm is None:
+        init()
+    return _state.local_size
+
+
+def threads_per_rank() -> int:
+    """Threads for this rank's kernels so that the ranks of a node do not oversubscribe it.
+
+    ``OMP_NUM_THREADS`` when set; else the cores this rank is bound to (mpirun binds
+    each rank to one core when there are at most 2 ranks, to a package or NUMA domain
+    otherwise, or to ``PE=n`` cores with ``--map-by ...:PE=n``), at most the node's
+    cores divided by its ranks (``--bind-to none``)."""
+    if _state.comm is None:
+        init()
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = os.cpu_count() or 1
+    try:
+        bound = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        bound = cores
+    return max(1, min(bound, cores // _state.local_size))
 
 
 # ---- faults ----
