@@ -137,8 +137,8 @@ def _start(timeout):
     _state.rank, _state.size = world.Get_rank(), world.Get_size()
     _install_hook()
     _start_watchdog()
-    # A library talks on its own communicator, so that its collectives can never
-    # match a user's messages on COMM_WORLD.
+    # A library talks on its own communicator: collectives match by their order on a
+    # communicator, so fastdl's and a program's own on COMM_WORLD never mix.
     with bounded("init (duplicating COMM_WORLD)"):
         dup = world.Dup()
         node = dup.Split_type(MPI.COMM_TYPE_SHARED)

@@ -190,6 +190,9 @@ class GradientBuckets:
 
     def start(self, i):
         """Launch bucket ``i``'s sum-allreduce (its gradients must be final)."""
+        i = V.check_int("i", i, 0)
+        if i >= len(self._requests):
+            raise ValueError(f"i: expected a bucket in [0, {len(self._requests)}), got {i}")
         if self._requests[i] is not None:
             raise RuntimeError(f"GradientBuckets: bucket {i} started twice before wait()")
         MPI = R._state.MPI

@@ -136,6 +136,8 @@ def check_buckets(p, r, record):
     buckets.start(0)
     buckets.wait()
     expect(RuntimeError, "buckets [0, 1] were not started", buckets.wait)
+    expect(ValueError, "i: expected a bucket in [0, 2), got 2", buckets.start, 2)
+    expect(ValueError, "i: expected an int >= 0, got -1", buckets.start, -1)
     expect(ValueError, "bounds: (0, 10) and (5, 18) overlap", dist.GradientBuckets, grad,
            [(0, 10), (5, 18)])
     expect(ValueError, "bounds: (3, 3) is not a non-empty range", dist.GradientBuckets,
