@@ -25,7 +25,10 @@ NT_BLOCK elements at a time into a small buffer in L1 and writes them with
 non-temporal stores (x86 SSE2/AVX), which skip the read-for-ownership of the
 destination: relu forward + backward on 10M float32 went from 10.4-11.4 ms to
 7.6-8.2 ms in a C model of this loop (same process, interleaved); on 1M elements
-(4 MB, in cache) they were 40% slower, hence the size threshold.
+(4 MB, in cache) they were 40% slower, hence the size threshold.  The streamed
+stores need a destination aligned to its item size (then NT_ALIGN is reached after a
+few elements); a misaligned one (a view of a byte buffer at an odd offset) takes the
+plain loop, whoever calls.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -79,6 +82,12 @@ cdef extern from *:
 cdef enum:
     NT_BLOCK = 64  # elements per streamed block (64 and 256 B-1 KB blocks measured alike or slower)
     STREAM_MIN_BYTES = 1 << 24
+
+
+cdef inline bint item_aligned(const void *p, Py_ssize_t itemsize) noexcept nogil:
+    # NumPy arrays may start at any byte (np.frombuffer(buf, offset=1)); from such a
+    # pointer no element is NT_ALIGN-aligned, and a streaming store there faults
+    return (<size_t>p) % <size_t>itemsize == 0
 
 
 cdef inline Py_ssize_t nt_head(const void *p, Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
@@ -144,9 +153,15 @@ cdef void backward_span(const floating *dy, const floating *x, floating *dx, Py_
 cdef void forward_span_nt(const floating *x, floating *y, Py_ssize_t n, int act,
                           floating alpha) noexcept nogil:
     # forward_span with streaming stores: NT_BLOCK elements into buf (L1), then out.
-    # Each block is read before it is written, so y may be x.
+    # Each block is read before it is written, so y may be x.  A y not aligned to its
+    # item size takes the plain loop (the public layer never passes one; callers that
+    # go straight to the kernel may).
     cdef floating buf[NT_BLOCK]
-    cdef Py_ssize_t i = nt_head(y, n, sizeof(floating))
+    cdef Py_ssize_t i
+    if not item_aligned(y, sizeof(floating)):
+        forward_span(x, y, n, act, alpha)
+        return
+    i = nt_head(y, n, sizeof(floating))
     forward_span(x, y, i, act, alpha)
     while i + NT_BLOCK <= n:
         forward_span(x + i, buf, NT_BLOCK, act, alpha)
@@ -158,9 +173,13 @@ cdef void forward_span_nt(const floating *x, floating *y, Py_ssize_t n, int act,
 
 cdef void backward_span_nt(const floating *dy, const floating *x, floating *dx, Py_ssize_t n,
                            int act, floating alpha) noexcept nogil:
-    # backward_span with streaming stores, as forward_span_nt
+    # backward_span with streaming stores, as forward_span_nt (a misaligned dx included)
     cdef floating buf[NT_BLOCK]
-    cdef Py_ssize_t i = nt_head(dx, n, sizeof(floating))
+    cdef Py_ssize_t i
+    if not item_aligned(dx, sizeof(floating)):
+        backward_span(dy, x, dx, n, act, alpha)
+        return
+    i = nt_head(dx, n, sizeof(floating))
     backward_span(dy, x, dx, i, act, alpha)
     while i + NT_BLOCK <= n:
         backward_span(dy + i, x + i, buf, NT_BLOCK, act, alpha)

@@ -180,7 +180,9 @@ def _forward_stream(x, out, act, alpha):
     # _forward with streaming stores (relu, leaky_relu), BLOCK elements at a time
     # through buf (each block is read before it is written, so out may be x).
     # Any other activation takes the plain loop: the blocks above know only these two.
-    if act != ACT_RELU and act != ACT_LEAKY_RELU:
+    # So does an out not aligned to its item size: no element of it is ALIGN-aligned,
+    # and an aligned vector store there faults (exit 139).
+    if (act != ACT_RELU and act != ACT_LEAKY_RELU) or out.ctypes.data % out.itemsize:
         _forward(x, out, act, alpha)
         return
     n = x.shape[0]
@@ -197,8 +199,8 @@ def _forward_stream(x, out, act, alpha):
 
 @jit
 def _backward_stream(dy, x, dx, act, alpha):
-    # _backward with streaming stores, as _forward_stream
-    if act != ACT_RELU and act != ACT_LEAKY_RELU:
+    # _backward with streaming stores, as _forward_stream (a misaligned dx included)
+    if (act != ACT_RELU and act != ACT_LEAKY_RELU) or dx.ctypes.data % dx.itemsize:
         _backward(dy, x, dx, act, alpha)
         return
     n = x.shape[0]
@@ -236,7 +238,10 @@ _backward_k = (_backward, _backward_chunks)
 
 
 def _streams(out, act):
-    return STREAMS and act in (ACT_RELU, ACT_LEAKY_RELU) and out.nbytes >= STREAM_MIN_BYTES
+    # (the streaming kernels check out's alignment themselves too: they are the ones
+    # that would fault)
+    return (STREAMS and act in (ACT_RELU, ACT_LEAKY_RELU) and out.nbytes >= STREAM_MIN_BYTES
+            and out.flags.aligned)
 
 
 def _fwd(x, out, act, alpha=0.0):
