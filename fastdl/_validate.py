@@ -3,6 +3,13 @@ trust their inputs, so every array is checked here first: dtype, rank, shape,
 label range, hyper-parameters.  Messages name the argument and say what was
 expected and what was given.
 
+Alignment: every array a compiled kernel receives from here is aligned to its item
+size.  NumPy arrays need not be (``np.frombuffer(buf, offset=1)``, views of byte
+buffers; ``np.ascontiguousarray`` keeps them as they are), and the kernels' streaming
+stores fault on them, so a misaligned input is copied (``as_float``, ``aligned``) and a
+misaligned ``out=`` is swapped for an aligned temporary and copied back
+(``aligned_out``); ``make_out`` refuses one that reaches it.
+
 The common case (a C-contiguous array of the right dtype and rank, a float
 hyper-parameter, labels in range) takes a short first path of identity and
 attribute tests (labels: one reduction, not two).  The checks run between kernels
@@ -13,6 +20,7 @@ longer than its kernel with the full checks only, 1.8-2.9% with the short path;
 F.softmax_cross_entropy 256x1000 20-26%, then 14-21% (with the losses' own trims)."""
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -26,15 +34,18 @@ def _dtype_name(x) -> str:
 
 
 def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
-    """``x`` as a C-contiguous float32/float64 array (copied only if strided).
+    """``x`` as an aligned C-contiguous float32/float64 array (copied only if strided or
+    misaligned; a byte-swapped float array is refused: the result would not have its
+    dtype).
 
     ``ndim`` is an int or a tuple of allowed ranks; ``dtype`` (if given) is the
     dtype ``x`` must have (for arrays that must match another argument)."""
-    if type(x) is np.ndarray and x.flags.c_contiguous and (x.ndim == ndim or ndim is None) \
-            and x.ndim:
-        dt = x.dtype
-        if dt is dtype if dtype is not None else (dt is _F32 or dt is _F64):
-            return x
+    if type(x) is np.ndarray and (x.ndim == ndim or ndim is None) and x.ndim:
+        f = x.flags
+        if f.c_contiguous and f.aligned:
+            dt = x.dtype
+            if dt is dtype if dtype is not None else (dt is _F32 or dt is _F64):
+                return x
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Number)):
             x = np.asarray(x)
@@ -52,7 +63,13 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
     check_ndim(name, x, ndim)
     if x.ndim == 0:
         return x.copy()  # np.ascontiguousarray would make it 1-D
-    return np.ascontiguousarray(x)
+    return aligned(np.ascontiguousarray(x))
+
+
+def aligned(a):
+    """``a``, or a C-contiguous copy of it when it is not aligned to its item size
+    (``np.ascontiguousarray`` keeps a misaligned array as it is); None stays None."""
+    return a if a is None or a.flags.aligned else a.copy()
 
 
 def check_ndim(name: str, x: np.ndarray, ndim) -> None:
@@ -80,12 +97,15 @@ def check_shape(name: str, x: np.ndarray, shape: tuple) -> None:
 
 
 def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
-    """A C-contiguous result buffer: ``out`` checked, or a new empty array."""
+    """An aligned C-contiguous result buffer: ``out`` checked, or a new empty array.
+
+    A misaligned ``out`` is refused here (ValueError); public functions decorated with
+    ``aligned_out`` never pass one, they compute into an aligned temporary instead."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if type(out) is np.ndarray and out.dtype is dtype and out.shape == shape:
         f = out.flags
-        if f.c_contiguous and f.writeable:
+        if f.c_contiguous and f.writeable and f.aligned:
             return out
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array, got {type(out).__name__}")
@@ -96,7 +116,51 @@ def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
         raise ValueError(f"{name}: expected a C-contiguous array")
     if not out.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"{name}: expected an array aligned to its item size "
+                         f"({out.dtype.itemsize} bytes), got one at an odd address")
     return out
+
+
+def _needs_temporary(a) -> bool:
+    # a misaligned out that make_out would otherwise accept; any other out is left to
+    # make_out's checks, so that the errors stay the same
+    if not isinstance(a, np.ndarray):
+        return False
+    f = a.flags
+    return not f.aligned and f.c_contiguous and f.writeable
+
+
+def aligned_out(fn):
+    """Decorator for a public function with an ``out=`` keyword (an array, or a tuple
+    of arrays and None): a misaligned ``out`` array is replaced by an aligned temporary
+    of its shape and dtype, and each temporary the function returns is copied into the
+    caller's array, which is returned in its place.  A temporary the function does not
+    return (``dense_backward``'s ``dx`` when ``need_dx`` is False) is not copied, and
+    an error leaves the caller's arrays untouched.  ``out=None`` costs one call."""
+    @functools.wraps(fn)
+    def wrapper(*args, out=None, **kwargs):
+        if out is None:
+            return fn(*args, **kwargs)
+        if isinstance(out, tuple):
+            temps = tuple(np.empty(a.shape, a.dtype) if _needs_temporary(a) else a
+                          for a in out)
+            pairs = [(t, a) for t, a in zip(temps, out) if t is not a]
+        elif _needs_temporary(out):
+            temps = np.empty(out.shape, out.dtype)
+            pairs = [(temps, out)]
+        else:
+            return fn(*args, out=out, **kwargs)
+        if not pairs:
+            return fn(*args, out=out, **kwargs)
+        res = fn(*args, out=temps, **kwargs)
+        for t, a in pairs:
+            if res is t or (isinstance(res, tuple) and any(r is t for r in res)):
+                np.copyto(a, t)
+        if isinstance(res, tuple):
+            return tuple(next((a for t, a in pairs if r is t), r) for r in res)
+        return next((a for t, a in pairs if res is t), res)
+    return wrapper
 
 
 def copy_overlapping(res: np.ndarray, inputs, exact_ok: bool = False) -> list:
@@ -140,7 +204,7 @@ def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
             if lo < 0 or hi >= num_classes:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"{name}: labels must be in [0, {num_classes}), got {bad}")
-    return np.ascontiguousarray(y, dtype=np.int64)
+    return aligned(np.ascontiguousarray(y, dtype=np.int64))
 
 
 def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
@@ -169,6 +233,23 @@ def check_int(name: str, value, lo=None) -> int:
     v = int(value)
     if lo is not None and v < lo:
         raise ValueError(f"{name}: expected an int >= {lo}, got {v}")
+    return v
+
+
+def check_bool(name: str, value) -> bool:
+    """A bool (or NumPy bool); anything else, even a truthy string such as "no", is a
+    TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_finite(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """A finite real hyper-parameter in the interval (``check_real`` without the
+    infinities)."""
+    v = check_real(name, value, lo, hi, lo_open, hi_open)
+    if v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
     return v
 
 

@@ -87,6 +87,7 @@ def _run(name, backend, x4, params, out, scalars=()):
     return out
 
 
+@V.aligned_out
 def random_flip(images, rng=None, p=0.5, axis="horizontal", *, out=None, backend=None):
     """Mirror each image with probability ``p``.
 
@@ -117,6 +118,7 @@ def random_flip(images, rng=None, p=0.5, axis="horizontal", *, out=None, backend
                 out)
 
 
+@V.aligned_out
 def random_shift(images, max_shift=1, rng=None, fill=0.0, *, out=None, backend=None):
     """Translate each image by a random whole number of pixels, filling the uncovered
     border with ``fill``.
@@ -147,6 +149,7 @@ def random_shift(images, max_shift=1, rng=None, fill=0.0, *, out=None, backend=N
     return _run("shift_images", backend, x4, (shifts,), out, (fill,))
 
 
+@V.aligned_out
 def random_crop(images, padding=1, rng=None, size=None, fill=0.0, *, out=None, backend=None):
     """Pad each image by ``padding`` pixels of ``fill`` on every side, then cut out a
     window of ``size`` at a random position (torchvision's ``RandomCrop(size,
@@ -185,6 +188,7 @@ def random_crop(images, padding=1, rng=None, size=None, fill=0.0, *, out=None, b
     return _run("crop_images", backend, x4, (offsets,), out, (padding, fill))
 
 
+@V.aligned_out
 def gaussian_noise(images, std, rng=None, clip=None, *, out=None, backend=None):
     """Add independent Gaussian noise to every pixel:
     ``out = clip(images + std * z, lo, hi)`` with ``z ~ N(0, 1)`` drawn in the

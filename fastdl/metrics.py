@@ -81,7 +81,7 @@ def _labels(name: str, y, with_max=False):
             raise ValueError(f"{name}: expected labels in [0, C), got {lo}")
         if hi > _INT64_MAX:
             raise ValueError(f"{name}: expected labels in [0, C), got {hi}")
-    a = np.ascontiguousarray(a, dtype=np.int64)
+    a = V.aligned(np.ascontiguousarray(a, dtype=np.int64))
     return (a, hi) if with_max else a
 
 
@@ -128,6 +128,7 @@ def _check_beta(beta) -> float:
 
 # ---------------------------------------------------------------------------- core
 
+@V.aligned_out
 def confusion_matrix(y_true, y_pred, num_classes=None, *, out=None, backend=None):
     """The confusion matrix: rows are the actual classes, columns the predicted ones.
 

@@ -18,8 +18,6 @@ Conventions, the same in every backend:
 """
 from __future__ import annotations
 
-import math
-
 from fastdl import _validate as V
 from fastdl._registry import kernel
 
@@ -39,10 +37,7 @@ def _result(out, like, *inputs):
 
 
 def _alpha(alpha, lo=None):
-    a = V.check_real("alpha", alpha, lo=lo)
-    if not math.isfinite(a):
-        raise ValueError(f"alpha: expected a finite value, got {alpha}")
-    return a
+    return V.check_finite("alpha", alpha, lo=lo)
 
 
 def _forward(name, x, out, backend, *alpha):
@@ -63,6 +58,7 @@ def _backward(name, dy, x, out, backend, *alpha):
     return dx
 
 
+@V.aligned_out
 def relu(x, *, out=None, backend=None):
     """Rectified linear unit, ``y = max(x, 0)`` (NaN stays NaN).
 
@@ -79,6 +75,7 @@ def relu(x, *, out=None, backend=None):
     return _forward("relu", x, out, backend)
 
 
+@V.aligned_out
 def relu_backward(dy, x, *, out=None, backend=None):
     """Gradient through relu: ``dx = dy * relu'(x)``, ``relu' = 1`` for ``x > 0``, else 0.
 
@@ -95,6 +92,7 @@ def relu_backward(dy, x, *, out=None, backend=None):
     return _backward("relu", dy, x, out, backend)
 
 
+@V.aligned_out
 def leaky_relu(x, alpha=0.1, *, out=None, backend=None):
     """Leaky relu, ``y = x`` for ``x >= 0``, ``alpha * x`` below.
 
@@ -115,6 +113,7 @@ def leaky_relu(x, alpha=0.1, *, out=None, backend=None):
     return _forward("leaky_relu", x, out, backend, _alpha(alpha))
 
 
+@V.aligned_out
 def leaky_relu_backward(dy, x, alpha=0.1, *, out=None, backend=None):
     """Gradient through leaky relu: ``dx = dy * (1 if x > 0 else alpha)``.
 
@@ -123,6 +122,7 @@ def leaky_relu_backward(dy, x, alpha=0.1, *, out=None, backend=None):
     return _backward("leaky_relu", dy, x, out, backend, _alpha(alpha))
 
 
+@V.aligned_out
 def elu(x, alpha=1.0, *, out=None, backend=None):
     """Exponential linear unit, ``y = x`` for ``x >= 0``, ``alpha (e^x - 1)`` below.
 
@@ -139,6 +139,7 @@ def elu(x, alpha=1.0, *, out=None, backend=None):
     return _forward("elu", x, out, backend, _alpha(alpha, lo=0))
 
 
+@V.aligned_out
 def elu_backward(dy, x, alpha=1.0, *, out=None, backend=None):
     """Gradient through elu: ``dx = dy * (1 if x > 0 else alpha e^x)``.
 
@@ -147,6 +148,7 @@ def elu_backward(dy, x, alpha=1.0, *, out=None, backend=None):
     return _backward("elu", dy, x, out, backend, _alpha(alpha, lo=0))
 
 
+@V.aligned_out
 def sigmoid(x, *, out=None, backend=None):
     """Logistic sigmoid, ``y = 1 / (1 + e^-x)``, stable for every ``x``
     (computed from ``e^-|x|``, which never overflows).
@@ -156,6 +158,7 @@ def sigmoid(x, *, out=None, backend=None):
     return _forward("sigmoid", x, out, backend)
 
 
+@V.aligned_out
 def sigmoid_backward(dy, x, *, out=None, backend=None):
     """Gradient through sigmoid: ``dx = dy * s(x) (1 - s(x))``, computed as
     ``dy * e / (1 + e)^2`` with ``e = e^-|x|`` (no cancellation for large ``x``).
@@ -165,6 +168,7 @@ def sigmoid_backward(dy, x, *, out=None, backend=None):
     return _backward("sigmoid", dy, x, out, backend)
 
 
+@V.aligned_out
 def tanh(x, *, out=None, backend=None):
     """Hyperbolic tangent, ``y = tanh(x)``.
 
@@ -173,6 +177,7 @@ def tanh(x, *, out=None, backend=None):
     return _forward("tanh", x, out, backend)
 
 
+@V.aligned_out
 def tanh_backward(dy, x, *, out=None, backend=None):
     """Gradient through tanh: ``dx = dy * (1 - tanh(x)^2)``, computed as
     ``dy * 4 e / (1 + e)^2`` with ``e = e^(-2|x|)`` (exact where ``1 - tanh^2``
@@ -183,6 +188,7 @@ def tanh_backward(dy, x, *, out=None, backend=None):
     return _backward("tanh", dy, x, out, backend)
 
 
+@V.aligned_out
 def gelu(x, *, out=None, backend=None):
     """Gaussian error linear unit, exact form: ``y = x Phi(x)``,
     ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` (the normal CDF; no tanh approximation).
@@ -192,6 +198,7 @@ def gelu(x, *, out=None, backend=None):
     return _forward("gelu", x, out, backend)
 
 
+@V.aligned_out
 def gelu_backward(dy, x, *, out=None, backend=None):
     """Gradient through gelu: ``dx = dy * (Phi(x) + x phi(x))``,
     ``phi(x) = e^(-x^2 / 2) / sqrt(2 pi)``.
@@ -201,6 +208,7 @@ def gelu_backward(dy, x, *, out=None, backend=None):
     return _backward("gelu", dy, x, out, backend)
 
 
+@V.aligned_out
 def silu(x, *, out=None, backend=None):
     """Sigmoid linear unit (swish), ``y = x sigmoid(x)``.
 
@@ -209,6 +217,7 @@ def silu(x, *, out=None, backend=None):
     return _forward("silu", x, out, backend)
 
 
+@V.aligned_out
 def silu_backward(dy, x, *, out=None, backend=None):
     """Gradient through silu: ``dx = dy * (s + x s (1 - s))``, ``s = sigmoid(x)``.
 

@@ -13,6 +13,7 @@ ACTIVATIONS = {"relu": None, "leaky_relu": 0.1, "elu": 1.0, "sigmoid": None, "ta
                "gelu": None, "silu": None, "softmax": None, "log_softmax": None}
 
 
+@V.aligned_out
 def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backend=None):
     """Fully connected layer with the bias and activation fused into the output pass.
 
@@ -23,8 +24,9 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     b : (M,) or None, same dtype
     activation : None or one of ``relu, leaky_relu, elu, sigmoid, tanh, gelu, silu,
         softmax, log_softmax``
-    alpha : float, optional
-        The slope of ``leaky_relu`` (default 0.1) or the scale of ``elu`` (default 1.0).
+    alpha : finite float, optional
+        The slope of ``leaky_relu`` (default 0.1) or the scale of ``elu`` (default 1.0,
+        and >= 0), as the activation kernels take it.
     out : (N, M) C-contiguous, optional
         May overlap ``x``, ``W`` or ``b``: an input it overlaps is copied first.
 
@@ -45,7 +47,7 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     default = ACTIVATIONS.get(activation)
     if alpha is None:
         alpha = 0.0 if default is None else default
-    alpha = V.check_real("alpha", alpha)
+    alpha = V.check_finite("alpha", alpha)
     if activation == "elu" and alpha < 0:
         raise ValueError(f"alpha: expected a value >= 0 for elu, got {alpha}")
     if activation in ("softmax", "log_softmax") and W.shape[1] == 0:
@@ -59,6 +61,7 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     return out
 
 
+@V.aligned_out
 def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     """Gradients of ``y = x @ W + b`` from ``dy``, the gradient at the pre-activation output.
 
@@ -67,7 +70,7 @@ def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     dy : (N, M) float32 or float64
     x : (N, K), same dtype (the layer's forward input)
     W : (K, M), same dtype
-    need_dx : bool
+    need_dx : bool (or NumPy bool; anything else is a TypeError)
         False skips ``dx`` (the first layer needs no input gradient).
     out : tuple (dx, dW, db), optional
         Buffers to write the results into (``dx`` may be None); each is checked
@@ -88,6 +91,7 @@ def dense_backward(dy, x, W, need_dx=True, *, out=None, backend=None):
     if x.shape[0] != n:
         raise ValueError(f"x: expected {n} rows (as dy {dy.shape}), got shape {x.shape}")
     V.check_shape("W", W, (x.shape[1], m))
+    need_dx = V.check_bool("need_dx", need_dx)
     if out is None:
         out = (None, None, None)
     if not isinstance(out, tuple) or len(out) != 3:

@@ -148,6 +148,7 @@ def _as_mask(mask, shape) -> np.ndarray:
     raise TypeError(f"mask: expected a bool (or integer) array, got {mask.dtype}")
 
 
+@V.aligned_out
 def dropout_backward(dy, mask, p, *, out=None, backend=None):
     """Gradient through dropout: ``dx = dy * mask / (1 - p)``.
 

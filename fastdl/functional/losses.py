@@ -118,6 +118,7 @@ def _elementwise(name, a, b, reduction, out, backend, inputs, *scalars):
 
 # ---------------------------------------------------------------- mean squared error
 
+@V.aligned_out
 def mse(pred, target, reduction="mean", *, out=None, backend=None):
     """Mean squared error.
 
@@ -138,6 +139,7 @@ def mse(pred, target, reduction="mean", *, out=None, backend=None):
                         dict(pred=pred, target=target))
 
 
+@V.aligned_out
 def mse_backward(pred, target, reduction="mean", *, out=None, backend=None):
     """Gradient of ``mse`` with respect to ``pred``: ``2 (pred - target) / n`` for
     ``"mean"`` (n = ``pred.size``), ``2 (pred - target)`` for ``"sum"`` and ``"none"``.
@@ -153,6 +155,7 @@ def mse_backward(pred, target, reduction="mean", *, out=None, backend=None):
 
 # ---------------------------------------------------------------- binary cross-entropy
 
+@V.aligned_out
 def binary_cross_entropy(p, y, eps=1e-7, reduction="mean", *, out=None, backend=None):
     """Binary cross-entropy on probabilities.
 
@@ -177,6 +180,7 @@ def binary_cross_entropy(p, y, eps=1e-7, reduction="mean", *, out=None, backend=
                         dict(p=p, y=y), eps)
 
 
+@V.aligned_out
 def binary_cross_entropy_backward(p, y, eps=1e-7, reduction="mean", *, out=None,
                                   backend=None):
     """Gradient of ``binary_cross_entropy`` with respect to ``p``.
@@ -195,6 +199,7 @@ def binary_cross_entropy_backward(p, y, eps=1e-7, reduction="mean", *, out=None,
     return out
 
 
+@V.aligned_out
 def binary_cross_entropy_with_logits(z, y, reduction="mean", *, out=None, backend=None):
     """Binary cross-entropy on logits, stable for every ``z``.
 
@@ -216,6 +221,7 @@ def binary_cross_entropy_with_logits(z, y, reduction="mean", *, out=None, backen
                         dict(z=z, y=y))
 
 
+@V.aligned_out
 def binary_cross_entropy_with_logits_backward(z, y, reduction="mean", *, out=None,
                                               backend=None):
     """Gradient of ``binary_cross_entropy_with_logits`` with respect to ``z``:
@@ -249,6 +255,7 @@ def _row_buffer(n, dtype, reduction, out, inputs, name="out"):
     return np.empty(n, dtype=dtype)
 
 
+@V.aligned_out
 def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, reduction="mean",
                           *, out=None, backend=None):
     """Softmax cross-entropy and its gradient in one fused pass over each row.
@@ -323,6 +330,7 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
     return _row_result(rows, reduction, denom, loss_out, inputs), dlogits
 
 
+@V.aligned_out
 def cross_entropy(probs, target, eps=None, reduction="mean", *, out=None, backend=None):
     """Multi-class cross-entropy (log loss) on probabilities, as ``sklearn.metrics.log_loss``.
 
@@ -353,6 +361,7 @@ def cross_entropy(probs, target, eps=None, reduction="mean", *, out=None, backen
     return _row_result(rows, reduction, probs.shape[0], out, inputs)
 
 
+@V.aligned_out
 def kl_divergence(p, q, reduction="mean", *, out=None, backend=None):
     """Kullback-Leibler divergence KL(p || q) of each row.
 

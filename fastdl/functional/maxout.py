@@ -57,14 +57,17 @@ def _as_argmax(argmax, shape, pieces: int) -> np.ndarray:
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"argmax: expected an integer array, got {argmax.dtype}")
     V.check_shape("argmax", argmax, shape)
+    if not argmax.dtype.isnative:  # the unsigned view below reads the machine's byte order
+        argmax = argmax.astype(argmax.dtype.newbyteorder("="))
     if argmax.size:
         # One reduction checks both ends: as unsigned, a negative index is huge.
         if int(argmax.view(f"u{argmax.dtype.itemsize}").max()) >= pieces:
             bad = argmax.min() if argmax.min() < 0 else argmax.max()
             raise ValueError(f"argmax: expected values in [0, {pieces}), got {bad}")
-    return np.ascontiguousarray(argmax, dtype=ARGMAX_DTYPE)
+    return V.aligned(np.ascontiguousarray(argmax, dtype=ARGMAX_DTYPE))
 
 
+@V.aligned_out
 def maxout_backward(dy, argmax, pieces, *, out=None, backend=None):
     """Gradient through maxout: ``dy`` routed to the winning pieces.
 

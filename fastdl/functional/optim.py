@@ -2,7 +2,8 @@
 
 Each validates every argument before any array is touched (a refused call leaves
 every array it was given unchanged), then makes one fused pass over memory in
-the chosen backend.  ``param`` and the state arrays are updated in place;
+the chosen backend.  An in-place array that is not aligned to its item size
+(a view of a byte buffer) is updated through an aligned copy, copied back.  ``param`` and the state arrays are updated in place;
 ``grad`` is only read.
 """
 from __future__ import annotations
@@ -19,22 +20,21 @@ __all__ = ["sgd_update_", "adam_update_"]
 
 # ---- checks shared with fastdl.optim ----
 
-def check_hyper(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """A finite real hyper-parameter in the interval; TypeError/ValueError naming it."""
-    v = V.check_real(name, value, lo, hi, lo_open, hi_open)
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: expected a finite number, got {value}")
-    return v
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
+check_hyper = V.check_finite  # a finite real hyper-parameter in the interval
+check_bool = V.check_bool
 
 
 def check_step(value) -> int:
-    return V.check_int("step", value, lo=1)
+    """An int >= 1 (any size: the bias corrections take it as a float exponent, and
+    ``beta ** step`` is 0 long before it stops fitting a float)."""
+    step = V.check_int("step", value, lo=1)
+    if step >= _FLOAT_INT_LIMIT:
+        raise ValueError(f"step: expected an int below 2**1024 (a float exponent), got "
+                         f"one of {step.bit_length()} bits")
+    return step
+
+
+_FLOAT_INT_LIMIT = 2 ** 1024  # the smallest int that float() refuses (OverflowError)
 
 
 def inplace_array(name: str, x, like: np.ndarray | None = None,
@@ -88,6 +88,13 @@ def clip_arg(name: str, value) -> float:
 
 def _flat(x):
     return None if x is None else x.reshape(-1)
+
+
+def _write_back(*pairs) -> None:
+    # (array, aligned working copy): a misaligned array was updated through its copy
+    for a, work in pairs:
+        if work is not a:
+            np.copyto(a, work)
 
 
 # ---- public kernels ----
@@ -147,8 +154,10 @@ def sgd_update_(param, grad, lr, momentum=0.0, velocity=None, nesterov=False, l1
     grad_scale = check_hyper("grad_scale", grad_scale, lo=0.0)
     clip = clip_arg("grad_clip", grad_clip)
     check_disjoint(param=param, velocity=velocity, grad=grad)
-    kernel("sgd_update", backend)(_flat(g), _flat(param), _flat(velocity), lr, momentum,
+    w, vel = V.aligned(param), V.aligned(velocity)
+    kernel("sgd_update", backend)(_flat(g), _flat(w), _flat(vel), lr, momentum,
                                   nesterov, l1, l2, grad_scale, clip)
+    _write_back((param, w), (velocity, vel))
     return param
 
 
@@ -208,6 +217,8 @@ def adam_update_(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
     grad_scale = check_hyper("grad_scale", grad_scale, lo=0.0)
     clip = clip_arg("grad_clip", grad_clip)
     check_disjoint(param=param, m=m, v=v, grad=grad)
-    kernel("adam_update", backend)(_flat(g), _flat(param), _flat(m), _flat(v), step, lr,
+    w, m_, v_ = V.aligned(param), V.aligned(m), V.aligned(v)
+    kernel("adam_update", backend)(_flat(g), _flat(w), _flat(m_), _flat(v_), step, lr,
                                    beta1, beta2, eps, weight_decay, l1, l2, grad_scale, clip)
+    _write_back((param, w), (m, m_), (v, v_))
     return param

@@ -66,6 +66,7 @@ def _run(op, arrays, ax, shape, out, backend):
     return out
 
 
+@V.aligned_out
 def softmax(x, axis=-1, *, out=None, backend=None):
     """Softmax along ``axis``, stable for any finite input.
 
@@ -87,6 +88,7 @@ def softmax(x, axis=-1, *, out=None, backend=None):
     return _run("softmax", [xm], ax, shape, out, backend)
 
 
+@V.aligned_out
 def log_softmax(x, axis=-1, *, out=None, backend=None):
     """Log of the softmax along ``axis``, stable for any finite input.
 
@@ -112,6 +114,7 @@ def _backward(op, dy, y, axis, out, backend):
     return _run(op, [dym, ym], ax, shape, out, backend)
 
 
+@V.aligned_out
 def softmax_backward(dy, y, axis=-1, *, out=None, backend=None):
     """Gradient through softmax, from the forward OUTPUT ``y``.
 
@@ -130,6 +133,7 @@ def softmax_backward(dy, y, axis=-1, *, out=None, backend=None):
     return _backward("softmax_backward", dy, y, axis, out, backend)
 
 
+@V.aligned_out
 def log_softmax_backward(dy, y, axis=-1, *, out=None, backend=None):
     """Gradient through log_softmax, from the forward OUTPUT ``y``.
 

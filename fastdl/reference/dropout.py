@@ -45,5 +45,8 @@ def dropout(x, r, y, mask, ties, counts, t8, scale, chunk):
 
 @_quiet
 def dropout_backward(dy, mask, dx, scale):
-    """dx = dy * mask * scale.   dy (n,), mask (n,) uint8, dx (n,); scale float."""
-    np.multiply(dy, mask * dy.dtype.type(scale), out=dx)
+    """dx = dy * mask * scale.   dy (n,), mask (n,) uint8, dx (n,); scale float.
+
+    Any nonzero mask byte keeps its unit, as in the compiled kernels (a bool array
+    may hold bytes other than 0 and 1: ``np.frombuffer(b"\\x02", bool)``)."""
+    np.multiply(dy, (mask != 0) * dy.dtype.type(scale), out=dx)

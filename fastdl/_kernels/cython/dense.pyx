@@ -8,9 +8,15 @@ x is (N, K), W is (K, M), b is (M,), y is (N, M):  y = act(x @ W + b).
 
 Row-major arrays are column-major transposes, so y = x @ W is computed as the
 column-major product y^T = W^T x^T: gemm(c'N', c'N', M, N, K, W, x, y).
+
+Sizes: BLAS (scipy.linalg.cython_blas) takes 32-bit ints.  N never reaches it whole:
+the products run over blocks of at most BLAS_INT_MAX rows (one block in practice), so
+any N works; K and M are leading dimensions and must fit, or the kernels raise
+ValueError (a size cast to int used to wrap, and the output was never written).
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastdl._kernels.cython._helpers cimport (
@@ -19,6 +25,31 @@ from fastdl._kernels.cython._helpers cimport (
     ACT_SOFTMAX, PARALLEL_THRESHOLD)
 
 cdef Py_ssize_t DENSE_PARALLEL_THRESHOLD = 1 << 22
+
+# The largest size BLAS's int takes; a module variable so that the tests can lower it
+# (set_blas_int_max) and run the blocked path on small arrays.
+cdef Py_ssize_t BLAS_INT_MAX = INT_MAX
+
+
+def set_blas_int_max(Py_ssize_t value):
+    """Set the largest size passed to BLAS (tests only; INT_MAX by default); returns the
+    previous value."""
+    global BLAS_INT_MAX
+    if not 1 <= value <= INT_MAX:
+        raise ValueError(f"value: expected an int in [1, {INT_MAX}], got {value}")
+    old = BLAS_INT_MAX
+    BLAS_INT_MAX = value
+    return old
+
+
+cdef check_blas_dims(Py_ssize_t k, Py_ssize_t m):
+    # K and M are BLAS leading dimensions (row lengths): they cannot be split
+    if k > BLAS_INT_MAX:
+        raise ValueError(f"x: K = {k} columns is more than BLAS's 32-bit sizes take "
+                         f"({BLAS_INT_MAX}); the numba and numpy backends have no such limit")
+    if m > BLAS_INT_MAX:
+        raise ValueError(f"W: M = {m} columns is more than BLAS's 32-bit sizes take "
+                         f"({BLAS_INT_MAX}); the numba and numpy backends have no such limit")
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
@@ -99,8 +130,9 @@ cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, P
 
 cdef void _dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating *b,
                          floating[:, ::1] y, int act, floating alpha) noexcept nogil:
-    cdef int n = <int>x.shape[0], k = <int>x.shape[1], m = <int>W.shape[1]
-    cdef Py_ssize_t i, j
+    # K, M <= BLAS_INT_MAX (check_blas_dims); N any, in row blocks
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = W.shape[1]
+    cdef Py_ssize_t i, j, r0, nb
     cdef bint has_bias = b != NULL
     if n == 0 or m == 0:
         return
@@ -109,14 +141,19 @@ cdef void _dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, con
             for j in range(m):
                 y[i, j] = 0
     else:
-        gemm(c'N', c'N', m, n, k, 1, <floating *>&W[0, 0], m, <floating *>&x[0, 0], k, 0, &y[0, 0], m)
+        r0 = 0
+        while r0 < n:
+            nb = min(n - r0, BLAS_INT_MAX)
+            gemm(c'N', c'N', <int>m, <int>nb, <int>k, 1, <floating *>&W[0, 0], <int>m,
+                 <floating *>&x[r0, 0], <int>k, 0, &y[r0, 0], <int>m)
+            r0 += nb
     if act == 0 and not has_bias:
         return
     # The fused pass runs right after a multi-threaded GEMM whose BLAS threads are
     # still spinning on the other core: waking OpenMP threads against them cost more
     # than the pass itself (15% of the layer at 256x512, measured), so the pass is
     # serial unless the output is large enough to be worth a parallel region.
-    if <Py_ssize_t>n * m >= DENSE_PARALLEL_THRESHOLD:
+    if n * m >= DENSE_PARALLEL_THRESHOLD:
         for i in prange(n, schedule="static"):
             bias_act_row(&y[i, 0], b, has_bias, m, act, alpha)
     else:
@@ -130,6 +167,7 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, b, floatin
     cdef int act = ACT_CODES[activation]
     cdef const floating[::1] bv
     cdef const floating *bp = NULL
+    check_blas_dims(x.shape[1], W.shape[1])
     if b is not None:
         bv = b
         if bv.shape[0]:
@@ -154,9 +192,10 @@ def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
     """dx = dy @ W.T (skipped when dx is None), dW = x.T @ dy, db = column sums of dy.
 
     dy (N, M), x (N, K), W (K, M), dx (N, K), dW (K, M), db (M,)."""
-    cdef int n = <int>dy.shape[0], m = <int>dy.shape[1], k = <int>x.shape[1]
+    cdef Py_ssize_t n = dy.shape[0], m = dy.shape[1], k = x.shape[1]
     cdef floating[:, ::1] dxv
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, r0, nb
+    check_blas_dims(k, m)
     if dx is not None:
         dxv = dx
     with nogil:
@@ -170,11 +209,16 @@ def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
                     for j in range(dxv.shape[1]):
                         dxv[i, j] = 0
         else:
-            if dx is not None:
-                # dx^T (K, N) = W_cm^T (K, M) dy^T (M, N)
-                gemm(c'T', c'N', k, n, m, 1, <floating *>&W[0, 0], m, <floating *>&dy[0, 0], m, 0,
-                         &dxv[0, 0], k)
-            # dW^T (M, K) = dy^T (M, N) x (N, K)
-            gemm(c'N', c'T', m, k, n, 1, <floating *>&dy[0, 0], m, <floating *>&x[0, 0], k, 0,
-                     &dW[0, 0], m)
+            # over blocks of at most BLAS_INT_MAX rows of dy and x (one block in practice)
+            r0 = 0
+            while r0 < n:
+                nb = min(n - r0, BLAS_INT_MAX)
+                if dx is not None:
+                    # dx^T (K, nb) = W_cm^T (K, M) dy^T (M, nb)
+                    gemm(c'T', c'N', <int>k, <int>nb, <int>m, 1, <floating *>&W[0, 0], <int>m,
+                         <floating *>&dy[r0, 0], <int>m, 0, &dxv[r0, 0], <int>k)
+                # dW^T (M, K) (+)= dy^T (M, nb) x (nb, K): the first block overwrites
+                gemm(c'N', c'T', <int>m, <int>k, <int>nb, 1, <floating *>&dy[r0, 0], <int>m,
+                     <floating *>&x[r0, 0], <int>k, 0 if r0 == 0 else 1, &dW[0, 0], <int>m)
+                r0 += nb
         _col_sum(dy, db)

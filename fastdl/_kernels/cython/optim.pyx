@@ -216,7 +216,7 @@ def sgd_update(const floating[::1] grad, floating[::1] param, velocity, double l
 
 
 def adam_update(const floating[::1] grad, floating[::1] param, floating[::1] m,
-                floating[::1] v, long long step, double lr, double beta1, double beta2,
+                floating[::1] v, double step, double lr, double beta1, double beta2,
                 double eps, double weight_decay, double l1, double l2, double grad_scale,
                 double grad_clip):
     """Adam / AdamW step in place; grad, param, m, v (n,)."""
@@ -230,9 +230,11 @@ def adam_update(const floating[::1] grad, floating[::1] param, floating[::1] m,
     cdef bint plain = l1 == 0 and l2 == 0 and grad_scale == 1 and grad_clip == INFINITY
     if n == 0:
         return
-    # bias corrections in double (libm pow, as Python's float power), then cast once
-    bc1 = 1.0 - beta1 ** <double>step
-    bc2 = 1.0 - beta2 ** <double>step
+    # bias corrections in double (libm pow, as Python's float power), then cast once;
+    # step is taken as a double, as the other backends' beta ** step does (a long long
+    # refused 2**63 with OverflowError; beta ** step is 0 long before that anyway)
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
     b1 = <floating>beta1
     c1 = <floating>(1.0 - beta1)
     b2 = <floating>beta2
