@@ -140,7 +140,7 @@ def test_rank_streams_differ(records):
     ("exit", "rank 0 of 2 waited more than 2 s in allreduce_"),
 ])
 def test_a_failing_rank_ends_the_job(mode, message):
-    rc, seconds, out, err = run_mpi(2, "faults.py", mode, env={"FASTDL_MPI_TIMEOUT": "2"})
+    rc, seconds, out, err = run_mpi(2, "faults.py", mode)
     assert rc != 0, (out, err)
     assert "returned from the allreduce" not in out
     assert seconds < BOUND, f"{mode}: the job took {seconds:.1f} s to end"

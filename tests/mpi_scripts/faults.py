@@ -3,7 +3,7 @@
 ``mpirun -n 2 python faults.py MODE``; rank 1 fails after a first allreduce, rank 0
 then waits in a second one, which only ends when the job is torn down.  MODE:
 ``raise`` (an uncaught exception), ``kill`` (SIGKILL), ``exit`` (sys.exit(0): leaves
-early; bounded by FASTDL_MPI_TIMEOUT).  Rank 0 printing "returned" is a failure."""
+early; bounded by the time limit, 2 s).  Rank 0 printing "returned" is a failure."""
 import os
 import signal
 import sys
@@ -16,7 +16,8 @@ import fastdl.distributed as dist
 def main(mode):
     dist.init()
     a = np.ones(1000)
-    dist.allreduce_(a, "sum")
+    dist.allreduce_(a, "sum")  # with the default limit: the ranks may start seconds apart
+    dist.init(timeout=2)
     if dist.rank() == 1:
         print(f"rank 1: failing ({mode})", flush=True)
         if mode == "raise":
