@@ -1,11 +1,118 @@
-"""The ``fastdl`` command: ``fastdl info``, ``fastdl train``, ``fastdl bench``."""
+"""The ``fastdl`` command: ``fastdl info``, ``fastdl train``, ``fastdl bench``.
+
+Exit status: 0 done; 2 a usage error (a bad option value, or an output file that
+cannot be written, both found before any work starts); 1 an expected failure while
+working (a file that could not be written after all), printed as one line.  Any
+other exception is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
+import textwrap
 import time
+from typing import NamedTuple
 
+from fastdl import callbacks
+
+RUNS = "runs"  # default output folder, in the current folder; .gitignore covers it
+
+
+class CommandError(Exception):
+    """An expected failure, printed as ``fastdl <command>: error: <message>`` (no
+    traceback) with exit status ``status``: 2 for bad usage, 1 for a failure while
+    working."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # one line: the option and what is wrong with it (the usage block of `train`
+        # is a dozen lines that would bury it)
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---- option values --------------------------------------------------------
+
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse ``type=``: ``kind`` (int or float) in the given finite range."""
+    word = "an integer" if kind is int else "a number"
+    if lo is not None and hi is not None:
+        want = f"{word} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        want = f"{word} {'>' if lo_open else '>='} {lo:g}"
+    else:
+        want = word
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) \
+                or (lo is not None and (value <= lo if lo_open else value < lo)) \
+                or (hi is not None and (value >= hi if hi_open else value > hi)):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _layer_sizes(text):
+    """``--hidden``: comma-separated positive widths; an empty string is no hidden layer."""
+    parts = [p.strip() for p in text.split(",")] if text.strip() else []
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = None
+    if sizes is None or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas, such as 256,128, got {text!r}")
+    return sizes
+
+
+# ---- output files ---------------------------------------------------------
+
+def _check_writable(option, path):
+    """Refuse, before any work, an output path that could not be written at the end."""
+    shown = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(shown))
+    if os.path.isdir(shown):
+        raise CommandError(f"argument {option}: {shown!r} is a folder, expected a file name", 2)
+    if not os.path.isdir(folder):
+        raise CommandError(f"argument {option}: the folder of {shown!r} does not exist", 2)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if os.path.exists(shown) and not os.access(shown, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise CommandError(f"argument {option}: cannot write {shown!r}: "
+                           f"{e.strerror or e}", 2) from None
+
+
+def _check_plot_format(path):
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    types = FigureCanvasBase.get_supported_filetypes()  # no extension: savefig writes PNG
+    if ext and ext not in types:
+        raise CommandError(f"argument --plot: matplotlib cannot write .{ext} files "
+                           f"(it writes {', '.join('.' + t for t in sorted(types))})", 2)
+
+
+def _write_failed(what, path, e):
+    # e names the temporary file that save() writes first: say the user's path instead
+    return CommandError(f"cannot write the {what} to {os.fspath(path)!r}: {e.strerror or e}")
+
+
+# ---- fastdl info ----------------------------------------------------------
 
 def _info(args):
     import fastdl
@@ -14,117 +121,275 @@ def _info(args):
     return 0
 
 
-def _build_mlp(hidden, n_in, n_out, dropout, seed, backend):
+# ---- fastdl train ---------------------------------------------------------
+
+class Data(NamedTuple):
+    train: tuple
+    val: tuple
+    test: tuple
+    image_shape: tuple  # (H, W) of one image, for augmentation and the description
+    num_classes: int
+
+
+def _digits(images, seed):
+    """The 8x8 digits split 64/16/20 into train/validation/test, stratified.  ``images``:
+    (N, 8, 8) arrays instead of (N, 64) rows."""
+    from fastdl import data, datasets
+
+    X, y = datasets.load_digits(images=images)
+    X_tmp, X_test, y_tmp, y_test = data.split(X, y, test_size=0.2, seed=seed)
+    X_train, X_val, y_train, y_val = data.split(X_tmp, y_tmp, test_size=0.2, seed=seed + 1)
+    return Data((X_train, y_train), (X_val, y_val), (X_test, y_test), (8, 8), 10)
+
+
+def _build_mlp(args, data, backend):
     from fastdl import nn
 
     layers = []
-    f = n_in
-    for h in hidden:
+    f = data.train[0].shape[1]
+    for h in args.hidden:
         layers.append(nn.Dense(f, h, activation="relu"))
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+        if args.dropout > 0:
+            layers.append(nn.Dropout(args.dropout))
         f = h
-    layers.append(nn.Dense(f, n_out, init="xavier"))
-    return nn.Sequential(*layers, seed=seed, backend=backend)
+    layers.append(nn.Dense(f, data.num_classes, init="xavier"))
+    model = nn.Sequential(*layers, seed=args.seed, backend=backend)
+    widths = [data.train[0].shape[1], *args.hidden, data.num_classes]
+    return model, "MLP " + "-".join(map(str, widths))
+
+
+class ModelSpec(NamedTuple):
+    build: object  # build(args, data, backend) -> (model, description)
+    images: bool  # the model takes (N, H, W) images, not flattened rows
+
+
+# `fastdl train --model NAME`: a new model is one entry here (its builder and the
+# layout of the data it takes); everything else in `train` is shared.
+MODELS = {"mlp": ModelSpec(_build_mlp, images=False)}
+
+
+def _optimizer(args, params):
+    from fastdl import optim
+
+    if args.optimizer == "adam":
+        return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    return optim.SGD(params, lr=args.lr, momentum=args.momentum)
+
+
+def _schedule(args):
+    from fastdl import schedules
+
+    if args.schedule == "cosine":
+        return schedules.CosineAnnealing(args.lr, args.lr * 0.01, args.epochs)
+    if args.schedule == "step":
+        return schedules.StepDecay(args.lr, 0.5, max(1, args.epochs // 4))
+    if args.schedule == "exponential":
+        return schedules.ExponentialDecay(args.lr, 3.0 / args.epochs)  # lr / e^3 at the end
+    return None
+
+
+def _augmentation(args, data, images):
+    if args.no_augment:
+        return None
+    from functools import partial
+
+    from fastdl import augment
+
+    # one-pixel shifts and light noise; no flips (a mirrored digit is another digit)
+    return augment.Compose([partial(augment.random_shift, max_shift=1, fill=0.0),
+                            partial(augment.gaussian_noise, std=0.02, clip=(0.0, 1.0))],
+                           image_shape=None if images else data.image_shape)
+
+
+def _conditions(args):
+    """What differs between the training and the validation curves, for the plot."""
+    on = []
+    if args.dropout > 0:
+        on.append(f"dropout p={args.dropout:g}")
+    if not args.no_augment:
+        on.append("augmentation (random 1-pixel shifts, noise std 0.02)")
+    if not on:
+        return ("Train: the mean over each epoch's batches while the weights change. "
+                "Validation: after each epoch.")
+    return (f"Train: the mean over each epoch's batches while the weights change, with "
+            f"{' and '.join(on)} on. Validation: after each epoch, without "
+            f"{'them' if len(on) > 1 else 'it'}; so the training loss can sit above the "
+            "validation loss.")
+
+
+def _output_paths(args):
+    """The model and plot paths, checked before training (``--plot`` alone: beside the
+    model); the default folder is created."""
+    output = args.output or os.path.join(RUNS, f"digits-{args.model}.npz")
+    plot = args.plot
+    if plot == "":
+        plot = os.path.splitext(output)[0] + ".png"
+    made = args.output is None and not os.path.isdir(RUNS)
+    if made:
+        try:
+            os.mkdir(RUNS)
+        except OSError as e:
+            raise CommandError(f"argument --output: cannot create the folder {RUNS!r} for "
+                               f"the default {output!r}: {e.strerror or e}", 2) from None
+    try:
+        _check_outputs(output, plot)
+    except CommandError:
+        if made:
+            os.rmdir(RUNS)  # a refused command leaves nothing behind
+        raise
+    return output, plot
+
+
+def _check_outputs(output, plot):
+    _check_writable("--output", output)
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError("argument --plot: needs matplotlib: "
+                               "pip install 'fastdl[plot]'", 2) from None
+        if os.path.abspath(plot) == os.path.abspath(output):
+            raise CommandError(f"argument --plot: {plot!r} is also the --output file", 2)
+        _check_writable("--plot", plot)
+        _check_plot_format(plot)
+
+
+class _EpochLines(callbacks.Callback):
+    """One line per epoch on ``stream``: the progress report when stderr is not a
+    terminal, where tqdm's carriage-return updates would fill a log file."""
+
+    def __init__(self, epochs, stream):
+        self.epochs, self.stream = epochs, stream
+
+    def on_train_begin(self, model):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs):
+        shown = ", ".join(f"{k} {logs[k]:.4f}" for k in
+                          ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
+        print(f"epoch {epoch + 1}/{self.epochs}: {shown} "
+              f"({time.perf_counter() - self.t0:.1f} s)", file=self.stream, flush=True)
+        return False
 
 
 def _train(args):
     import fastdl
 
+    if args.backend is not None and args.backend not in fastdl.backends():
+        raise CommandError(f"argument --backend: {args.backend!r} is not available here "
+                           f"(available: {', '.join(fastdl.backends())})", 2)
+    output, plot = _output_paths(args)
     if args.threads:
         fastdl.set_num_threads(args.threads)
     backend = args.backend or fastdl.get_backend()
+    spec = MODELS[args.model]
     with fastdl.use_backend(backend):
-        return _train_with(args, backend)
+        data = _digits(spec.images, args.seed)
+        try:
+            model, description = spec.build(args, data, backend)
+        except MemoryError:
+            raise CommandError("argument --hidden: a model this wide does not fit in "
+                               "memory", 2) from None
+        print(f"fastdl {fastdl.__version__}: {description} "
+              f"({model.parameters().num_parameters:,} parameters) on the 8x8 digits: "
+              f"{len(data.train[1])} train, {len(data.val[1])} validation, "
+              f"{len(data.test[1])} test images; backend {backend}, "
+              f"{fastdl.get_num_threads()} threads")
+        hist, best = _fit(args, model, data, spec.images)
+        acc, cm = _evaluate(model, data)
+    _save(args, model, hist, best, output, plot,
+          f"{description} on the 8x8 digits, test accuracy {acc:.4f}", cm)
+    return 0
 
 
-def _train_with(args, backend):
-    import fastdl
-    from fastdl import augment, callbacks, data, datasets, metrics, optim, schedules
-
-    X, y = datasets.load_digits()
-    X_tmp, X_test, y_tmp, y_test = data.split(X, y, test_size=0.2, seed=args.seed)
-    X_train, X_val, y_train, y_val = data.split(X_tmp, y_tmp, test_size=0.2, seed=args.seed + 1)
-    hidden = [int(h) for h in args.hidden.split(",") if h]
-    model = _build_mlp(hidden, X.shape[1], 10, args.dropout, args.seed, backend)
-    params = model.parameters()
-    if args.optimizer == "adam":
-        opt = optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    else:
-        opt = optim.SGD(params, lr=args.lr, momentum=args.momentum)
-    if args.schedule == "cosine":
-        sched = schedules.CosineAnnealing(args.lr, args.lr * 0.01, args.epochs)
-    elif args.schedule == "step":
-        sched = schedules.StepDecay(args.lr, 0.5, max(1, args.epochs // 4))
-    elif args.schedule == "exponential":
-        sched = schedules.ExponentialDecay(args.lr, 3.0 / args.epochs)
-    else:
-        sched = None
-    aug = None
-    if not args.no_augment:
-        from functools import partial
-
-        # one-pixel shifts and light noise; no flips (a mirrored digit is another digit)
-        aug = augment.Compose([partial(augment.random_shift, max_shift=1, fill=0.0),
-                               partial(augment.gaussian_noise, std=0.02, clip=(0.0, 1.0))],
-                              image_shape=(8, 8))
+def _fit(args, model, data, images):
+    """Train with early stopping on the validation loss; (History, best epoch or None)."""
     stopper = callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                       restore_best_weights=True)
-    n_params = params.num_parameters
-    print(f"fastdl {fastdl.__version__}: MLP 64-{'-'.join(map(str, hidden))}-10 "
-          f"({n_params:,} parameters) on the 8x8 digits: {len(y_train)} train, "
-          f"{len(y_val)} validation, {len(y_test)} test images; backend {backend}, "
-          f"{fastdl.get_num_threads()} threads")
+    cbs = [stopper]
+    verbose = 0
+    if not args.quiet:
+        if sys.stderr.isatty():
+            verbose = 1  # fit's tqdm bar
+        else:
+            cbs.append(_EpochLines(args.epochs, sys.stderr))
     t0 = time.perf_counter()
-    hist = model.fit(X_train, y_train, optimizer=opt, epochs=args.epochs,
-                     batch_size=args.batch_size, validation_data=(X_val, y_val),
-                     schedule=sched, callbacks=[stopper], augment=aug, seed=args.seed,
-                     verbose=0 if args.quiet else 1)
+    hist = model.fit(*data.train, optimizer=_optimizer(args, model.parameters()),
+                     epochs=args.epochs, batch_size=args.batch_size, validation_data=data.val,
+                     schedule=_schedule(args), callbacks=cbs,
+                     augment=_augmentation(args, data, images), seed=args.seed,
+                     verbose=verbose)
     elapsed = time.perf_counter() - t0
-    ran = len(hist.epoch)
     best = stopper.best_epoch
-    print(f"trained {ran} epochs in {elapsed:.1f} s"
+    print(f"trained {len(hist.epoch)} epochs in {elapsed:.1f} s"
           + (f" (early stop; best epoch {best + 1} restored)" if stopper.stopped_epoch is not None
              else f" (best epoch {best + 1} restored)" if best is not None else ""))
+    return hist, best
+
+
+def _evaluate(model, data):
+    """Print the held-out metrics; (accuracy, confusion matrix)."""
+    from fastdl import metrics
+
+    X_test, y_test = data.test
     pred = model.predict(X_test)
     acc = metrics.accuracy(y_test, pred)
     ev = model.evaluate(X_test, y_test)
     print(f"\nheld-out test accuracy: {acc:.4f}  (loss {ev['loss']:.4f}, {len(y_test)} images)")
-    cm = metrics.confusion_matrix(y_test, pred, num_classes=10)
+    k = data.num_classes
+    cm = metrics.confusion_matrix(y_test, pred, num_classes=k)
     print("\nconfusion matrix (rows: actual digit, columns: predicted):")
-    print("      " + " ".join(f"{j:4d}" for j in range(10)))
-    for i in range(10):
+    print("      " + " ".join(f"{j:4d}" for j in range(k)))
+    for i in range(k):
         print(f"  {i:2d}  " + " ".join(f"{v:4d}" for v in cm[i]))
     print("\nper-class metrics:")
-    print(metrics.classification_report(y_test, pred, num_classes=10))
-    path = model.save(args.output)
-    print(f"model saved to {path}")
-    if args.plot:
-        _plot_training(hist, cm, args.plot)
-        print(f"plot saved to {args.plot}")
-    return 0
+    print(metrics.classification_report(y_test, pred, num_classes=k))
+    return acc, cm
 
 
-def _plot_training(hist, cm, path):
+def _save(args, model, hist, best, output, plot, title, cm):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'fastdl[plot]'") from None
+        model.save(output)
+    except OSError as e:
+        raise _write_failed("model", output, e) from None
+    print(f"model saved to {output} (fastdl.load reads it)")
+    if plot is not None:
+        try:
+            _plot_training(hist, cm, plot, "fastdl train: " + title, _conditions(args), best)
+        except OSError as e:
+            raise _write_failed("plot", plot, e) from None
+        print(f"plot saved to {plot}")
+
+
+def _plot_training(hist, cm, path, title, caption, best=None):
+    import matplotlib.pyplot as plt
+
+    fig = _figure(hist, cm, title, caption, best)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def _figure(hist, cm, title, caption, best=None):
+    """Loss and accuracy per epoch (train and validation) and the test confusion matrix."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     h = hist.history
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.8))
     ep = [e + 1 for e in hist.epoch]
-    ax[0].plot(ep, h["loss"], label="train")
-    if "val_loss" in h:
-        ax[0].plot(ep, h["val_loss"], label="validation")
-    ax[0].set(title="loss", xlabel="epoch")
-    ax[0].legend()
-    ax[1].plot(ep, h["accuracy"], label="train")
-    if "val_accuracy" in h:
-        ax[1].plot(ep, h["val_accuracy"], label="validation")
-    ax[1].set(title="accuracy", xlabel="epoch")
-    ax[1].legend()
+    for a, key in ((ax[0], "loss"), (ax[1], "accuracy")):
+        a.plot(ep, h[key], label="train")
+        if "val_" + key in h:
+            a.plot(ep, h["val_" + key], label="validation")
+        if best is not None:
+            a.axvline(best + 1, color="grey", linestyle=":", label="best epoch (kept)")
+        a.set(title=key, xlabel="epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        a.legend()
     im = ax[2].imshow(cm, cmap="Blues")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
@@ -133,10 +398,13 @@ def _plot_training(hist, cm, path):
     ax[2].set(title="confusion matrix (test)", xlabel="predicted", ylabel="actual",
               xticks=range(cm.shape[1]), yticks=range(cm.shape[0]))
     fig.colorbar(im, ax=ax[2])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(title)
+    fig.text(0.5, 0.015, textwrap.fill(caption, 150), ha="center", va="bottom", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
 
+
+# ---- fastdl bench ---------------------------------------------------------
 
 def _bench(args):
     from fastdl import benchmarks
@@ -144,40 +412,106 @@ def _bench(args):
     return benchmarks.main(args)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="fastdl", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("info", help="versions, backends, threads, BLAS, CPU features")
+# ---- the parser -----------------------------------------------------------
 
-    t = sub.add_parser("train", help="train an MLP on the 8x8 digits and report test metrics")
-    t.add_argument("--backend", choices=("numpy", "numba", "cython"), default=None)
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--schedule", choices=("cosine", "step", "exponential", "none"),
-                   default="cosine")
-    t.add_argument("--hidden", default="256,128", help="hidden layer sizes, e.g. 256,128")
-    t.add_argument("--dropout", type=float, default=0.1)
-    t.add_argument("--patience", type=int, default=10)
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--output", default="fastdl-digits.npz", help="where to save the model")
-    t.add_argument("--plot", default=None, help="write loss/accuracy curves and the "
-                   "confusion matrix to this PNG (needs matplotlib)")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+def _add_train_arguments(t):
+    positive = _number(int, lo=1)
+    add = t.add_argument
+    add("--model", choices=sorted(MODELS), default="mlp",
+        help="the network to train (default: %(default)s)")
+    add("--hidden", type=_layer_sizes, default=[256, 128], metavar="N,N,...",
+        help="MLP hidden layer widths, comma-separated; '' for none (default: 256,128)")
+    add("--dropout", type=_number(float, 0.0, 1.0, hi_open=True), default=0.1, metavar="P",
+        help="dropout probability after each hidden layer, in [0, 1) (default: %(default)s)")
+    add("--epochs", type=positive, default=60, metavar="N",
+        help="most epochs to train; early stopping may end sooner (default: %(default)s)")
+    add("--batch-size", type=positive, default=32, metavar="N",
+        help="rows per mini-batch (default: %(default)s)")
+    add("--optimizer", choices=("adam", "sgd"), default="adam",
+        help="adam (with --weight-decay) or sgd (with --momentum) (default: %(default)s)")
+    add("--lr", type=_number(float, lo=0.0, lo_open=True), default=2e-3,
+        help="learning rate, the schedule's starting value (default: %(default)s)")
+    add("--momentum", type=_number(float, 0.0, 1.0, hi_open=True), default=0.9,
+        help="SGD momentum, in [0, 1); ignored by adam (default: %(default)s)")
+    add("--weight-decay", type=_number(float, lo=0.0), default=1e-4, metavar="WD",
+        help="Adam's decoupled weight decay (AdamW), >= 0; ignored by sgd "
+             "(default: %(default)s)")
+    add("--schedule", choices=("cosine", "step", "exponential", "none"), default="cosine",
+        help="learning-rate schedule over the epochs: cosine to lr/100, step (halve every "
+             "quarter), exponential (to lr/e^3), none (default: %(default)s)")
+    add("--patience", type=positive, default=10, metavar="N",
+        help="stop after this many epochs without a better validation loss, and keep "
+             "the best epoch's weights (default: %(default)s)")
+    add("--no-augment", action="store_true",
+        help="train on the images as they are (default: random 1-pixel shifts and "
+             "light noise)")
+    add("--seed", type=_number(int, lo=0), default=0, metavar="N",
+        help="seed of the data split, initialisation, shuffling, dropout and "
+             "augmentation (default: %(default)s)")
+    add("--backend", choices=("numpy", "numba", "cython"), default=None,
+        help="kernels to train with (default: the fastest available, cython when built)")
+    add("--threads", type=positive, default=None, metavar="N",
+        help="threads for the kernels and BLAS (default: OMP_NUM_THREADS if set, "
+             "else all cores)")
+    add("--output", default=None, metavar="PATH",
+        help=f"where to save the trained model (default: {RUNS}/digits-MODEL.npz, "
+             "the folder created if missing)")
+    add("--plot", nargs="?", const="", default=None, metavar="PATH",
+        help="write loss and accuracy curves and the test confusion matrix to PATH "
+             "(.png, .pdf, .svg; needs matplotlib); without PATH, beside the model as "
+             ".png (default: no plot)")
+    add("--quiet", action="store_true",
+        help="no progress report (default: a bar per epoch on a terminal, else one line "
+             "per epoch, on stderr)")
 
+
+def _parser():
+    import fastdl
+
+    p = _Parser(prog="fastdl", description="fastdl: compiled CPU kernels for deep "
+                "learning (NumPy reference, Numba and Cython backends).",
+                epilog="'fastdl COMMAND --help' lists the options of a command.")
+    p.add_argument("--version", action="version", version=f"fastdl {fastdl.__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser("info", help="versions, backends, threads, BLAS, CPU features (JSON)",
+                   description="Print versions, backends, threads, BLAS and CPU features "
+                               "as JSON.")
+    t = sub.add_parser("train", help="train a network on the 8x8 digits and report test "
+                                     "metrics",
+                       description="Train a network on the 8x8 handwritten digits (64% "
+                                   "train, 16% validation, 20% test), print the held-out "
+                                   "accuracy, confusion matrix and per-class metrics, and "
+                                   "save the model.")
+    _add_train_arguments(t)
     b = sub.add_parser("bench", help="time every kernel and backend against the reference "
                        "(and PyTorch when installed)")
     from fastdl import benchmarks
     benchmarks.add_arguments(b)
+    return p
 
+
+def main(argv=None):
+    p = _parser()
     args = p.parse_args(argv)
     handler = {"info": _info, "train": _train, "bench": _bench}[args.cmd]
-    return handler(args)
+    try:
+        status = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return status
+    except CommandError as e:
+        print(f"fastdl {args.cmd}: error: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print(f"fastdl {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``fastdl train | head``): nothing more to say; point
+        # stdout at devnull so that the interpreter's final flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout replaced by one without a descriptor
+            pass
+        return 1
 
 
 if __name__ == "__main__":
