@@ -1,6 +1,11 @@
 """Weight initialisers, seeded through ``numpy.random.Generator``.
 
-Weights are ``(fan_in, fan_out)`` (``y = x @ W``).  The course's scales:
+Weights are ``(fan_in, fan_out)`` (``y = x @ W``).  The fan-based initialisers take
+``(fan_in, fan_out)`` or one weight shape: ``he_normal(784, 512)`` and
+``he_normal((784, 512))`` are the same; a shape of 3 or more axes is a convolution
+kernel ``(out_channels, in_channels, kh, kw)`` whose fans count the kernel window
+(``fan_in = in_channels kh kw``, ``fan_out = out_channels kh kw``, as PyTorch).
+The course's scales:
 
 | initialiser      | distribution | scale                                  |
 | ---------------- | ------------ | -------------------------------------- |
@@ -79,6 +84,33 @@ def _fan(name: str, value) -> int:
     return V.check_int(name, value, lo=1)
 
 
+def _fans(fan_in, fan_out, rng):
+    """``(fan_in, fan_out, weight shape, rng)`` from ``(fan_in, fan_out)`` or from a weight
+    shape given as ``fan_in`` (then ``fan_out`` may hold ``rng``, passed by position).
+
+    A 2-D shape is ``(fan_in, fan_out)``; a shape of 3 or more axes is a convolution
+    kernel ``(out_channels, in_channels, *kernel)``: ``fan_in = in_channels * prod(kernel)``,
+    ``fan_out = out_channels * prod(kernel)``, as PyTorch."""
+    if not isinstance(fan_in, (tuple, list)):
+        fan_in, fan_out = _fan("fan_in", fan_in), _fan("fan_out", fan_out)
+        return fan_in, fan_out, (fan_in, fan_out), rng
+    shape = _shape(fan_in)
+    if fan_out is not None:
+        if rng is None and isinstance(fan_out, np.random.Generator):
+            rng = fan_out  # he_normal((784, 512), rng): the generator by position
+        else:
+            raise TypeError(f"fan_out: give fan_in and fan_out, or one weight shape tuple "
+                            f"(got shape {shape} and fan_out={fan_out!r}; a seed goes in rng=)")
+    if len(shape) < 2:
+        raise ValueError(f"shape: expected (fan_in, fan_out) or (out, in, *kernel), got {shape}")
+    if any(d < 1 for d in shape):
+        raise ValueError(f"shape: expected sizes >= 1, got {shape}")
+    if len(shape) == 2:
+        return shape[0], shape[1], shape, rng
+    field = math.prod(shape[2:])
+    return shape[1] * field, shape[0] * field, shape, rng
+
+
 def _normal(shape, std, gen, dt, out):
     # draw N(0, 1) in the target dtype (float32 directly: no float64 temporary),
     # into ``out`` when it is contiguous, then scale in place
@@ -125,31 +157,29 @@ def uniform(shape, a, rng=None, *, dtype=None, out=None) -> np.ndarray:
     return _uniform(shape, a, as_generator(rng), dt, out)
 
 
-def xavier_normal(fan_in, fan_out, rng=None, *, dtype=None, out=None) -> np.ndarray:
+def xavier_normal(fan_in, fan_out=None, rng=None, *, dtype=None, out=None) -> np.ndarray:
     """(fan_in, fan_out) weights from N(0, 2 / (fan_in + fan_out)) (Glorot)."""
-    fan_in, fan_out = _fan("fan_in", fan_in), _fan("fan_out", fan_out)
-    dt, out = _target((fan_in, fan_out), dtype, out)
-    return _normal((fan_in, fan_out), math.sqrt(2.0 / (fan_in + fan_out)), as_generator(rng),
-                   dt, out)
+    fan_in, fan_out, shape, rng = _fans(fan_in, fan_out, rng)
+    dt, out = _target(shape, dtype, out)
+    return _normal(shape, math.sqrt(2.0 / (fan_in + fan_out)), as_generator(rng), dt, out)
 
 
-def xavier_uniform(fan_in, fan_out, rng=None, *, dtype=None, out=None) -> np.ndarray:
+def xavier_uniform(fan_in, fan_out=None, rng=None, *, dtype=None, out=None) -> np.ndarray:
     """(fan_in, fan_out) weights from U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot)."""
-    fan_in, fan_out = _fan("fan_in", fan_in), _fan("fan_out", fan_out)
-    dt, out = _target((fan_in, fan_out), dtype, out)
-    return _uniform((fan_in, fan_out), math.sqrt(6.0 / (fan_in + fan_out)), as_generator(rng),
-                    dt, out)
+    fan_in, fan_out, shape, rng = _fans(fan_in, fan_out, rng)
+    dt, out = _target(shape, dtype, out)
+    return _uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), as_generator(rng), dt, out)
 
 
-def he_normal(fan_in, fan_out, rng=None, *, dtype=None, out=None) -> np.ndarray:
+def he_normal(fan_in, fan_out=None, rng=None, *, dtype=None, out=None) -> np.ndarray:
     """(fan_in, fan_out) weights from N(0, 2 / fan_in) (He / Kaiming, for ReLU)."""
-    fan_in, fan_out = _fan("fan_in", fan_in), _fan("fan_out", fan_out)
-    dt, out = _target((fan_in, fan_out), dtype, out)
-    return _normal((fan_in, fan_out), math.sqrt(2.0 / fan_in), as_generator(rng), dt, out)
+    fan_in, fan_out, shape, rng = _fans(fan_in, fan_out, rng)
+    dt, out = _target(shape, dtype, out)
+    return _normal(shape, math.sqrt(2.0 / fan_in), as_generator(rng), dt, out)
 
 
-def he_uniform(fan_in, fan_out, rng=None, *, dtype=None, out=None) -> np.ndarray:
+def he_uniform(fan_in, fan_out=None, rng=None, *, dtype=None, out=None) -> np.ndarray:
     """(fan_in, fan_out) weights from U(-a, a), a = sqrt(6 / fan_in) (He / Kaiming)."""
-    fan_in, fan_out = _fan("fan_in", fan_in), _fan("fan_out", fan_out)
-    dt, out = _target((fan_in, fan_out), dtype, out)
-    return _uniform((fan_in, fan_out), math.sqrt(6.0 / fan_in), as_generator(rng), dt, out)
+    fan_in, fan_out, shape, rng = _fans(fan_in, fan_out, rng)
+    dt, out = _target(shape, dtype, out)
+    return _uniform(shape, math.sqrt(6.0 / fan_in), as_generator(rng), dt, out)

@@ -121,3 +121,25 @@ def test_read_only_out_is_refused_and_unchanged():
     with pytest.raises(ValueError, match="read-only"):
         init.he_normal(3, 2, out=out)
     assert (out == 1).all()
+
+
+@pytest.mark.parametrize("fn", [init.he_normal, init.he_uniform, init.xavier_normal,
+                                init.xavier_uniform])
+def test_fans_or_one_shape_tuple(fn):
+    a = fn(7, 5, rng=3)
+    np.testing.assert_array_equal(fn((7, 5), rng=3), a)
+    np.testing.assert_array_equal(fn([7, 5], np.random.default_rng(3)), a)
+    # a convolution kernel (out, in, kh, kw): the fans count the window, as PyTorch
+    w = fn((64, 8, 3, 3), rng=0, dtype=np.float64)
+    assert w.shape == (64, 8, 3, 3)
+    fan_in, fan_out = 8 * 9, 64 * 9
+    if fn is init.he_normal:
+        assert w.std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
+    if fn is init.xavier_uniform:
+        assert np.abs(w).max() <= math.sqrt(6 / (fan_in + fan_out))
+    with pytest.raises(TypeError, match="fan_out"):
+        fn((7, 5), 3)  # a shape and a fan_out: which is meant is unclear
+    with pytest.raises(ValueError, match="shape"):
+        fn((7,))
+    with pytest.raises(ValueError, match="shape"):
+        fn((7, 0))
