@@ -27,6 +27,7 @@ from fastdl.functional.optim import check_bool, check_hyper, inplace_array
 __all__ = ["Parameters", "SGD", "Adam", "clip_grad_norm_", "clip_grad_value_"]
 
 ALIGN = 64  # bytes: every named array starts on a cache line (and a 512-bit vector)
+MAX_STEP = 2**62  # a step count the kernels' 64-bit step argument holds with room to go on
 
 
 def _aligned_zeros(n: int, dtype: np.dtype) -> np.ndarray:
@@ -89,24 +90,8 @@ class Parameters:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if dt not in V.FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-        items = list(shapes.items()) if isinstance(shapes, Mapping) else list(shapes)
-        step = ALIGN // dt.itemsize
-        self._shapes: dict[str, tuple] = {}
-        self._offsets: dict[str, tuple[int, int]] = {}
-        pos = 0
-        for item in items:
-            if not (isinstance(item, tuple) and len(item) == 2):
-                raise TypeError(f"shapes: expected (name, shape) pairs, got {item!r}")
-            name, shape = item
-            if not isinstance(name, str):
-                raise TypeError(f"shapes: expected str names, got {type(name).__name__}")
-            if name in self._shapes:
-                raise ValueError(f"shapes: duplicate name {name!r}")
-            shape = _shape(name, shape)
-            size = math.prod(shape)
-            self._shapes[name] = shape
-            self._offsets[name] = (pos, pos + size)
-            pos += -(-size // step) * step
+        self._shapes, self._offsets, pos = self._layout(shapes, dt)
+        self._aliases: dict[str, str] = {}
         self._dtype = dt
         self._data = _aligned_zeros(pos, dt)
         self._grad = _aligned_zeros(pos, dt)
@@ -114,6 +99,35 @@ class Parameters:
                        for k, (a, b) in self._offsets.items()}
         self._gviews = {k: self._grad[a:b].reshape(self._shapes[k])
                         for k, (a, b) in self._offsets.items()}
+
+    @staticmethod
+    def _layout(shapes, dt):
+        """(name -> shape, name -> (start, stop), buffer size) for ``shapes`` in order."""
+        items = list(shapes.items()) if isinstance(shapes, Mapping) else list(shapes)
+        step = ALIGN // dt.itemsize
+        out_shapes: dict[str, tuple] = {}
+        offsets: dict[str, tuple[int, int]] = {}
+        pos = 0
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise TypeError(f"shapes: expected (name, shape) pairs, got {item!r}")
+            name, shape = item
+            if not isinstance(name, str):
+                raise TypeError(f"shapes: expected str names, got {type(name).__name__}")
+            if name in out_shapes:
+                raise ValueError(f"shapes: duplicate name {name!r}")
+            shape = _shape(name, shape)
+            size = math.prod(shape)
+            out_shapes[name] = shape
+            offsets[name] = (pos, pos + size)
+            pos += -(-size // step) * step
+        return out_shapes, offsets, pos
+
+    @classmethod
+    def buffer_size(cls, shapes, dtype=np.float32) -> int:
+        """``Parameters(shapes, dtype).size`` (with the alignment padding), computed
+        without allocating anything."""
+        return cls._layout(shapes, np.dtype(dtype))[2]
 
     @classmethod
     def from_arrays(cls, arrays, dtype=None) -> "Parameters":
@@ -164,18 +178,22 @@ class Parameters:
         return dict(self._offsets)
 
     # ---- named views ----
+    def _name(self, name):
+        # a name the model used before (an alias: '0.W' for 'dense_0.W') still works
+        return name if name in self._views else self._aliases.get(name, name)
+
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._views[name]
+        return self._views[self._name(name)]
 
     def __setitem__(self, name: str, value) -> None:
-        view = self._views[name]
+        view = self._views[self._name(name)]
         value = np.asarray(value)
         if value.shape != view.shape:
             raise ValueError(f"{name}: expected shape {view.shape}, got {value.shape}")
         np.copyto(view, value, casting="same_kind")
 
     def grad_of(self, name: str) -> np.ndarray:
-        return self._gviews[name]
+        return self._gviews[self._name(name)]
 
     def items(self):
         """(name, view into data) pairs, in order."""
@@ -192,7 +210,7 @@ class Parameters:
         return iter(self._views)
 
     def __contains__(self, name) -> bool:
-        return name in self._views
+        return name in self._views or name in self._aliases
 
     def __len__(self) -> int:
         return len(self._views)
@@ -206,6 +224,7 @@ class Parameters:
         p = Parameters(list(self._shapes.items()), dtype=self._dtype)
         np.copyto(p._data, self._data)
         np.copyto(p._grad, self._grad)
+        p._aliases = dict(self._aliases)
         return p
 
     def __repr__(self) -> str:
@@ -418,6 +437,16 @@ class _Optimizer:
             d[k] = getattr(self, "_" + k).copy()
         return d
 
+    @classmethod
+    def from_state_dict(cls, params, d, *, backend=None):
+        """A new optimizer over ``params`` with everything of ``d`` (from ``state_dict()``:
+        hyper-parameters, learning rate, clipping, step count, state arrays), so that it
+        goes on exactly as the one that wrote ``d``.  ``d`` is checked as in
+        ``load_state_dict``."""
+        opt = cls(params, lr=0.0, backend=backend)
+        opt.load_state_dict(d)
+        return opt
+
     def load_state_dict(self, d) -> None:
         """Restore hyper-parameters, step count and state arrays from ``state_dict()``.
 
@@ -436,6 +465,8 @@ class _Optimizer:
             raise ValueError(f"state_dict: missing keys {missing}")
         new = {k: _scalar(k, d[k]) for k in required | optional if k in d and k != "optimizer"}
         step = V.check_int("state_dict['step']", new.pop("step"), lo=0)
+        if step >= MAX_STEP:
+            raise ValueError(f"state_dict['step']: expected an int < 2**62, got {step}")
         lr = check_hyper("state_dict['lr']", new.pop("lr"), lo=0.0)
         clip_norm = (None if "clip_norm" not in new
                      else check_hyper("state_dict['clip_norm']", new.pop("clip_norm"), 0.0))

@@ -492,3 +492,27 @@ def test_adam_and_momentum_train_a_least_squares_model(backend):
             opt.step()
         np.testing.assert_allclose(p["W"], W_true, atol=1e-3)
         np.testing.assert_allclose(p["b"], b_true, atol=1e-3)
+
+
+def test_parameters_buffer_size_and_aliases():
+    shapes = {"a": (3, 5), "b": (7,), "c": (2, 2, 2)}
+    for dt in (np.float32, np.float64):
+        assert Parameters.buffer_size(shapes, dt) == Parameters(shapes, dt).size
+    p = Parameters(shapes)
+    p._aliases = {"0.W": "a"}
+    assert p["0.W"] is p["a"] and p.grad_of("0.W") is p.grad_of("a") and "0.W" in p
+    p["0.W"] = np.ones((3, 5))
+    assert p["a"].sum() == 15
+    assert p.copy()["0.W"].sum() == 15
+    with pytest.raises(KeyError):
+        p["1.W"]
+
+
+def test_load_state_dict_refuses_a_step_beyond_the_kernels():
+    p = Parameters({"w": (4,)})
+    opt = Adam(p)
+    d = opt.state_dict()
+    d["step"] = 2**62
+    with pytest.raises(ValueError, match="step"):
+        opt.load_state_dict(d)
+    assert opt.steps == 0

@@ -1,11 +1,15 @@
-"""Layers and models: ``fastdl.nn``."""
+"""Layers and models: ``fastdl.nn``.
+
+A new layer type subclasses ``Layer`` and implements the protocol described in
+``fastdl.nn.base``; importing its module registers it for ``fastdl.load``."""
+from fastdl.nn.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from fastdl.nn.base import Layer
 from fastdl.nn.history import History
-from fastdl.nn.layers import (ELU, GELU, Dense, Dropout, Layer, LeakyReLU, Maxout, ReLU,
-                              Residual, Sigmoid, SiLU, Softmax, Tanh)
+from fastdl.nn.layers import Dense, Dropout, Maxout, Residual
 from fastdl.nn.model import Sequential
 from fastdl.nn.persistence import load
-from fastdl.nn.training import GradientWarning
+from fastdl.nn.training import DivergenceWarning, GradientWarning
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softmax", "Maxout", "Dropout", "Residual", "Sequential", "History",
-           "GradientWarning", "load"]
+           "GradientWarning", "DivergenceWarning", "load"]

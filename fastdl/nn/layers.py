@@ -8,8 +8,9 @@ into the model's gradient buffer and one optimizer kernel updates everything.
 Inside a model the layers call the backend kernels directly (``_registry.kernel``):
 the model validated the batch once at its boundary, and every buffer a kernel
 sees here was made by the layer itself (C-contiguous, the model's dtype, the
-right shape).  Buffers are allocated once per batch size and reused, so a
-training step allocates nothing in the steady state.
+right shape).  Buffers are reused (``fastdl.nn.base.BufferCache``), so a training
+step allocates nothing in the steady state.  The protocol a layer implements is in
+``fastdl.nn.base``.
 """
 from __future__ import annotations
 
@@ -17,72 +18,27 @@ import numpy as np
 
 from fastdl import _validate as V
 from fastdl import init as _init
-from fastdl._registry import kernel
 from fastdl.functional.dense import ACTIVATIONS
 from fastdl.functional.maxout import ARGMAX_DTYPE
+from fastdl.nn.activations import (ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh,
+                                   apply_activation, apply_activation_backward, check_alpha)
+from fastdl.nn.base import LAYER_TYPES, Layer, layer_config, propagate_shape, \
+    required_input_shape
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Softmax", "Maxout", "Dropout", "Residual"]
+           "Softmax", "Maxout", "Dropout", "Residual", "LAYER_TYPES", "layer_config"]
 
 _INITS = ("he", "he_normal", "he_uniform", "xavier", "xavier_normal", "xavier_uniform",
           "normal", "uniform", "zeros")
 
 
-class Layer:
-    """Base class.  Subclasses override what they need."""
-
-    has_params = False
-
-    def __init__(self):
-        self._bufs: dict = {}
-        self.backend = None
-        self.training = True
-
-    # parameters -------------------------------------------------------
-    def param_shapes(self) -> dict:
-        return {}
-
-    def bind(self, params, prefix: str) -> None:
-        self._params = params
-        self._prefix = prefix
-
-    def init_params(self, rng) -> None:
-        pass
-
-    def param_layers(self, prefix: str):
-        """(path, layer) for this layer and every nested layer that has parameters."""
-        if self.has_params:
-            yield prefix, self
-
-    # shapes -----------------------------------------------------------
-    def input_features(self):
-        """The feature count this layer needs, or None if it takes any."""
-        return getattr(self, "in_features", None)
-
-    def output_features(self, in_features: int) -> int:
-        return in_features
-
-    # buffers ----------------------------------------------------------
-    def _buf(self, key, shape, dtype):
-        """A reusable buffer, allocated once per (key, shape, dtype): a training run meets
-        a few shapes (the batch, the last partial batch, evaluation chunks), each once."""
-        k = (key, shape, dtype)
-        b = self._bufs.get(k)
-        if b is None:
-            b = np.empty(shape, dtype=dtype)
-            self._bufs[k] = b
-        return b
-
-    def _k(self, name):
-        return kernel(name, self.backend)
-
-    # config -----------------------------------------------------------
-    def get_config(self) -> dict:
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+def _vector_shape(layer, n, shape):
+    """Check a per-sample input ``shape`` against ``(n,)`` (None entries: unknown)."""
+    if len(shape) != 1 or (shape[0] is not None and shape[0] != n):
+        shown = f"({shape[0]},)" if len(shape) == 1 else str(tuple(shape))
+        raise ValueError(f"{type(layer).__name__}: expected {n} input features, got per-sample "
+                         f"shape {shown}" + (" (add nn.Flatten() before it)"
+                                             if len(shape) > 1 else ""))
 
 
 class Dense(Layer):
@@ -93,7 +49,12 @@ class Dense(Layer):
     (U(-0.05, 0.05)) or ``"zeros"``; biases start at zero.  ReLU and Leaky ReLU are
     fused into the GEMM's output pass, and their backward reads the saved output (the
     sign of the output is the sign of the pre-activation); the other activations keep
-    the pre-activation for their backward."""
+    the pre-activation for their backward.  ``alpha`` (finite) is the slope of
+    ``leaky_relu`` or the scale of ``elu``.
+
+    ``activation="softmax"`` or ``"sigmoid"`` on a model's last layer is the model's
+    output activation, exactly as a final ``nn.Softmax()`` / ``nn.Sigmoid()`` layer:
+    applied once, and folded into the matching loss during training."""
 
     has_params = True
     _FROM_OUTPUT = ("relu", "leaky_relu")
@@ -104,8 +65,16 @@ class Dense(Layer):
         self.in_features = V.check_int("in_features", in_features, 1)
         self.out_features = V.check_int("out_features", out_features, 1)
         if activation is not None:
+            if not isinstance(activation, str):
+                raise TypeError(f"activation: expected None or a str, got "
+                                f"{type(activation).__name__}")
             V.check_choice("activation", activation, ACTIVATIONS)
         self.activation = activation
+        # the activation this layer applies: None when the model took it over as its
+        # output activation (see Sequential)
+        self._act = activation
+        if not isinstance(init, str):
+            raise TypeError(f"init: expected a str, got {type(init).__name__}")
         self.init = V.check_choice("init", init, _INITS)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
@@ -113,10 +82,11 @@ class Dense(Layer):
         default = ACTIVATIONS.get(activation)
         if alpha is None:
             alpha = 0.0 if default is None else default
-        self.alpha = V.check_real("alpha", alpha)
-        if activation == "leaky_relu" and self.alpha < 0:
-            # with a negative slope the output's sign no longer tells the input's
-            raise ValueError(f"alpha: expected a value >= 0 for leaky_relu, got {alpha}")
+        self.alpha = check_alpha(alpha)
+        if activation in ("leaky_relu", "elu") and self.alpha < 0:
+            # leaky_relu: with a negative slope the output's sign no longer tells the
+            # input's; elu: the kernels refuse it
+            raise ValueError(f"alpha: expected a value >= 0 for {activation}, got {alpha}")
 
     def param_shapes(self):
         shapes = {"W": (self.in_features, self.out_features)}
@@ -134,33 +104,34 @@ class Dense(Layer):
     def init_params(self, rng):
         fi, fo, dt = self.in_features, self.out_features, self.W.dtype
         if self.init in ("he", "he_normal"):
-            self.W[...] = _init.he_normal(fi, fo, rng=rng, dtype=dt)
+            _init.he_normal(fi, fo, rng=rng, out=self.W)
         elif self.init == "he_uniform":
-            self.W[...] = _init.he_uniform(fi, fo, rng=rng, dtype=dt)
+            _init.he_uniform(fi, fo, rng=rng, out=self.W)
         elif self.init in ("xavier", "xavier_normal"):
-            self.W[...] = _init.xavier_normal(fi, fo, rng=rng, dtype=dt)
+            _init.xavier_normal(fi, fo, rng=rng, out=self.W)
         elif self.init == "xavier_uniform":
-            self.W[...] = _init.xavier_uniform(fi, fo, rng=rng, dtype=dt)
+            _init.xavier_uniform(fi, fo, rng=rng, out=self.W)
         elif self.init == "normal":
-            self.W[...] = _init.normal((fi, fo), std=0.01, rng=rng, dtype=dt)
+            _init.normal((fi, fo), std=0.01, rng=rng, dtype=dt, out=self.W)
         elif self.init == "uniform":
-            self.W[...] = _init.uniform((fi, fo), 0.05, rng=rng, dtype=dt)
+            _init.uniform((fi, fo), 0.05, rng=rng, dtype=dt, out=self.W)
         else:
             self.W[...] = 0
         if self.bias:
             self.b[...] = 0
 
-    def output_features(self, in_features):
-        if in_features != self.in_features:
-            raise ValueError(f"Dense: expected {self.in_features} input features, "
-                             f"got {in_features}")
-        return self.out_features
+    def expected_input_shape(self):
+        return (self.in_features,)
+
+    def compute_output_shape(self, shape):
+        _vector_shape(self, self.in_features, shape)
+        return (self.out_features,)
 
     def forward(self, x):
         n = x.shape[0]
         dt = x.dtype
         self._x = x
-        act = self.activation
+        act = self._act
         y = self._buf("y", (n, self.out_features), dt)
         if act is None or act in self._FROM_OUTPUT:
             self._k("dense_forward")(x, self.W, self.b, y, act, self.alpha)
@@ -168,7 +139,7 @@ class Dense(Layer):
         else:
             z = self._buf("z", (n, self.out_features), dt)
             self._k("dense_forward")(x, self.W, self.b, z, None, 0.0)
-            _apply_activation(self._k, act, z, y, self.alpha)
+            apply_activation(self._k, act, z, y, self.alpha)
             self._z = z
         self._y = y
         return y
@@ -176,12 +147,12 @@ class Dense(Layer):
     def backward(self, dy, need_dx=True):
         n = dy.shape[0]
         dt = dy.dtype
-        act = self.activation
+        act = self._act
         if act is None:
             dz = dy
         else:
             dz = self._buf("dz", dy.shape, dt)
-            _apply_activation_backward(self._k, act, dy, self._z, dz, self.alpha, self._y)
+            apply_activation_backward(self._k, act, dy, self._z, dz, self.alpha, self._y)
         dx = self._buf("dx", (n, self.in_features), dt) if need_dx else None
         db = self.db if self.bias else self._buf("db", (self.out_features,), dt)
         self._k("dense_backward")(dz, self._x, self.W, dx, self.dW, db)
@@ -191,102 +162,6 @@ class Dense(Layer):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "activation": self.activation, "init": self.init, "bias": self.bias,
                 "alpha": self.alpha}
-
-
-def _apply_activation(k, act, z, y, alpha):
-    if act in ("softmax", "log_softmax"):
-        k(act)(z, y)
-    elif act in ("leaky_relu", "elu"):
-        k(act)(z.reshape(-1), y.reshape(-1), alpha)
-    else:
-        k(act)(z.reshape(-1), y.reshape(-1))
-
-
-def _apply_activation_backward(k, act, dy, z, dz, alpha, y):
-    if act == "softmax":
-        k("softmax_backward")(dy, y, dz)
-    elif act == "log_softmax":
-        k("log_softmax_backward")(dy, y, dz)
-    elif act in ("leaky_relu", "elu"):
-        k(act + "_backward")(dy.reshape(-1), z.reshape(-1), dz.reshape(-1), alpha)
-    else:
-        k(act + "_backward")(dy.reshape(-1), z.reshape(-1), dz.reshape(-1))
-
-
-class _Activation(Layer):
-    """An elementwise activation layer over the batch (any feature count)."""
-
-    name = ""
-
-    def __init__(self, alpha=None):
-        super().__init__()
-        self.alpha = 0.0 if alpha is None else float(alpha)
-
-    def forward(self, x):
-        self._x = x
-        y = self._buf("y", x.shape, x.dtype)
-        _apply_activation(self._k, self.name, x, y, self.alpha)
-        self._y = y
-        return y
-
-    def backward(self, dy, need_dx=True):
-        dx = self._buf("dx", dy.shape, dy.dtype)
-        _apply_activation_backward(self._k, self.name, dy, self._x, dx, self.alpha, self._y)
-        return dx
-
-
-class ReLU(_Activation):
-    """``max(0, x)``."""
-    name = "relu"
-
-
-class Sigmoid(_Activation):
-    """``1 / (1 + exp(-x))``."""
-    name = "sigmoid"
-
-
-class Tanh(_Activation):
-    """``tanh(x)``."""
-    name = "tanh"
-
-
-class GELU(_Activation):
-    """``x Phi(x)`` (exact erf form)."""
-    name = "gelu"
-
-
-class SiLU(_Activation):
-    """``x sigmoid(x)``."""
-    name = "silu"
-
-
-class Softmax(_Activation):
-    """Softmax over the features of each row.  A model trained with
-    ``loss="cross_entropy"`` and a final ``Softmax`` trains on the logits before it
-    with the fused softmax cross-entropy kernel (the same loss, computed stably)."""
-    name = "softmax"
-
-
-class LeakyReLU(_Activation):
-    """``max(alpha x, x)``."""
-    name = "leaky_relu"
-
-    def __init__(self, alpha=0.1):
-        super().__init__(V.check_real("alpha", alpha))
-
-    def get_config(self):
-        return {"alpha": self.alpha}
-
-
-class ELU(_Activation):
-    """``x if x >= 0 else alpha (exp(x) - 1)``."""
-    name = "elu"
-
-    def __init__(self, alpha=1.0):
-        super().__init__(V.check_real("alpha", alpha, lo=0))
-
-    def get_config(self):
-        return {"alpha": self.alpha}
 
 
 class Maxout(Layer):
@@ -300,8 +175,11 @@ class Maxout(Layer):
         self.in_features = V.check_int("in_features", in_features, 1)
         self.out_features = V.check_int("out_features", out_features, 1)
         self.pieces = V.check_int("pieces", pieces, 1)
-        self.init = V.check_choice("init", init, _INITS)
-        self._dense = Dense(self.in_features, self.out_features * self.pieces, init=self.init)
+        self._dense = Dense(self.in_features, self.out_features * self.pieces, init=init)
+        self.init = self._dense.init
+
+    def sublayers(self):
+        return [self._dense]
 
     def param_shapes(self):
         return self._dense.param_shapes()
@@ -313,9 +191,12 @@ class Maxout(Layer):
     def init_params(self, rng):
         self._dense.init_params(rng)
 
-    def output_features(self, in_features):
-        self._dense.output_features(in_features)
-        return self.out_features
+    def expected_input_shape(self):
+        return (self.in_features,)
+
+    def compute_output_shape(self, shape):
+        _vector_shape(self, self.in_features, shape)
+        return (self.out_features,)
 
     def forward(self, x):
         self._dense.backend = self.backend
@@ -342,6 +223,8 @@ class Dropout(Layer):
     """Inverted dropout: in training each unit is zeroed with probability ``p`` and the
     kept ones scaled by ``1 / (1 - p)``; at inference it is the identity."""
 
+    keeps_shape = True
+
     def __init__(self, p=0.5):
         super().__init__()
         p = V.check_real("p", p, lo=0.0, hi=1.0, hi_open=True)
@@ -367,13 +250,13 @@ class Dropout(Layer):
     def backward(self, dy, need_dx=True):
         if self._identity:
             return dy
+        dx = self._buf("dx", dy.shape, dy.dtype)
         if self.fixed_mask is not None:
-            dx = self._buf("dx", dy.shape, dy.dtype)
             np.multiply(dy, self.fixed_mask, out=dx)
             dx *= dy.dtype.type(1.0 / (1.0 - self.p))
             return dx
         from fastdl.functional.dropout import dropout_backward
-        return dropout_backward(dy, self._mask, self.p, backend=self.backend)
+        return dropout_backward(dy, self._mask, self.p, out=dx, backend=self.backend)
 
     def get_config(self):
         return {"p": self.p}
@@ -381,7 +264,9 @@ class Dropout(Layer):
 
 class Residual(Layer):
     """Skip connection ``y = x + f(x)``, with ``f`` the given layers in sequence; ``f``
-    must keep the feature count."""
+    must keep the per-sample shape."""
+
+    keeps_shape = True
 
     def __init__(self, *layers):
         super().__init__()
@@ -392,6 +277,10 @@ class Residual(Layer):
                 raise TypeError(f"layers[{i}]: expected a fastdl.nn layer, "
                                 f"got {type(layer).__name__}")
         self.layers = list(layers)
+        self._names = [f"{type(l).__name__.lower()}_{i}" for i, l in enumerate(self.layers)]
+
+    def sublayers(self):
+        return list(self.layers)
 
     @property
     def has_params(self):
@@ -399,36 +288,34 @@ class Residual(Layer):
 
     def param_shapes(self):
         shapes = {}
-        for i, layer in enumerate(self.layers):
-            for name, shape in layer.param_shapes().items():
-                shapes[f"{i}.{name}"] = shape
+        for name, layer in zip(self._names, self.layers):
+            for p, shape in layer.param_shapes().items():
+                shapes[f"{name}.{p}"] = shape
         return shapes
 
-    def param_layers(self, prefix):
-        for i, layer in enumerate(self.layers):
-            yield from layer.param_layers(f"{prefix}.{i}" if prefix else str(i))
+    def param_layers(self, name):
+        for sub, layer in zip(self._names, self.layers):
+            yield from layer.param_layers(f"{name}.{sub}")
 
     def bind(self, params, prefix):
         super().bind(params, prefix)
-        for i, layer in enumerate(self.layers):
-            layer.bind(params, f"{prefix}{i}.")
+        for name, layer in zip(self._names, self.layers):
+            layer.bind(params, f"{prefix}{name}.")
 
     def init_params(self, rng):
         for layer in self.layers:
             layer.init_params(rng)
 
-    def input_features(self):
-        return next((f for f in (l.input_features() for l in self.layers) if f is not None),
-                    None)
+    def expected_input_shape(self):
+        return required_input_shape(self.layers)
 
-    def output_features(self, in_features):
-        f = in_features
-        for layer in self.layers:
-            f = layer.output_features(f)
-        if f != in_features:
-            raise ValueError(f"Residual: the inner layers map {in_features} features to {f}; "
-                             "a skip connection needs them equal")
-        return f
+    def compute_output_shape(self, shape):
+        out = propagate_shape(self.layers, shape, "Residual: layers")[-1]
+        if len(out) != len(shape) or any(a is not None and b is not None and a != b
+                                          for a, b in zip(out, shape)):
+            raise ValueError(f"Residual: the inner layers map per-sample shape {shape} to "
+                             f"{out}; a skip connection needs them equal")
+        return shape
 
     def forward(self, x):
         h = x
@@ -451,22 +338,3 @@ class Residual(Layer):
 
     def get_config(self):
         return {"layers": [layer_config(layer) for layer in self.layers]}
-
-
-LAYER_TYPES = {cls.__name__: cls for cls in
-               (Dense, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softmax, Maxout,
-                Dropout, Residual)}
-
-
-def layer_config(layer) -> dict:
-    return {"type": type(layer).__name__, "config": layer.get_config()}
-
-
-def layer_from_config(d) -> Layer:
-    if not isinstance(d, dict) or d.get("type") not in LAYER_TYPES:
-        raise ValueError(f"architecture: unknown layer entry {d!r}")
-    cls = LAYER_TYPES[d["type"]]
-    cfg = dict(d.get("config", {}))
-    if cls is Residual:
-        return Residual(*[layer_from_config(c) for c in cfg.get("layers", [])])
-    return cls(**cfg)

@@ -1,23 +1,29 @@
 """``Sequential``: a stack of layers over one flat parameter buffer, with ``fit``,
-``predict``, ``evaluate`` and ``save``.  The training loop lives in
+``predict``, ``evaluate``, ``summary`` and ``save``.  The training loop lives in
 ``fastdl.nn.training``, the losses in ``fastdl.nn.losses``, saving and ``fastdl.load``
 in ``fastdl.nn.persistence``."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from fastdl import _config
 from fastdl import _validate as V
 from fastdl.nn import losses as _losses
+from fastdl.nn.activations import Sigmoid, Softmax
+from fastdl.nn.base import Layer, fmt_shape, layer_config, layer_type, propagate_shape, \
+    required_input_shape, walk_layers
 from fastdl.nn.history import History
-from fastdl.nn.layers import Layer, layer_config
+from fastdl.nn.layers import Dense
 
 __all__ = ["Sequential", "History", "GradientWarning", "load"]
 
+_HEADS = {"softmax": Softmax, "sigmoid": Sigmoid}
 
 
 def _check_layer(layer, where, seen):
-    """A layer (and the layers inside a Residual) fit to be bound into a new model.
+    """A layer (and the layers inside it) fit to be bound into a new model.
 
     Each layer keeps its weights as views into one model's buffer and the activations
     of its last forward for its backward, so one object used twice, or already bound
@@ -36,11 +42,11 @@ def _check_layer(layer, where, seen):
         raise ValueError(f"{where}: this layer already belongs to another model; build a "
                          "new layer (weights can be copied through parameters().data)")
     seen.add(id(layer))
-    for j, sub in enumerate(getattr(layer, "layers", ())):
+    for j, sub in enumerate(layer.sublayers()):
         _check_layer(sub, f"{where}.layers[{j}]", seen)
 
 
-class Sequential(Layer):
+class Sequential(Layer, register=False):
     """Layers applied in order.  All parameters live in one ``fastdl.optim.Parameters``
     buffer (``model.parameters()``), initialised at construction from ``seed``.
 
@@ -50,9 +56,32 @@ class Sequential(Layer):
     dtype : float32 (default) or float64, the dtype of parameters and activations
     seed : int or numpy Generator, optional, for the initial weights
     backend : str, optional, the backend of every kernel (None: the default backend)
+
+    Attributes
+    ----------
+    input_shape : per-sample shape of ``X`` (no batch axis; None entries: any size), or
+        None when the first layers take any shape.  ``X`` is ``(N, *input_shape)``; a
+        model whose input is ``(features,)`` also takes images ``(N, H, W[, C])`` and
+        flattens them.
+    output_shape : per-sample output shape (None where it depends on ``X``)
+    output_activation : ``"softmax"``, ``"sigmoid"`` (a final ``nn.Softmax()`` /
+        ``nn.Sigmoid()`` or a last ``Dense`` with that activation) or None
+    loss, optimizer, history : set by ``fit`` (``loss`` and ``optimizer`` are saved)
+    epochs_trained : epochs run by ``fit`` so far (saved; numbers the next epoch)
+
+    Layers are named ``<type>_<index>`` (``dense_0``), nested ones by their path
+    (``residual_1.dense_0``); the same names key the parameters (``dense_0.W``), the
+    history (``grad_norm/dense_0``) and the summary.
     """
 
     def __init__(self, *layers, dtype=np.float32, seed=None, backend=None):
+        self._build(layers, dtype, backend)
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.init_params(rng)
+
+    def _build(self, layers, dtype, backend):
+        """Everything but the initial weights (``fastdl.load`` copies them in instead)."""
         super().__init__()
         from fastdl.optim import Parameters
 
@@ -61,35 +90,63 @@ class Sequential(Layer):
         seen: set = set()
         for i, layer in enumerate(layers):
             _check_layer(layer, f"layers[{i}]", seen)
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if self.dtype not in V.FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
         if backend is not None:
             _config.check_backend(backend)
         self.backend = backend
         self.layers = list(layers)
-        self.in_features = next((f for f in (l.input_features() for l in self.layers)
-                                 if f is not None), None)
-        f = self.in_features
-        for layer in self.layers:
-            if f is not None:
-                f = layer.output_features(f)
-        self.out_features = f
-        shapes = {}
-        for i, layer in enumerate(self.layers):
-            for name, shape in layer.param_shapes().items():
-                shapes[f"{i}.{name}"] = shape
+        self._names = [f"{layer_type(l)}_{i}" for i, l in enumerate(self.layers)]
+        self._split_output_activation()
+        self.input_shape = required_input_shape(self.layers)
+        self.output_shape = None
+        start = next((i for i, l in enumerate(self.layers)
+                      if l.expected_input_shape() is not None), None)
+        if start is not None:  # check the layers fit together now, not at the first batch
+            shapes = propagate_shape(self.layers[start:],
+                                     tuple(self.layers[start].expected_input_shape()),
+                                     start=start)
+            if all(l.keeps_shape for l in self.layers[:start]):
+                self.output_shape = shapes[-1]
+        self._plans: dict = {}
+        shapes, aliases = {}, {}
+        for i, (name, layer) in enumerate(zip(self._names, self.layers)):
+            for p, shape in layer.param_shapes().items():
+                shapes[f"{name}.{p}"] = shape
+                # the names before layers were named by type ("0.W"), still readable
+                aliases[".".join([str(i)] + [c.rsplit("_", 1)[-1] for c in p.split(".")[:-1]]
+                                 + [p.split(".")[-1]])] = f"{name}.{p}"
         self._params = Parameters(shapes, dtype=self.dtype)
-        for i, layer in enumerate(self.layers):
-            layer.bind(self._params, f"{i}.")
-        rng = np.random.default_rng(seed)
-        for layer in self.layers:
-            layer.init_params(rng)
+        self._params._aliases = aliases
+        for name, layer in zip(self._names, self.layers):
+            layer.bind(self._params, f"{name}.")
         self.loss = None
         self.optimizer = None
+        self.history = None
+        self.epochs_trained = 0
+        self._seed = None  # the seed of fit's random streams (see fastdl.nn.training)
         self._warned: set = set()
-        self._ce_bufs: dict = {}
         self._forward_shape = None  # the output shape of the last public forward
+
+    def _split_output_activation(self):
+        """``_body`` computes the logits, ``_full`` the output: a final Softmax/Sigmoid
+        layer, or the softmax/sigmoid of a last Dense (which then computes the logits,
+        the model applying its activation), is the output activation, so both spellings
+        run the same kernels and train the same way."""
+        last = self.layers[-1]
+        self.output_activation = None
+        self._body = self._full = self.layers
+        if isinstance(last, (Softmax, Sigmoid)):
+            self.output_activation = last.name
+            self._body = self.layers[:-1]
+        elif isinstance(last, Dense) and last.activation in _HEADS:
+            self.output_activation = last.activation
+            last._act = None
+            self._full = self.layers + [_HEADS[last.activation]()]
 
     # structure ----------------------------------------------------------
     def parameters(self):
@@ -97,12 +154,28 @@ class Sequential(Layer):
         return self._params
 
     def param_layers(self, prefix=""):
-        for i, layer in enumerate(self.layers):
-            yield from layer.param_layers(f"{prefix}{i}")
+        """(name, layer) of every layer with parameters, nested ones included."""
+        for name, layer in zip(self._names, self.layers):
+            yield from layer.param_layers(prefix + name)
 
     def layer_names(self):
         """Names of the layers with parameters, as used in ``grad_norm/<name>``."""
-        return [f"{type(l).__name__.lower()}_{path}" for path, l in self.param_layers()]
+        return [name for name, _ in self.param_layers()]
+
+    @property
+    def in_features(self):
+        """The feature count of ``X``'s rows, or None when the input is not a vector."""
+        s = self.input_shape
+        return s[0] if s is not None and len(s) == 1 else None
+
+    @property
+    def out_features(self):
+        """The model's output width, or None when the output is not a known vector."""
+        s = self.output_shape
+        return s[0] if s is not None and len(s) == 1 else None
+
+    def sublayers(self):
+        return list(self._full)
 
     def get_config(self):
         return {"layers": [layer_config(l) for l in self.layers], "dtype": self.dtype.name}
@@ -111,21 +184,53 @@ class Sequential(Layer):
         inner = ",\n  ".join(repr(l) for l in self.layers)
         return f"Sequential(\n  {inner}\n)"
 
+    def summary(self) -> str:
+        """A table of the layers: name, type, output shape (``?``: set by ``X``),
+        parameter count; then the total.  Prints nothing (``print(m.summary())``)."""
+        rows = [("layer", "type", "output shape", "parameters")]
+
+        def add(name, layer, shape, depth):
+            if shape is None:
+                shape = layer.expected_input_shape()
+            out = None if shape is None else tuple(layer.compute_output_shape(shape))
+            kind = type(layer).__name__
+            if getattr(layer, "activation", None):
+                kind += f"({layer.activation})"
+            count = sum(math.prod(s) for s in layer.param_shapes().values())
+            rows.append(("  " * depth + name, kind,
+                         "?" if out is None else fmt_shape(out, batch=True), f"{count:,}"))
+            inner = shape
+            for sub, sublayer in zip(getattr(layer, "_names", ()), getattr(layer, "layers", ())):
+                inner = add(f"{name}.{sub}", sublayer, inner, depth + 1)
+            return out
+
+        shape = self.input_shape
+        for name, layer in zip(self._names, self.layers):
+            shape = add(name, layer, shape, 0)
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"Sequential: {len(self.layers)} layers, {self.dtype.name}, input "
+                 + ("of any shape" if self.input_shape is None
+                    else fmt_shape(self.input_shape, batch=True))]
+        for r in rows:
+            lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append(f"total parameters: {self._params.num_parameters:,}")
+        return "\n".join(lines)
+
     # forward / backward --------------------------------------------------
-    def _set_mode(self, training, layers=None):
-        for layer in layers or self.layers:
+    def _set_mode(self, training):
+        for layer in walk_layers(self._full):
             layer.training = training
             layer.backend = self.backend
-            if hasattr(layer, "layers"):
-                self._set_mode(training, layer.layers)
 
     def forward(self, X, training=True):
-        """The model's output for the rows of ``X`` (N, in_features), for a training loop
-        of your own: ``training=True`` runs dropout as ``fit`` does, False as ``predict``.
+        """The model's output for the rows of ``X`` (N, *input_shape), for a training
+        loop of your own: ``training=True`` runs dropout as ``fit`` does, False as
+        ``predict``.  The output activation, if any, is applied (probabilities).
 
-        Returns the last layer's output buffer (N, out_features), the model's dtype: the
-        next ``forward`` with the same batch size writes over it, so copy what you keep.
-        ``X`` is checked as in ``fit`` (the layers' kernels trust their inputs)."""
+        Returns the last layer's output buffer (N, *output_shape), the model's dtype:
+        the next forward writes over it, so copy what you keep.  ``X`` is checked as in
+        ``fit`` (the layers' kernels trust their inputs)."""
         X = self._check_X(X)
         if not isinstance(training, bool):
             raise TypeError(f"training: expected a bool, got {type(training).__name__}")
@@ -153,38 +258,63 @@ class Sequential(Layer):
 
     def _forward(self, x, layers=None):
         # the unchecked forward of fit and predict: x is C-contiguous, of the model's
-        # dtype and width.  It replaces what the layers saved for a backward, so a
+        # dtype and shape.  It replaces what the layers saved for a backward, so a
         # public backward needs a public forward after it
         self._forward_shape = None
         h = x
-        for layer in layers if layers is not None else self.layers:
+        for layer in self._full if layers is None else layers:
             h = layer.forward(h)
         return h
 
     def _backward(self, dy, need_dx=False, layers=None):
-        layers = layers if layers is not None else self.layers
+        layers = self._full if layers is None else layers
         g = dy
-        last = len(layers) - 1
-        for i in range(last, -1, -1):
+        for i in range(len(layers) - 1, -1, -1):
             g = layers[i].backward(g, need_dx or i > 0)
         return g
 
     def _check_X(self, X, name="X"):
+        """``X`` as a C-contiguous array of the model's dtype, its shape checked
+        against the layers (ValueError naming ``name``)."""
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         if X.dtype.kind not in "fiub":
             raise TypeError(f"{name}: expected a numeric array, got {X.dtype}")
-        if X.ndim > 2 and X.shape[0] >= 0:
-            X = X.reshape(X.shape[0], -1)  # images (N, H, W[, C]) are flattened
-        V.check_ndim(name, X, 2)
-        if self.in_features is not None and X.shape[1] != self.in_features:
-            raise ValueError(f"{name}: expected {self.in_features} features per row, "
-                             f"got shape {X.shape}")
+        want = self.input_shape
+        if X.ndim > 2 and (want is None or len(want) == 1):
+            X = X.reshape(X.shape[0], math.prod(X.shape[1:]))  # images into an MLP
+        if want is None:
+            if X.ndim < 2:
+                raise ValueError(f"{name}: expected a 2-D array (N, features), got shape "
+                                 f"{X.shape}")
+        elif len(want) == 1:
+            V.check_ndim(name, X, 2)
+            if want[0] is not None and X.shape[1] != want[0]:
+                raise ValueError(f"{name}: expected {want[0]} features per row, "
+                                 f"got shape {X.shape}")
+        elif X.ndim != 1 + len(want) or any(
+                w is not None and w != d for w, d in zip(want, X.shape[1:])):
+            raise ValueError(f"{name}: expected shape {fmt_shape(want, batch=True)}, got "
+                             f"{X.shape}")
+        self._out_shape(X.shape[1:], name)
         return np.ascontiguousarray(X, dtype=self.dtype)
 
+    def _out_shape(self, sample_shape, name="X"):
+        """The per-sample output shape for per-sample input ``sample_shape`` (cached)."""
+        out = self._plans.get(sample_shape)
+        if out is None:
+            try:
+                out = propagate_shape(self._full, sample_shape)[-1]
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            if len(self._plans) >= 16:
+                self._plans.clear()
+            self._plans[sample_shape] = out
+        return out
+
     def __call__(self, X):
-        """The model's raw output (logits for classification) for the rows of ``X``."""
-        return self._infer(self._check_X(X), self.layers).copy()
+        """The model's output (after its output activation) for the rows of ``X``."""
+        return self._infer(self._check_X(X), self._full).copy()
 
     def _infer(self, X, layers, chunk=4096):
         self._set_mode(False)
@@ -199,28 +329,50 @@ class Sequential(Layer):
             out[s:s + h.shape[0]] = h
         return out
 
+    def _layers_for(self, loss):
+        """The layers a loss runs through: up to the logits for a classification loss
+        (its kernel applies the output activation), all of them for ``mse``."""
+        _losses.check_loss("loss", loss, self.output_activation)
+        return self._full if loss == "mse" else self._body
 
     # fit ------------------------------------------------------------------
     def fit(self, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
             validation_data=None, validation_split=0.0, schedule=None, callbacks=(),
-            class_weight=None, augment=None, shuffle=True, seed=None, verbose=1):
+            class_weight=None, augment=None, shuffle=True, seed=None, verbose=1,
+            initial_epoch=None):
         """Train with mini-batch gradient descent; returns a ``History``.
 
-        ``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` full-batch.
-        ``loss`` is ``"cross_entropy"`` (fused softmax + cross-entropy on the logits;
-        ``y`` integer labels), ``"binary_cross_entropy"`` (on one logit per row; ``y`` in
-        [0, 1]) or ``"mse"``.  ``optimizer`` is None (the model's current optimizer, or
-        Adam(lr=1e-3)), ``"adam"``, ``"sgd"`` or an optimizer over ``model.parameters()``.
-        ``schedule(epoch) -> lr`` is applied at the start of each epoch.  ``class_weight``
-        is ``"complement"`` (1 - n_c/N), ``"balanced"``, a dict or an array over the
-        classes; the weighted mean loss divides by the batch's total weight.
-        ``augment(xb, rng) -> xb`` transforms each training batch.  The same ``seed``
-        (shuffling, dropout, augmentation, validation split) on one thread gives an
-        identical History.  Per epoch, ``History.history`` holds ``loss``, ``lr``,
-        ``accuracy`` (classification), ``val_loss`` / ``val_accuracy`` (with validation
-        data) and ``grad_norm/<layer>``: the L2 norm of each layer's gradient at the
-        epoch's last step, before clipping; a norm below 1e-7 (vanishing) or above 1e3
-        or not finite (exploding) warns once per layer with a ``GradientWarning``.
+        ``X`` is ``(N, *input_shape)`` (finite values).  ``batch_size=1`` is stochastic
+        gradient descent, ``batch_size=None`` full-batch.  ``loss`` is
+        ``"cross_entropy"`` (fused softmax + cross-entropy on the logits; ``y`` integer
+        labels ``(N,)`` or class probabilities ``(N, C)``, e.g. one-hot),
+        ``"binary_cross_entropy"`` (on one logit per row; ``y`` in [0, 1]) or ``"mse"``
+        (``y`` as the output).  A final softmax (cross-entropy) or sigmoid (binary) is
+        folded into the loss.  ``optimizer`` is None (the model's current optimizer, or
+        Adam(lr=1e-3)), ``"adam"``, ``"sgd"`` (lr 0.01) or an optimizer over
+        ``model.parameters()``.  ``schedule(epoch) -> lr`` is applied at the start of
+        each epoch.  ``class_weight`` is ``"complement"`` (1 - n_c/N), ``"balanced"``, a
+        dict or an array over the classes; the weighted mean loss divides by the
+        batch's total weight.  ``augment(xb, rng) -> xb`` transforms each training batch.
+
+        Epochs are numbered from ``initial_epoch`` (default: ``epochs_trained``, the
+        epochs this model has run, so a second ``fit`` goes on where the first
+        stopped); the number indexes ``schedule``, ``History.epoch`` and the callbacks.
+        Epoch ``e`` draws its shuffle, dropout masks and augmentation from a generator
+        seeded by ``(seed, e)``; ``seed=None`` takes the model's seed (the last one
+        given, saved with the model; fresh entropy the first time).  So, on one thread,
+        ``fit(epochs=k)`` then ``fit(epochs=m)``, with a ``save``/``fastdl.load`` in
+        between or not, trains exactly as ``fit(epochs=k + m)``, and the same seed gives
+        an identical History.
+
+        Per epoch, ``History.history`` holds ``loss``, ``lr``, ``accuracy``
+        (classification), ``val_loss`` / ``val_accuracy`` (with validation data) and
+        ``grad_norm/<layer>``: the L2 norm of each layer's gradient at the epoch's last
+        step, before clipping; a norm below 1e-7 (vanishing) or above 1e3 (exploding)
+        warns once per layer with a ``GradientWarning``.  An epoch whose loss, gradient
+        or parameters are not finite (a diverging run) ends training with a
+        ``DivergenceWarning``: the parameters are then not usable (an
+        ``EarlyStopping(restore_best_weights=True)`` callback restores the best epoch's).
         """
         from fastdl.nn import training
 
@@ -228,64 +380,85 @@ class Sequential(Layer):
                             batch_size=batch_size, validation_data=validation_data,
                             validation_split=validation_split, schedule=schedule,
                             callbacks=callbacks, class_weight=class_weight, augment=augment,
-                            shuffle=shuffle, seed=seed, verbose=verbose)
+                            shuffle=shuffle, seed=seed, verbose=verbose,
+                            initial_epoch=initial_epoch)
 
     # inference ------------------------------------------------------------
-    def _loss_name(self):
-        if self.loss is not None:
-            return self.loss
-        return "cross_entropy" if (self.out_features or 0) > 1 else "binary_cross_entropy"
+    def _task(self, X, loss=None):
+        """``(X checked, the loss)``: ``loss`` when given, else the fitted one, else the
+        guess of ``fastdl.nn.losses.guess_loss``."""
+        X = self._check_X(X)
+        if loss is None:
+            loss = self.loss
+        out_shape = self._out_shape(X.shape[1:])
+        if loss is None:
+            loss = _losses.guess_loss(self.output_activation, out_shape)
+        loss = _losses.check_loss("loss", loss, self.output_activation)
+        _losses.check_output("loss", loss, out_shape)
+        return X, loss
 
     def predict_proba(self, X):
         """Class probabilities ``(N, C)`` (cross-entropy) or ``P(y=1)`` as ``(N,)`` (binary)."""
         import fastdl.functional as F
 
-        loss = self._loss_name()
+        X, loss = self._task(X)
         if loss == "mse":
-            raise ValueError("predict_proba: the model was trained for regression (mse)")
-        X = self._check_X(X)
-        out = self._infer(X, _losses.train_layers(self, loss))
+            raise ValueError("predict_proba: the model is for regression (mse)")
+        out = self._infer(X, self._layers_for(loss))
         if loss == "cross_entropy":
             return F.softmax(out, backend=self.backend)
         return F.sigmoid(out, backend=self.backend).reshape(-1)
 
     def predict(self, X):
-        """Class labels (int64) for classification, values for ``"mse"``."""
-        loss = self._loss_name()
-        X = self._check_X(X)
-        out = self._infer(X, _losses.train_layers(self, loss))
+        """Class labels (int64) for classification, values for ``"mse"``.
+
+        The task is ``model.loss`` (set by ``fit``, saved), else guessed as in
+        ``evaluate``."""
+        X, loss = self._task(X)
+        out = self._infer(X, self._layers_for(loss))
         if loss == "cross_entropy":
             return out.argmax(axis=1).astype(np.int64)
         if loss == "binary_cross_entropy":
             return (out.reshape(-1) > 0).astype(np.int64)
         return out.copy()
 
-    def evaluate(self, X, y, class_weight=None):
-        """``{"loss": mean loss, "accuracy": ...}`` on ``(X, y)`` (inference mode)."""
-        loss = self._loss_name()
-        X = self._check_X(X)
-        y = _losses.check_y(self, y, X.shape[0], loss)
+    def evaluate(self, X, y, loss=None, *, class_weight=None):
+        """``{"loss": mean loss, "accuracy": ...}`` on ``(X, y)`` (inference mode).
+
+        ``loss`` defaults to the loss the model was fitted with; for a model never
+        fitted it is guessed from its output: a final softmax means ``cross_entropy``,
+        a final sigmoid ``binary_cross_entropy``, otherwise ``cross_entropy`` for more
+        than one output and ``mse`` for one.  ``y`` as in ``fit``."""
+        X, loss = self._task(X, loss)
+        y = _losses.check_y(y, X.shape[0], loss, self._out_shape(X.shape[1:]), self.dtype)
         weight = None
         if class_weight is not None:
             from fastdl.nn.training import class_weight_array
-            weight = class_weight_array(self, class_weight, y, loss)
+            weight = class_weight_array(class_weight, y, loss,
+                                        self._out_shape(X.shape[1:])[0], self.dtype)
         return self._evaluate(X, y, loss, weight)
 
     def _evaluate(self, X, y, loss, weight):
         n = X.shape[0]
-        out = self._infer(X, _losses.train_layers(self, loss))
+        out = self._infer(X, self._layers_for(loss))
         lv, _ = _losses.loss_grad(self, out, y, loss, weight, need_grad=False)
         res = {"loss": lv / max(n, 1)}
         if loss != "mse":
             res["accuracy"] = _losses.correct(out, y, loss) / max(n, 1)
         return res
 
+    def buffer_nbytes(self) -> int:
+        """Bytes of work buffers held by the model and its layers (bounded: see
+        ``fastdl.nn.base.BufferCache``)."""
+        return self._bufs.nbytes + sum(l._bufs.nbytes for l in walk_layers(self._full))
+
     # persistence ------------------------------------------------------------
     def save(self, path):
-        """Write the architecture, parameters and optimizer state to one ``.npz`` file.
-
-        The file is written under a temporary name in the same folder, flushed to disk
-        and renamed over ``path``, so a crash never leaves half a model behind."""
+        """Write the architecture, parameters, loss, optimizer state and training
+        position (``epochs_trained``, seed) to one ``.npz`` file; ``fastdl.load`` reads
+        it back.  The file is written under a temporary name in the same folder,
+        flushed to disk and renamed over ``path``, so a crash never leaves half a
+        model behind.  Returns ``path``."""
         from fastdl.nn import persistence
 
         return persistence.save(self, path)

@@ -1,128 +1,157 @@
-"""The training loop of ``Sequential.fit``."""
+"""The training loop of ``Sequential.fit`` (documented there).
+
+``fit`` checks its arguments and builds a ``_Run``; ``_Run.epoch`` is the hot loop.
+Two places are meant for a data-parallel fit to extend: ``_Run.reduce_grad`` (None
+here) is called with the gradient buffer once it holds the whole batch's gradient,
+just before ``opt.step()``; ``_Run.reduce_sums`` (None here) maps an epoch's
+``(loss sum, correct count, rows)`` before ``_Run.logs`` turns them into the epoch's
+logs.  Both run outside the per-step work when None.
+"""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
 from fastdl import _validate as V
+from fastdl._registry import kernel
+from fastdl.nn.base import walk_layers
 from fastdl.nn.history import History
-from fastdl.nn.losses import LOSSES, check_y, correct, loss_grad, train_layers
+from fastdl.nn.layers import Dropout
+from fastdl.nn.losses import check_loss, check_y, correct, loss_grad
 
-__all__ = ["fit", "GradientWarning", "class_weight_array"]
+__all__ = ["fit", "GradientWarning", "DivergenceWarning", "class_weight_array", "epoch_rng"]
 
 VANISH, EXPLODE = 1e-7, 1e3
 
 
 class GradientWarning(UserWarning):
-    """A layer's gradient norm vanished (< 1e-7) or exploded (> 1e3, or not finite)."""
+    """A layer's gradient norm vanished (< 1e-7) or exploded (> 1e3)."""
+
+
+class DivergenceWarning(UserWarning):
+    """Training diverges: an epoch's loss rose to 10 times the first batch's (training
+    goes on), or a loss, gradient or parameter became inf or nan (``fit`` stopped; the
+    model's parameters are not usable)."""
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of epoch ``epoch``'s shuffle, dropout masks and augmentation."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, epoch)))
+
+
+def _split_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+
+
+def _check_finite(name, X):
+    ok = np.isfinite(X)
+    if not ok.all():
+        raise ValueError(f"{name}: expected finite values, got {X[~ok].reshape(-1)[0]} at "
+                         f"index {tuple(int(i) for i in np.argwhere(~ok)[0])}")
+
+
+def _resolve_seed(model, seed):
+    if seed is None:
+        if model._seed is None:
+            model._seed = int(np.random.SeedSequence().entropy)
+        return model._seed
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**63))
+    else:
+        seed = V.check_int("seed", seed, 0)
+    model._seed = seed
+    return seed
 
 
 def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
-        validation_split, schedule, callbacks, class_weight, augment, shuffle, seed, verbose):
+        validation_split, schedule, callbacks, class_weight, augment, shuffle, seed, verbose,
+        initial_epoch):
     """``Sequential.fit`` (documented there)."""
-    from fastdl.optim import SGD, Adam
-
-    loss = V.check_choice("loss", loss, LOSSES)
+    loss = check_loss("loss", loss, model.output_activation)
     X = model._check_X(X)
     n = X.shape[0]
     if n == 0:
         raise ValueError("X: expected at least one row, got 0")
-    y = check_y(model, y, n, loss)
+    _check_finite("X", X)
+    out_shape = model._out_shape(X.shape[1:])
+    y = check_y(y, n, loss, out_shape, model.dtype)
+    if model._params.num_parameters == 0:
+        raise ValueError("model: it has no parameters to train (layers: "
+                         f"{', '.join(type(l).__name__ for l in model.layers)})")
     epochs = V.check_int("epochs", epochs, 1)
     if batch_size is not None:
         batch_size = V.check_int("batch_size", batch_size, 1)
     validation_split = V.check_real("validation_split", validation_split, lo=0.0, hi=1.0,
                                     hi_open=True)
     verbose = V.check_int("verbose", verbose, 0)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle: expected a bool, got {type(shuffle).__name__}")
+    first = model.epochs_trained if initial_epoch is None else \
+        V.check_int("initial_epoch", initial_epoch, 0)
     if schedule is not None and not callable(schedule):
         raise TypeError("schedule: expected a callable schedule(epoch) -> lr")
     if augment is not None and not callable(augment):
         raise TypeError("augment: expected a callable augment(xb, rng) -> xb")
     callbacks = list(callbacks) if callbacks is not None else []
-    rng = np.random.default_rng(seed)
-    _seed_layers(model, rng)
+    for i, cb in enumerate(callbacks):
+        if not hasattr(cb, "on_epoch_end"):
+            raise TypeError(f"callbacks[{i}]: expected a fastdl.callbacks.Callback, got "
+                            f"{type(cb).__name__}")
+    if seed is not None and not isinstance(seed, np.random.Generator):
+        V.check_int("seed", seed, 0)
 
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a tuple (X_val, y_val)")
         Xv = model._check_X(validation_data[0], "validation_data[0]")
-        yv = check_y(model, validation_data[1], Xv.shape[0], loss, "validation_data[1]")
+        _check_finite("validation_data[0]", Xv)
+        yv = check_y(validation_data[1], Xv.shape[0], loss, model._out_shape(Xv.shape[1:]),
+                     model.dtype, "validation_data[1]")
     elif validation_split > 0:
         n_val = int(round(n * validation_split))
         if n_val < 1 or n_val >= n:
             raise ValueError(f"validation_split: {validation_split} of {n} rows leaves "
                              "no training or no validation rows")
-        perm = rng.permutation(n)
-        vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        Xv, yv, X, y = X[vi], y[vi], X[ti], y[ti]
-        n = X.shape[0]
     else:
         Xv = yv = None
+    weight = None if class_weight is None else \
+        class_weight_array(class_weight, y, loss, out_shape[0], model.dtype)
+    opt = _make_optimizer(model, optimizer)
 
-    weight = None
-    if class_weight is not None:
-        weight = class_weight_array(model, class_weight, y, loss)
-
-    opt = _make_optimizer(model, optimizer, SGD, Adam)
+    # everything is checked: from here on the model changes
+    seed = _resolve_seed(model, seed)
+    if validation_data is None and validation_split > 0:
+        perm = _split_rng(seed).permutation(n)
+        vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        Xv, yv, X, y = X[vi], y[vi], X[ti], y[ti]
     model.optimizer, model.loss = opt, loss
-    layers = train_layers(model, loss)
-    bs = n if batch_size is None else min(batch_size, n)
+    run = _Run(model, X, y, loss, weight, opt, batch_size, augment, shuffle)
     history = History()
+    model.history = history
     for cb in callbacks:
         cb.on_train_begin(model)
-    names = model.layer_names()
-    player = list(model.param_layers())
-    xbuf = np.empty((bs,) + X.shape[1:], dtype=model.dtype)
-    ybuf = np.empty((bs,) + y.shape[1:], dtype=y.dtype)
     bar = None
     try:
-        for epoch in range(epochs):
+        for epoch in range(first, first + epochs):
             if schedule is not None:
                 opt.lr = float(schedule(epoch))
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total, n_correct = 0.0, 0
-            model._set_mode(True)
             if verbose:
                 from tqdm.auto import tqdm
-                bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="row",
-                           leave=True, mininterval=0.2)
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
-                m = idx.shape[0]
-                xb = xbuf[:m]
-                yb = ybuf[:m]
-                # mode="clip": idx is a permutation of range(n), so never out of
-                # range, and the default mode="raise" copies through a buffer
-                # when out= is given (2.3x slower at 1024 x 784, measured)
-                np.take(X, idx, axis=0, out=xb, mode="clip")
-                np.take(y, idx, axis=0, out=yb, mode="clip")
-                if augment is not None:
-                    xb = np.ascontiguousarray(augment(xb, rng), dtype=model.dtype)
-                    if xb.shape != (m,) + X.shape[1:]:
-                        raise ValueError(f"augment: returned shape {xb.shape}, expected "
-                                         f"{(m,) + X.shape[1:]}")
-                out = model._forward(xb, layers)
-                lv, g = loss_grad(model, out, yb, loss, weight)
-                total += lv
-                n_correct += correct(out, yb, loss)
-                model._backward(g, False, layers)
-                if start + bs >= n:
-                    norms = _grad_norms(model, player)
-                opt.step()
-                if bar is not None:
-                    bar.update(m)
-            logs = {"loss": total / n, "lr": float(opt.lr)}
-            if loss != "mse":
-                logs["accuracy"] = n_correct / n
+                bar = tqdm(total=run.n, desc=f"epoch {epoch + 1}/{first + epochs}",
+                           unit="row", leave=True, mininterval=0.2)
+            sums, norms = run.epoch(epoch_rng(seed, epoch), bar)
+            model.epochs_trained = epoch + 1
+            logs = run.logs(sums, norms)
             if Xv is not None:
                 ev = model._evaluate(Xv, yv, loss, weight)
                 logs["val_loss"] = ev["loss"]
                 if "accuracy" in ev:
                     logs["val_accuracy"] = ev["accuracy"]
-            for name, v in zip(names, norms):
-                logs[f"grad_norm/{name}"] = v
-            _diagnose(model, names, norms)
+            diverged = _non_finite(model, logs, norms)
+            if diverged is None and not _rising(run, logs, epoch, opt):
+                _diagnose(model, run.names, norms)
             history.append(epoch, logs)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
@@ -134,6 +163,12 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
                 stop = bool(cb.on_epoch_end(epoch, logs)) or stop
             if schedule is not None and hasattr(schedule, "update"):
                 schedule.update(logs)
+            if diverged is not None:
+                warnings.warn(f"training diverged in epoch {epoch}: {diverged}; fit stopped and "
+                              "the model's parameters are not usable (lower the learning rate, "
+                              f"now {opt.lr:g}, clip gradients with clip_norm=, or scale X)",
+                              DivergenceWarning, stacklevel=3)
+                break
             if stop:
                 break
     finally:
@@ -141,21 +176,124 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             bar.close()
     for cb in callbacks:
         cb.on_train_end(model)
-    model.history = history
     return history
 
 
-def _seed_layers(model, rng, layers=None):
-    from fastdl.nn.layers import Dropout
+class _Run:
+    """One ``fit``'s prepared state: the data, the batch buffers, the layers trained
+    through; ``epoch`` runs the steps of one epoch."""
 
-    for layer in layers or model.layers:
-        if isinstance(layer, Dropout):
+    reduce_grad = None   # callable(grad buffer) before each step (data parallel)
+    reduce_sums = None   # callable((loss sum, correct, rows)) -> the same, per epoch
+
+    def __init__(self, model, X, y, loss, weight, opt, batch_size, augment, shuffle):
+        self.model, self.X, self.y, self.loss, self.weight = model, X, y, loss, weight
+        self.opt, self.augment, self.shuffle = opt, augment, shuffle
+        self.n = X.shape[0]
+        self.bs = self.n if batch_size is None else min(batch_size, self.n)
+        self.layers = model._layers_for(loss)
+        self.names = model.layer_names()
+        self.player = list(model.param_layers())
+        self.dropouts = [l for l in walk_layers(model._full) if isinstance(l, Dropout)]
+        self.first_loss = None  # the first batch's mean loss, before any step
+        self.warned_rising = False
+        self.xbuf = np.empty((self.bs,) + X.shape[1:], dtype=model.dtype)
+        self.ybuf = np.empty((self.bs,) + y.shape[1:], dtype=y.dtype)
+
+    def epoch(self, rng, bar):
+        """Run one epoch; returns ((loss sum, correct count, rows), last gradient norms)."""
+        model, X, y, n, bs = self.model, self.X, self.y, self.n, self.bs
+        layers, loss, weight, opt = self.layers, self.loss, self.weight, self.opt
+        augment, reduce_grad = self.augment, self.reduce_grad
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        for layer in self.dropouts:
             layer.rng = np.random.default_rng(rng.integers(2**63))
-        if hasattr(layer, "layers"):
-            _seed_layers(model, rng, layer.layers)
+        model._set_mode(True)
+        total, n_correct, norms = 0.0, 0, None
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            m = idx.shape[0]
+            xb = self.xbuf[:m]
+            yb = self.ybuf[:m]
+            # mode="clip": idx is a permutation of range(n), so never out of
+            # range, and the default mode="raise" copies through a buffer
+            # when out= is given (2.3x slower at 1024 x 784, measured)
+            np.take(X, idx, axis=0, out=xb, mode="clip")
+            np.take(y, idx, axis=0, out=yb, mode="clip")
+            if augment is not None:
+                xb = _augmented(augment, xb, rng, model.dtype)
+            out = model._forward(xb, layers)
+            lv, g = loss_grad(model, out, yb, loss, weight)
+            if self.first_loss is None:
+                self.first_loss = lv / m
+            total += lv
+            n_correct += correct(out, yb, loss)
+            model._backward(g, False, layers)
+            # parameters().grad now holds this batch's whole gradient
+            if reduce_grad is not None:
+                reduce_grad(model._params.grad)
+            if start + bs >= n:
+                norms = _grad_norms(model, self.player)
+            opt.step()
+            if bar is not None:
+                bar.update(m)
+        return (total, n_correct, n), norms
+
+    def logs(self, sums, norms):
+        """The epoch's logs from its sums and the last step's gradient norms."""
+        if self.reduce_sums is not None:
+            sums = self.reduce_sums(sums)
+        total, n_correct, n = sums
+        logs = {"loss": total / n, "lr": float(self.opt.lr)}
+        if self.loss != "mse":
+            logs["accuracy"] = n_correct / n
+        for name, v in zip(self.names, norms):
+            logs[f"grad_norm/{name}"] = v
+        return logs
 
 
-def _make_optimizer(model, optimizer, SGD, Adam):
+def _augmented(augment, xb, rng, dtype):
+    shape = xb.shape
+    xb = augment(xb, rng)
+    if not isinstance(xb, np.ndarray) or xb.shape != shape:
+        raise ValueError(f"augment: returned {getattr(xb, 'shape', type(xb).__name__)}, "
+                         f"expected an array of shape {shape}")
+    return np.ascontiguousarray(xb, dtype=dtype)
+
+
+def _rising(run, logs, epoch, opt):
+    """Warn (once a fit) when an epoch's loss is 10 times the first batch's: a step too
+    large throws the weights where the loss is huge, and where ReLUs often die (their
+    layers' gradients are then exactly 0, which is no vanishing gradient)."""
+    if run.warned_rising:
+        return True  # the per-layer diagnosis would blame the layers for the step size
+    if not logs["loss"] > 10 * run.first_loss + 1e-12:
+        return False
+    run.warned_rising = True
+    warnings.warn(f"training is diverging in epoch {epoch}: the loss rose from "
+                  f"{run.first_loss:.4g} (first batch, before any step) to {logs['loss']:.4g}; "
+                  f"lower the learning rate (now {opt.lr:g}) or clip gradients (clip_norm=)",
+                  DivergenceWarning, stacklevel=4)
+    return True
+
+
+def _non_finite(model, logs, norms):
+    """What is not finite after an epoch (None when everything is)."""
+    if not math.isfinite(logs["loss"]):
+        return f"the training loss is {logs['loss']}"
+    bad = [name for name, v in zip(model.layer_names(), norms) if not math.isfinite(v)]
+    if bad:
+        return f"the gradient of {', '.join(bad)} is not finite"
+    data = model._params.data
+    if not math.isfinite(kernel("sum_squares", model.backend)(data)) and \
+            not np.isfinite(data).all():
+        return "the parameters are not finite"
+    return None
+
+
+def _make_optimizer(model, optimizer):
+    from fastdl.optim import SGD, Adam
+
     if optimizer is None:
         return model.optimizer if model.optimizer is not None else Adam(model._params)
     if isinstance(optimizer, str):
@@ -171,13 +309,17 @@ def _make_optimizer(model, optimizer, SGD, Adam):
     return optimizer
 
 
-def class_weight_array(model, class_weight, y, loss):
+def class_weight_array(class_weight, y, loss, num_classes, dtype):
+    """The per-class weights of ``class_weight`` (see ``fit``) as an array of ``dtype``
+    (``("binary", w)`` for binary cross-entropy); ``y`` as ``check_y`` returns it."""
     from fastdl import data as _data
 
     if loss == "mse":
         raise ValueError("class_weight: only for classification losses")
-    c = model.out_features if loss == "cross_entropy" else 2
-    labels = y if loss == "cross_entropy" else (y.reshape(-1) > 0.5).astype(np.int64)
+    if loss == "cross_entropy":
+        c, labels = num_classes, (y if y.ndim == 1 else y.argmax(axis=1))
+    else:
+        c, labels = 2, (y.reshape(-1) > 0.5).astype(np.int64)
     if isinstance(class_weight, str):
         w = _data.class_weights(labels, method=class_weight, num_classes=c)
     elif isinstance(class_weight, dict):
@@ -193,7 +335,7 @@ def class_weight_array(model, class_weight, y, loss):
             raise ValueError(f"class_weight: expected {c} weights, got shape {w.shape}")
         if np.any(w < 0) or not np.all(np.isfinite(w)):
             raise ValueError("class_weight: weights must be finite and >= 0")
-    w = np.ascontiguousarray(w, dtype=model.dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
     if loss == "binary_cross_entropy":
         return ("binary", w)
     return w
@@ -214,12 +356,16 @@ def _diagnose(model, names, norms):
     for name, v in zip(names, norms):
         if name in model._warned:
             continue
-        if not np.isfinite(v) or v > EXPLODE:
+        if v > EXPLODE:
             model._warned.add(name)
-            warnings.warn(f"exploding gradient in layer {name}: norm {v:.3g} (> {EXPLODE:g}"
-                          " or not finite); lower the learning rate, clip gradients "
-                          "(clip_norm=) or check the initialisation", GradientWarning,
-                          stacklevel=4)
+            warnings.warn(f"exploding gradient in layer {name}: norm {v:.3g} (> {EXPLODE:g});"
+                          " lower the learning rate, clip gradients (clip_norm=) or check the "
+                          "initialisation", GradientWarning, stacklevel=4)
+        elif v == 0:
+            model._warned.add(name)
+            warnings.warn(f"zero gradient in layer {name} at the epoch's last step: no "
+                          "gradient reaches it (every unit after it inactive, e.g. dead "
+                          "ReLUs, or zero weights)", GradientWarning, stacklevel=4)
         elif v < VANISH:
             model._warned.add(name)
             warnings.warn(f"vanishing gradient in layer {name}: norm {v:.3g} (< {VANISH:g});"
