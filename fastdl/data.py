@@ -1,17 +1,20 @@
 """Data handling for training: mini-batches, class weights, class balancing by
-resampling, and a (stratified) train/test split.  Everything random is seeded:
+resampling, a (stratified) train/test split, k-fold splits and cross-validation of a
+model.  Everything random is seeded:
 ``seed`` is None (fresh entropy), an int, or a ``numpy.random.Generator`` (used as is,
 so one Generator threaded through several calls gives one reproducible stream).
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
 
 from fastdl import _validate as V
 
-__all__ = ["batches", "class_weights", "oversample", "undersample", "split"]
+__all__ = ["batches", "class_weights", "oversample", "undersample", "split", "kfold",
+           "cross_validate"]
 
 
 def _rng(seed, name="seed") -> np.random.Generator:
@@ -257,3 +260,229 @@ def split(X, y, test_size=0.2, seed=None, stratify=True):
         train = rng.permutation(np.concatenate(train_parts))
         test = rng.permutation(np.concatenate(test_parts))
     return X[train], X[test], y[train], y[test]
+
+
+def kfold(y, k=5, shuffle=True, seed=None, stratify=True):
+    """Split ``range(N)`` into ``k`` folds: yield ``(train_idx, test_idx)`` for each fold.
+
+    Parameters
+    ----------
+    y : (N,) labels of any dtype, or an int N (plain folds of ``range(N)``)
+    k : int in [2, N]
+    shuffle : bool
+        Assign the rows to folds at random; without it, plain folds are contiguous blocks
+        (as scikit-learn's ``KFold(shuffle=False)``) and stratified folds deal each class's
+        rows in their order.
+    seed : None, int or numpy.random.Generator
+    stratify : bool
+        Keep the class proportions of ``y`` in every fold (ignored when ``y`` is an int):
+        the rows, grouped by class, are dealt to the folds in turn, so that each class
+        has, in every fold, ``floor(n_c / k)`` or ``ceil(n_c / k)`` rows, and the fold
+        sizes differ by at most one.  Needs ``k`` <= the smallest class's count.
+
+    Yields
+    ------
+    train_idx, test_idx : int64 index arrays, sorted; the ``k`` test parts partition
+        ``range(N)`` and each ``train_idx`` is the complement of its ``test_idx``.
+
+    Arguments are checked at the call, not at the first ``next``.
+    """
+    if isinstance(y, numbers.Integral) and not isinstance(y, bool):
+        n = V.check_int("y", y, lo=1)
+        labels = None
+    else:
+        labels = _rows("y", y)
+        n = labels.shape[0]
+        if n == 0:
+            raise ValueError("y: expected at least one row, got an empty array")
+    k = V.check_int("k", k, lo=2)
+    if k > n:
+        raise ValueError(f"k: expected at most N={n} folds (one row each), got {k}")
+    for name, v in (("shuffle", shuffle), ("stratify", stratify)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    rng = _rng(seed)
+    fold = np.empty(n, dtype=np.int64)
+    if labels is None or not stratify:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        # contiguous blocks of the order: the first n % k folds one row larger
+        sizes = np.full(k, n // k, dtype=np.int64)
+        sizes[:n % k] += 1
+        fold[order] = np.repeat(np.arange(k), sizes)
+    else:
+        if labels.ndim != 1:
+            raise ValueError(f"y: stratified folds need 1-D labels, got shape {labels.shape}"
+                             " (pass stratify=False for plain folds)")
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        if k > counts.min():
+            c = int(counts.argmin())
+            raise ValueError(f"k: {k} stratified folds need at least {k} rows of every "
+                             f"class; class {classes[c]!r} has {counts[c]} (lower k or pass "
+                             f"stratify=False)")
+        inverse = inverse.reshape(-1)
+        if shuffle:
+            # a random order within each class: sort by (class, random key)
+            dealt = np.lexsort((rng.random(n), inverse))
+        else:
+            dealt = np.argsort(inverse, kind="stable")
+        # dealing the class-grouped sequence in turn gives every class and every fold
+        # counts within one of each other; a random relabelling of the folds spreads
+        # the remainders
+        ids = rng.permutation(k) if shuffle else np.arange(k)
+        fold[dealt] = ids[np.arange(n) % k]
+    return _folds(fold, k)
+
+
+def _folds(fold, k):
+    for f in range(k):
+        test = np.flatnonzero(fold == f).astype(np.int64)
+        train = np.flatnonzero(fold != f).astype(np.int64)
+        yield train, test
+
+
+_METRICS = ("accuracy", "precision", "recall", "specificity", "npv", "f1")
+_AVERAGES = ("micro", "macro", "weighted")
+
+
+def _metric_fns(metrics):
+    """[(name, fn(y_true_codes, y_pred_codes, C) or "loss")], every name checked."""
+    from fastdl import metrics as M
+
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = (metrics,)
+    try:
+        metrics = list(metrics)
+    except TypeError:
+        raise TypeError(f"metrics: expected a sequence of names or callables, got "
+                        f"{type(metrics).__name__}") from None
+    if not metrics:
+        raise ValueError("metrics: expected at least one metric")
+    out = []
+    for m in metrics:
+        if callable(m):
+            name = getattr(m, "__name__", repr(m))
+            out.append((name, ("callable", m)))
+            continue
+        if not isinstance(m, str):
+            raise TypeError(f"metrics: expected names or callables, got {type(m).__name__}")
+        base, _, avg = m.partition("_")
+        if m == "loss":
+            out.append((m, "loss"))
+        elif base in _METRICS and (avg == "" or avg in _AVERAGES):
+            out.append((m, ("fastdl", getattr(M, base), avg or "binary")))
+        else:
+            names = ["loss", *_METRICS] + [f"{b}_{a}" for b in _METRICS[1:] for a in _AVERAGES]
+            raise ValueError(f"metrics: unknown metric {m!r}; expected a callable "
+                             f"f(y_true, y_pred) or one of {names}")
+    if len({name for name, _ in out}) != len(out):
+        raise ValueError(f"metrics: names must be distinct, got {[n for n, _ in out]}")
+    return out
+
+
+def _accepts(fn, name):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, stratify=None,
+                   **fit_kwargs):
+    """k-fold cross-validation: for each fold, ``build()`` a fresh model, ``fit`` it on the
+    other folds and score it on this one.
+
+    Parameters
+    ----------
+    build : callable () -> model
+        A new, untrained model on each call: a ``fastdl.nn.Sequential`` or any object with
+        ``fit(X, y, **fit_kwargs)`` and ``predict(X)`` (a scikit-learn estimator, e.g.
+        ``fastdl.sklearn.MLPClassifier``), plus ``evaluate(X, y) -> {"loss": ...}`` for
+        the ``"loss"`` metric.
+    X : (N, ...) array;  y : (N,) labels or (N, ...) targets
+    k : int, the number of folds (see ``kfold``)
+    seed : None, int or numpy.random.Generator
+        The folds; and, when ``fit_kwargs`` has no ``seed`` and the model's ``fit`` takes
+        one, a seed per fold drawn from it, so that one int gives one reproducible result
+        (weights initialised in ``build`` are ``build``'s to seed).
+    metrics : sequence of names or callables
+        ``"loss"`` (the model's ``evaluate``), ``"accuracy"``, ``"precision"``,
+        ``"recall"``, ``"specificity"``, ``"npv"``, ``"f1"`` from ``fastdl.metrics``
+        (``"binary"`` averaging, for two classes), the same with ``_micro``, ``_macro``
+        or ``_weighted`` for that averaging (e.g. ``"f1_macro"``), or a callable
+        ``f(y_true, y_pred) -> float`` (named by its ``__name__``).  Label metrics run
+        over every class of ``y`` (labels of any dtype, coded by their sorted order).
+    stratify : None, bool
+        Stratified folds; None: when ``y`` is 1-D with labels that are not floats.
+    **fit_kwargs : passed to each ``fit`` (``verbose=0`` unless given, when ``fit`` takes it)
+
+    Returns
+    -------
+    dict : ``{name: {"folds": [k floats], "mean": float, "std": float}}`` per metric, with
+        ``std`` the population standard deviation of the folds (``numpy.std``).
+    """
+    if not callable(build):
+        raise TypeError(f"build: expected a callable returning a new model, "
+                        f"got {type(build).__name__}")
+    X, y = _xy(X, y)
+    fns = _metric_fns(metrics)
+    if stratify is None:
+        stratify = y.ndim == 1 and y.dtype.kind not in "fc"
+    rng = _rng(seed)
+    folds = list(kfold(y, k, shuffle=True, seed=rng, stratify=bool(stratify)))
+    classes = None
+    if any(f != "loss" for _, f in fns):
+        if y.ndim != 1:
+            raise ValueError(f"metrics: label metrics need 1-D labels y, got shape {y.shape}"
+                             "; use metrics=('loss',) for other targets")
+        classes = np.unique(y)
+    scores = {name: [] for name, _ in fns}
+    for train, test in folds:
+        model = build()
+        for attr in ("fit", "predict"):
+            if not callable(getattr(model, attr, None)):
+                raise TypeError(f"build: returned a {type(model).__name__}, which has no "
+                                f"{attr} method")
+        kwargs = dict(fit_kwargs)
+        if "seed" not in kwargs and _accepts(model.fit, "seed"):
+            kwargs["seed"] = int(rng.integers(2**63))
+        if "verbose" not in kwargs and _accepts(model.fit, "verbose"):
+            kwargs["verbose"] = 0
+        model.fit(X[train], y[train], **kwargs)
+        pred = None
+        for name, f in fns:
+            if f == "loss":
+                if not callable(getattr(model, "evaluate", None)):
+                    raise TypeError(f"metrics: 'loss' needs a model with evaluate(X, y); "
+                                    f"{type(model).__name__} has none")
+                scores[name].append(float(model.evaluate(X[test], y[test])["loss"]))
+                continue
+            if pred is None:
+                pred = np.asarray(model.predict(X[test]))
+            if f[0] == "callable":
+                scores[name].append(float(f[1](y[test], pred)))
+            else:
+                scores[name].append(_label_metric(name, f[1], f[2], classes, y[test], pred))
+    return {name: {"folds": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
+            for name, v in scores.items()}
+
+
+def _label_metric(name, fn, average, classes, y_true, y_pred):
+    """A fastdl.metrics score on labels coded as their index in ``classes`` (sorted)."""
+    c = classes.shape[0]
+    y_pred = np.asarray(y_pred).reshape(-1) if np.ndim(y_pred) else np.asarray(y_pred)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"metrics: the model's predict returned shape {y_pred.shape} for "
+                         f"{y_true.shape[0]} rows; label metrics need one label per row")
+    codes = []
+    for lab in (y_true, y_pred):
+        idx = np.clip(np.searchsorted(classes, lab), 0, c - 1)
+        bad = classes[idx] != lab
+        if np.any(bad):
+            raise ValueError(f"metrics: the model predicted {lab[bad][0]!r}, which is not a "
+                             f"class of y {classes.tolist()[:10]}")
+        codes.append(idx)
+    if average == "binary" and c > 2 and name != "accuracy":
+        raise ValueError(f"metrics: {name!r} is for two classes and y has {c}; use "
+                         f"'{name}_macro', '{name}_micro' or '{name}_weighted'")
+    return float(fn(codes[0], codes[1], average=average, num_classes=max(c, 2)))

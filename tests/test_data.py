@@ -1,6 +1,6 @@
 """fastdl.data: batches, class weights (against their formulas and scikit-learn),
-over- and undersampling (against their definitions), the stratified split; seeding
-and bad input."""
+over- and undersampling (against their definitions), the stratified split, k-fold splits
+and cross-validation; seeding and bad input."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -268,3 +268,197 @@ def test_split_bad_input(kw, exc, match):
     args.update(kw)
     with pytest.raises(exc, match=match):
         D.split(**args)
+
+
+# ------------------------------------------------------------------ kfold
+
+def check_folds(folds, n, k, y=None):
+    assert len(folds) == k
+    tests = [te for _, te in folds]
+    for train, test in folds:
+        assert train.dtype == test.dtype == np.int64
+        assert np.all(np.diff(test) > 0) and np.all(np.diff(train) > 0)  # sorted, no repeats
+        np.testing.assert_array_equal(np.union1d(train, test), np.arange(n))
+        assert np.intersect1d(train, test).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate(tests)), np.arange(n))  # partition
+    sizes = [len(t) for t in tests]
+    assert max(sizes) - min(sizes) <= 1
+    if y is not None:
+        for c in np.unique(y):
+            per_fold = [np.sum(y[t] == c) for t in tests]
+            assert max(per_fold) - min(per_fold) <= 1, (c, per_fold)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 150), c=st.integers(1, 5), k=st.integers(2, 8),
+       shuffle=st.booleans(), seed=st.integers(0, 2**31))
+def test_property_kfold_partitions_and_balances(n, c, k, shuffle, seed):
+    y = rng(seed).integers(0, c, n)
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    if k > n:
+        with pytest.raises(ValueError, match="k"):
+            D.kfold(n, k)
+        return
+    check_folds(list(D.kfold(n, k, shuffle=shuffle, seed=seed)), n, k)
+    check_folds(list(D.kfold(y, k, shuffle=shuffle, seed=seed, stratify=False)), n, k)
+    if k > counts.min():
+        with pytest.raises(ValueError, match="smallest|at least"):
+            D.kfold(y, k, shuffle=shuffle, seed=seed)
+        return
+    folds = list(D.kfold(y, k, shuffle=shuffle, seed=seed))
+    check_folds(folds, n, k, y)
+    again = list(D.kfold(y, k, shuffle=shuffle, seed=seed))  # determinism by seed
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+
+
+def test_kfold_plain_blocks_seeds_and_labels_of_any_type():
+    folds = list(D.kfold(10, 3, shuffle=False))
+    assert [t.tolist() for _, t in folds] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    a = [t for _, t in D.kfold(100, 5, seed=0)]
+    b = [t for _, t in D.kfold(100, 5, seed=1)]
+    assert not all(np.array_equal(u, v) for u, v in zip(a, b))
+    g = np.random.default_rng(0)  # a Generator is used as is: two calls differ
+    c = [t for _, t in D.kfold(100, 5, seed=g)]
+    d = [t for _, t in D.kfold(100, 5, seed=g)]
+    assert not all(np.array_equal(u, v) for u, v in zip(c, d))
+    y = np.array(["b", "a", "c"] * 4 + ["a"] * 3)
+    check_folds(list(D.kfold(y, 4, seed=3)), 15, 4, y)
+    check_folds(list(D.kfold(y, 4, shuffle=False)), 15, 4, y)
+    # like scikit-learn's StratifiedKFold: every fold keeps the class proportions
+    from sklearn.model_selection import StratifiedKFold
+    y = rng(5).integers(0, 4, 203)
+    ours = sorted(np.bincount(y[t], minlength=4).tolist() for _, t in D.kfold(y, 5, seed=0))
+    theirs = sorted(np.bincount(y[t], minlength=4).tolist()
+                    for _, t in StratifiedKFold(5).split(np.zeros(203), y))
+    assert np.abs(np.array(ours) - np.array(theirs)).max() <= 1
+
+
+@pytest.mark.parametrize("args, kw, exc, match", [
+    ((np.arange(10) % 2,), dict(k=1), ValueError, "k"),
+    ((np.arange(10) % 2,), dict(k=11), ValueError, "k"),
+    ((np.arange(10) % 2,), dict(k=6), ValueError, "class"),  # 5 rows per class
+    ((np.arange(10) % 2,), dict(k=2.0), TypeError, "k"),
+    ((np.zeros((10, 2)),), {}, ValueError, "1-D"),
+    ((np.zeros(0),), {}, ValueError, "y"),
+    ((0,), {}, ValueError, "y"),
+    ((None,), {}, TypeError, "y"),
+    ((10,), dict(shuffle=1), TypeError, "shuffle"),
+    ((10,), dict(stratify="yes"), TypeError, "stratify"),
+    ((10,), dict(seed="x"), TypeError, "seed"),
+])
+def test_kfold_bad_input_raises_at_call(args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        D.kfold(*args, **kw)
+
+
+# ------------------------------------------------------------------ cross_validate
+
+class Centroids:
+    """A tiny deterministic model: the nearest class mean; records its calls."""
+    calls = []
+
+    def fit(self, X, y, seed=None, verbose=1, shift=0.0):
+        self.classes = np.unique(y)
+        self.means = np.stack([X[y == c].mean(axis=0) for c in self.classes]) + shift
+        Centroids.calls.append(dict(n=len(y), seed=seed, verbose=verbose))
+        return self
+
+    def predict(self, X):
+        d = ((X[:, None, :] - self.means[None]) ** 2).sum(-1)
+        return self.classes[d.argmin(1)]
+
+    def evaluate(self, X, y):
+        return {"loss": float(np.mean(self.predict(X) != y))}
+
+
+def blobs(n=90, c=3, seed=0):
+    r = rng(seed)
+    y = np.arange(n) % c
+    X = r.standard_normal((n, 2)) * 0.8 + np.stack([y, y % 2], 1) * 2.0
+    return X, y
+
+
+def test_cross_validate_scores_each_fold_as_its_metrics():
+    from fastdl import metrics as M
+    X, y = blobs()
+    Centroids.calls = []
+    res = D.cross_validate(Centroids, X, y, k=3, seed=0,
+                           metrics=("accuracy", "loss", "f1_macro", "recall_weighted"))
+    assert list(res) == ["accuracy", "loss", "f1_macro", "recall_weighted"]
+    # each fold: the train part, verbose off, a seed drawn from seed; reproducible
+    assert [c["n"] for c in Centroids.calls] == [60] * 3
+    assert all(c["verbose"] == 0 and isinstance(c["seed"], int) for c in Centroids.calls)
+    folds = list(D.kfold(y, 3, seed=np.random.default_rng(0)))
+    for i, (train, test) in enumerate(folds):
+        model = Centroids().fit(X[train], y[train])
+        pred = model.predict(X[test])
+        assert res["accuracy"]["folds"][i] == pytest.approx(M.accuracy(y[test], pred))
+        assert res["loss"]["folds"][i] == pytest.approx(1 - M.accuracy(y[test], pred))
+        assert res["f1_macro"]["folds"][i] == pytest.approx(
+            M.f1(y[test], pred, average="macro", num_classes=3))
+    for name, r in res.items():
+        assert r["mean"] == pytest.approx(np.mean(r["folds"]))
+        assert r["std"] == pytest.approx(np.std(r["folds"]))
+    assert D.cross_validate(Centroids, X, y, k=3, seed=0, metrics=("f1_macro",)) == \
+        {"f1_macro": res["f1_macro"]}
+    Centroids.calls = []
+    D.cross_validate(Centroids, X, y, k=3, seed=0, verbose=2, shift=0.5)
+    assert all(c["verbose"] == 2 for c in Centroids.calls)  # fit_kwargs win
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cross_validate_labels_callables_and_real_models():
+    from fastdl import nn
+    from fastdl.sklearn import MLPClassifier
+    X, y = blobs(120, c=2)
+    names = np.array(["no", "yes"])[y]
+    res = D.cross_validate(Centroids, X, names, k=4, seed=1,
+                           metrics=("accuracy", "f1", lambda t, p: float(np.mean(t == p))))
+    assert res["<lambda>"]["folds"] == pytest.approx(res["accuracy"]["folds"])
+    assert res["accuracy"]["mean"] > 0.8
+    build = lambda: nn.Sequential(nn.Dense(2, 8, activation="relu"), nn.Dense(8, 2), seed=0)
+    r1 = D.cross_validate(build, X.astype(np.float32), y, k=3, seed=2,
+                          metrics=("accuracy", "loss"), epochs=80)
+    r2 = D.cross_validate(build, X.astype(np.float32), y, k=3, seed=2,
+                          metrics=("accuracy", "loss"), epochs=80)
+    assert r1 == r2 and r1["accuracy"]["mean"] > 0.8  # determinism by seed
+    r3 = D.cross_validate(lambda: MLPClassifier(hidden_layer_sizes=(8,), max_iter=100,
+                                                learning_rate_init=0.01, random_state=0),
+                          X, names, k=3, seed=0)
+    assert r3["accuracy"]["mean"] > 0.8
+    # regression targets: plain folds, the loss only
+    Xr = X.astype(np.float32)
+    yr = (Xr[:, 0] * 2).astype(np.float32)
+    rr = D.cross_validate(lambda: nn.Sequential(nn.Dense(2, 1), seed=0), Xr, yr, k=3,
+                          seed=0, metrics=("loss",), loss="mse", epochs=5)
+    assert len(rr["loss"]["folds"]) == 3
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(build=None), TypeError, "build"),
+    (dict(build=lambda: object()), TypeError, "fit"),
+    (dict(metrics=("accurracy",)), ValueError, "accurracy"),
+    (dict(metrics=("f1_average",)), ValueError, "f1_average"),
+    (dict(metrics=()), ValueError, "metrics"),
+    (dict(metrics=(3,)), TypeError, "metrics"),
+    (dict(metrics=("accuracy", "accuracy")), ValueError, "distinct"),
+    (dict(metrics=("f1",)), ValueError, "f1_macro"),  # 3 classes
+    (dict(k=1), ValueError, "k"),
+    (dict(k=31), ValueError, "class"),  # 30 rows per class
+    (dict(y=np.zeros(5)), ValueError, "y"),
+])
+def test_cross_validate_bad_input(kw, exc, match):
+    X, y = blobs()
+    args = dict(build=Centroids, X=X, y=y, k=3, seed=0)
+    args.update(kw)
+    with pytest.raises(exc, match=match):
+        D.cross_validate(**args)
+
+
+def test_cross_validate_loss_needs_evaluate():
+    class NoEvaluate(Centroids):
+        evaluate = None
+    X, y = blobs()
+    with pytest.raises(TypeError, match="evaluate"):
+        D.cross_validate(NoEvaluate, X, y, k=3, metrics=("loss",))
