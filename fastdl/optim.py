@@ -100,6 +100,15 @@ class Parameters:
         self._gviews = {k: self._grad[a:b].reshape(self._shapes[k])
                         for k, (a, b) in self._offsets.items()}
 
+    def __setstate__(self, state):
+        # pickle and deepcopy copy each view as an array of its own: make them views
+        # of the (unpickled) buffers again, or writes through them would be lost
+        self.__dict__.update(state)
+        self._views = {k: self._data[a:b].reshape(self._shapes[k])
+                       for k, (a, b) in self._offsets.items()}
+        self._gviews = {k: self._grad[a:b].reshape(self._shapes[k])
+                        for k, (a, b) in self._offsets.items()}
+
     @staticmethod
     def _layout(shapes, dt):
         """(name -> shape, name -> (start, stop), buffer size) for ``shapes`` in order."""
@@ -342,6 +351,12 @@ class _Optimizer:
         self.backend = backend
         self._step = 0
         self.last_grad_norm = None
+
+    def __setstate__(self, state):
+        # after pickle or deepcopy the flat view of the parameters is a copy: view again
+        self.__dict__.update(state)
+        self._param, self._grad = self._resolve(self._params)
+        self._w = self._param.reshape(-1)
 
     @staticmethod
     def _resolve(params):

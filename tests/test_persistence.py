@@ -427,3 +427,21 @@ def test_struct_of_the_file_is_a_stored_zip(saved):
         for info in z.infolist():
             assert info.compress_type == zipfile.ZIP_STORED
     assert struct.unpack("<I", saved[0].read_bytes()[:4])[0] == 0x04034B50
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_trains_as_the_original(how, one_thread):
+    # the copies' layers held weight arrays of their own, not views of the copied
+    # buffer: the optimizer updated the buffer and the layers never saw it
+    import copy
+    import pickle
+
+    X, y = blobs()
+    a = small_model()
+    a.fit(X, y, epochs=1, seed=0, verbose=0, optimizer=optim.SGD(a.parameters(), 0.05, 0.9))
+    b = copy.deepcopy(a) if how == "deepcopy" else pickle.loads(pickle.dumps(a))
+    assert b.buffer_nbytes() == 0
+    ha, hb = (m.fit(X, y, epochs=2, verbose=0) for m in (a, b))
+    assert ha.history == hb.history
+    np.testing.assert_array_equal(a.parameters().data, b.parameters().data)
+    assert b.optimizer.params is b.parameters()

@@ -249,3 +249,33 @@ def test_dir_fastdl_is_complete():
     assert fastdl.load is nn.load
     for n in fastdl.__all__:
         getattr(fastdl, n)
+
+
+@pytest.mark.filterwarnings("ignore:zero gradient")
+def test_data_parallel_hooks(monkeypatch):
+    # the hooks a data-parallel fit fills in: a share of every global batch, the
+    # gradient before each step, the sums before each epoch's logs
+    from fastdl.nn import training
+
+    X, y = blobs(n=70)
+    plain = mlp().fit(X, y, epochs=2, batch_size=32, seed=0, verbose=0)
+    calls = []
+    monkeypatch.setattr(training._Run, "share", staticmethod(lambda m: slice(0, m)))
+    monkeypatch.setattr(training._Run, "reduce_grad",
+                        staticmethod(lambda g, k, m: calls.append((g.shape, k, m))))
+    monkeypatch.setattr(training._Run, "reduce_sums", staticmethod(lambda s: calls.append(s)
+                                                                   or s))
+    m = mlp()
+    hooked = m.fit(X, y, epochs=2, batch_size=32, seed=0, verbose=0)
+    assert hooked.history == plain.history
+    p = (m.parameters().size,)
+    step = [(p, 32, 32), (p, 32, 32), (p, 6, 6)]
+    assert calls[:3] == step and calls[4:7] == step
+    assert calls[3][2] == calls[7][2] == 70
+    # an empty share (more processes than rows in a batch): a zero gradient, no NaN
+    monkeypatch.setattr(training._Run, "share", staticmethod(lambda m: slice(0, 0)))
+    monkeypatch.setattr(training._Run, "reduce_sums", staticmethod(lambda s: (1.0, 0, 1)))
+    calls.clear()
+    m.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    assert [c[1:] for c in calls] == [(0, 32), (0, 32), (0, 6)]
+    assert not m.parameters().grad.any()

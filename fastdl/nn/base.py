@@ -93,6 +93,12 @@ class BufferCache:
         self._views[(name, shape, dtype)] = b
         return b
 
+    def __getstate__(self):
+        return {}  # work buffers are not worth pickling: the next pass remakes them
+
+    def __setstate__(self, state):
+        self.__init__()
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the blocks (the views add nothing)."""

@@ -132,6 +132,13 @@ class Sequential(Layer, register=False):
         self._warned: set = set()
         self._forward_shape = None  # the output shape of the last public forward
 
+    def __setstate__(self, state):
+        # pickle and deepcopy give every layer's weight views arrays of their own: bind
+        # the layers to the model's (unpickled) buffers again, as at construction
+        self.__dict__.update(state)
+        for name, layer in zip(self._names, self.layers):
+            layer.bind(self._params, f"{name}.")
+
     def _split_output_activation(self):
         """``_body`` computes the logits, ``_full`` the output: a final Softmax/Sigmoid
         layer, or the softmax/sigmoid of a last Dense (which then computes the logits,

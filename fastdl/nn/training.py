@@ -1,11 +1,9 @@
 """The training loop of ``Sequential.fit`` (documented there).
 
-``fit`` checks its arguments and builds a ``_Run``; ``_Run.epoch`` is the hot loop.
-Two places are meant for a data-parallel fit to extend: ``_Run.reduce_grad`` (None
-here) is called with the gradient buffer once it holds the whole batch's gradient,
-just before ``opt.step()``; ``_Run.reduce_sums`` (None here) maps an epoch's
-``(loss sum, correct count, rows)`` before ``_Run.logs`` turns them into the epoch's
-logs.  Both run outside the per-step work when None.
+``fit`` checks its arguments and builds a ``_Run``; ``_Run.epoch`` is the hot loop,
+``_Run.logs`` makes an epoch's logs.  A data-parallel fit extends them through the
+hooks ``_Run.share``, ``_Run.reduce_grad`` and ``_Run.reduce_sums`` (see ``_Run``),
+which cost one ``is None`` test a step when unused.
 """
 from __future__ import annotations
 
@@ -181,10 +179,18 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
 
 class _Run:
     """One ``fit``'s prepared state: the data, the batch buffers, the layers trained
-    through; ``epoch`` runs the steps of one epoch."""
+    through; ``epoch`` runs the steps of one epoch.
 
-    reduce_grad = None   # callable(grad buffer) before each step (data parallel)
-    reduce_sums = None   # callable((loss sum, correct, rows)) -> the same, per epoch
+    The three hooks (class attributes, None here) are for a data-parallel fit, each run
+    where the comment in ``epoch`` says: ``share(m) -> slice`` picks this process's
+    rows of a global batch of ``m`` rows (an empty share zeroes the gradient);
+    ``reduce_grad(grad, rows, m)`` gets the gradient buffer holding this process's
+    share's mean-loss gradient, before the step; ``reduce_sums((loss sum, correct,
+    rows)) -> (the same, over every process)`` runs before an epoch's logs."""
+
+    share = None
+    reduce_grad = None
+    reduce_sums = None
 
     def __init__(self, model, X, y, loss, weight, opt, batch_size, augment, shuffle):
         self.model, self.X, self.y, self.loss, self.weight = model, X, y, loss, weight
@@ -204,40 +210,48 @@ class _Run:
         """Run one epoch; returns ((loss sum, correct count, rows), last gradient norms)."""
         model, X, y, n, bs = self.model, self.X, self.y, self.n, self.bs
         layers, loss, weight, opt = self.layers, self.loss, self.weight, self.opt
-        augment, reduce_grad = self.augment, self.reduce_grad
+        augment, share, reduce_grad = self.augment, self.share, self.reduce_grad
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         for layer in self.dropouts:
             layer.rng = np.random.default_rng(rng.integers(2**63))
         model._set_mode(True)
-        total, n_correct, norms = 0.0, 0, None
+        total, n_correct, rows, norms = 0.0, 0, 0, None
         for start in range(0, n, bs):
             idx = order[start:start + bs]
             m = idx.shape[0]
-            xb = self.xbuf[:m]
-            yb = self.ybuf[:m]
-            # mode="clip": idx is a permutation of range(n), so never out of
-            # range, and the default mode="raise" copies through a buffer
-            # when out= is given (2.3x slower at 1024 x 784, measured)
-            np.take(X, idx, axis=0, out=xb, mode="clip")
-            np.take(y, idx, axis=0, out=yb, mode="clip")
-            if augment is not None:
-                xb = _augmented(augment, xb, rng, model.dtype)
-            out = model._forward(xb, layers)
-            lv, g = loss_grad(model, out, yb, loss, weight)
-            if self.first_loss is None:
-                self.first_loss = lv / m
-            total += lv
-            n_correct += correct(out, yb, loss)
-            model._backward(g, False, layers)
-            # parameters().grad now holds this batch's whole gradient
+            if share is not None:  # data parallel: this process's rows of the batch
+                idx = idx[share(m)]
+            k = idx.shape[0]
+            rows += k
+            if k:
+                xb = self.xbuf[:k]
+                yb = self.ybuf[:k]
+                # mode="clip": idx is a permutation of range(n), so never out of
+                # range, and the default mode="raise" copies through a buffer
+                # when out= is given (2.3x slower at 1024 x 784, measured)
+                np.take(X, idx, axis=0, out=xb, mode="clip")
+                np.take(y, idx, axis=0, out=yb, mode="clip")
+                if augment is not None:
+                    xb = _augmented(augment, xb, rng, model.dtype)
+                out = model._forward(xb, layers)
+                lv, g = loss_grad(model, out, yb, loss, weight)
+                if self.first_loss is None:
+                    self.first_loss = lv / k
+                total += lv
+                n_correct += correct(out, yb, loss)
+                model._backward(g, False, layers)
+            else:
+                model._params.grad.fill(0)
+            # parameters().grad holds the gradient of this batch's (share's) mean loss:
+            # a data-parallel fit averages it over the processes here, before the step
             if reduce_grad is not None:
-                reduce_grad(model._params.grad)
+                reduce_grad(model._params.grad, k, m)
             if start + bs >= n:
                 norms = _grad_norms(model, self.player)
             opt.step()
             if bar is not None:
                 bar.update(m)
-        return (total, n_correct, n), norms
+        return (total, n_correct, rows), norms
 
     def logs(self, sums, norms):
         """The epoch's logs from its sums and the last step's gradient norms."""
@@ -267,7 +281,7 @@ def _rising(run, logs, epoch, opt):
     layers' gradients are then exactly 0, which is no vanishing gradient)."""
     if run.warned_rising:
         return True  # the per-layer diagnosis would blame the layers for the step size
-    if not logs["loss"] > 10 * run.first_loss + 1e-12:
+    if run.first_loss is None or not logs["loss"] > 10 * run.first_loss + 1e-12:
         return False
     run.warned_rising = True
     warnings.warn(f"training is diverging in epoch {epoch}: the loss rose from "
