@@ -142,6 +142,9 @@ def test_model_of_only_activations():
     assert m.evaluate(X, np.arange(6) % 3)["loss"] > 0
     with pytest.raises(ValueError, match="no parameters to train"):
         m.fit(X, np.arange(6) % 3, verbose=0)
+    # softmax over zero features raised a bare reshape error from inside the layer
+    with pytest.raises(ValueError, match=r"X: layers\[1\] \(Softmax\).*at least one feature"):
+        nn.Sequential(nn.ReLU(), nn.Softmax()).predict(np.zeros((3, 0)))
 
 
 # ------------------------------------------------------------ bounded buffers

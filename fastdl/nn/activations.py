@@ -97,8 +97,9 @@ class Softmax(_Activation):
     name = "softmax"
 
     def compute_output_shape(self, shape):
-        if len(shape) == 0:
-            raise ValueError("Softmax: needs at least one axis per sample")
+        if len(shape) == 0 or shape[-1] == 0:
+            raise ValueError(f"Softmax: needs at least one feature on the last axis, got "
+                             f"per-sample shape {tuple(shape)}")
         return shape
 
 
