@@ -445,3 +445,9 @@ def test_a_copied_model_trains_as_the_original(how, one_thread):
     assert ha.history == hb.history
     np.testing.assert_array_equal(a.parameters().data, b.parameters().data)
     assert b.optimizer.params is b.parameters()
+
+
+def test_save_into_a_missing_folder_names_the_path(tmp_path):
+    path = tmp_path / "missing" / "m.npz"
+    with pytest.raises(FileNotFoundError, match="cannot write the model to .*missing/m.npz"):
+        small_model().save(path)

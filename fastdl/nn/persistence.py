@@ -65,7 +65,11 @@ def save(model, path):
     tmp = os.path.join(folder, f".fastdl-{secrets.token_hex(8)}.tmp")
     # os.open with 0o666 lets the user's umask decide the mode, as open() would
     # (tempfile.mkstemp makes 0600 files)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as e:  # name the user's path, not the temporary one
+        raise type(e)(e.errno, f"cannot write the model to {path!r}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
