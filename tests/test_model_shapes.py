@@ -276,3 +276,13 @@ def test_summary():
     assert lines[4].split() == ["dense_2", "Dense(softmax)", "(N,", "10)", "5,130"]
     assert lines[-1] == "total parameters: 407,050"
     assert "(N, 3, ?, ?)" in image_model().summary()
+
+
+def test_a_refused_model_leaves_its_layers_unchanged():
+    d = nn.Dense(16, 3, "softmax")
+    with pytest.raises(ValueError):
+        nn.Sequential(nn.Dense(8, 5), d)
+    m = nn.Sequential(nn.Dense(8, 16), d, nn.Dense(3, 2), seed=0)  # d is not last here
+    x = rng(0).random((4, 8))
+    h = m.layers[0].forward(m._check_X(x))
+    np.testing.assert_allclose(d.forward(h).sum(axis=1), 1, rtol=1e-6)  # softmax applied

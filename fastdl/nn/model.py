@@ -101,7 +101,6 @@ class Sequential(Layer, register=False):
         self.backend = backend
         self.layers = list(layers)
         self._names = [f"{layer_type(l)}_{i}" for i, l in enumerate(self.layers)]
-        self._split_output_activation()
         self.input_shape = required_input_shape(self.layers)
         self.output_shape = None
         start = next((i for i, l in enumerate(self.layers)
@@ -122,6 +121,9 @@ class Sequential(Layer, register=False):
                                  + [p.split(".")[-1]])] = f"{name}.{p}"
         self._params = Parameters(shapes, dtype=self.dtype)
         self._params._aliases = aliases
+        # every check passed: only now may the layers change (a refused model leaves
+        # its layers as they were, free for another model)
+        self._split_output_activation()
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
         self.loss = None
