@@ -1,6 +1,7 @@
 """The layer protocol (``Layer``), its bounded work buffers and the registry of layer types.
 
-A layer is a forward/backward pair over buffers it owns.  What a new layer implements:
+A layer is a forward/backward pair over buffers it owns.  What a new layer implements
+(its ``__init__`` calls ``super().__init__()`` first):
 
 ``param_shapes() -> dict``
     name -> shape of each parameter array, in order (``{}`` without parameters; set
@@ -122,6 +123,8 @@ class Layer:
 
     def __init__(self):
         self._bufs = BufferCache()
+        # the cache's own lookup, bound once: a layer asks for a few buffers a step
+        self._buf = self._bufs.get
         self.backend = None
         self.training = True
         self._params = None
@@ -154,8 +157,7 @@ class Layer:
         return shape
 
     # buffers ----------------------------------------------------------
-    def _buf(self, name, shape, dtype):
-        return self._bufs.get(name, shape, dtype)
+    # self._buf(name, shape, dtype): a reusable work array (see BufferCache)
 
     def buffer_nbytes(self) -> int:
         """Bytes of work buffers this layer (and the layers inside it) holds."""
