@@ -279,3 +279,16 @@ def test_data_parallel_hooks(monkeypatch):
     m.fit(X, y, epochs=1, batch_size=32, verbose=0)
     assert [c[1:] for c in calls] == [(0, 32), (0, 32), (0, 6)]
     assert not m.parameters().grad.any()
+
+
+def test_progress_is_one_line_per_epoch_off_a_terminal(capsys):
+    # tqdm's carriage-return updates filled log files (about 30 KB a run)
+    X, y = blobs(n=64)
+    mlp().fit(X, y, epochs=3, verbose=1)  # pytest's stderr is not a terminal
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "loss" in lines[0] and "accuracy" in lines[0]
+    mlp().fit(X, y, epochs=1, verbose=0)
+    assert capsys.readouterr().err == ""

@@ -363,6 +363,8 @@ class Sequential(Layer, register=False):
         each epoch.  ``class_weight`` is ``"complement"`` (1 - n_c/N), ``"balanced"``, a
         dict or an array over the classes; the weighted mean loss divides by the
         batch's total weight.  ``augment(xb, rng) -> xb`` transforms each training batch.
+        ``verbose=1`` shows a progress bar on a terminal or in a notebook and one line
+        per epoch elsewhere (a log file); ``verbose=2`` one line per epoch; 0 nothing.
 
         Epochs are numbered from ``initial_epoch`` (default: ``epochs_trained``, the
         epochs this model has run, so a second ``fit`` goes on where the first

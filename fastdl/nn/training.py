@@ -8,6 +8,7 @@ which cost one ``is None`` test a step when unused.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -41,6 +42,18 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 def _split_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+
+
+def _interactive():
+    """Whether a progress bar can redraw itself: stderr is a terminal, or a notebook
+    (tqdm.auto draws a widget there).  Elsewhere, a log file, its carriage-return
+    updates would pile up, so ``verbose=1`` prints one line per epoch instead."""
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return "ipykernel" in sys.modules
 
 
 def _check_finite(name, X):
@@ -131,11 +144,12 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     for cb in callbacks:
         cb.on_train_begin(model)
     bar = None
+    lines = verbose >= 2 or (verbose == 1 and not _interactive())
     try:
         for epoch in range(first, first + epochs):
             if schedule is not None:
                 opt.lr = float(schedule(epoch))
-            if verbose:
+            if verbose and not lines:
                 from tqdm.auto import tqdm
                 bar = tqdm(total=run.n, desc=f"epoch {epoch + 1}/{first + epochs}",
                            unit="row", leave=True, mininterval=0.2)
@@ -151,11 +165,16 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             if diverged is None and not _rising(run, logs, epoch, opt):
                 _diagnose(model, run.names, norms)
             history.append(epoch, logs)
+            shown = {k: f"{v:.4g}" for k, v in logs.items()
+                     if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
             if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
-                                 if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+                bar.set_postfix(shown)
                 bar.close()
                 bar = None
+            elif lines:
+                print(f"epoch {epoch + 1}/{first + epochs}: "
+                      + ", ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr,
+                      flush=True)
             stop = False
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, logs)) or stop
