@@ -212,7 +212,11 @@ def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False)
     if type(value) is not float and (isinstance(value, bool)
                                      or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the float range (2**1024 and up)
+        raise ValueError(f"{name}: expected a number in the float range, got "
+                         f"{show_int(int(value))}") from None
     if v != v:
         raise ValueError(f"{name}: expected a number, got nan")
     bad = (lo is not None and (v < lo or (lo_open and v == lo))) or \
@@ -226,14 +230,21 @@ def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False)
     return v
 
 
-def check_int(name: str, value, lo=None) -> int:
-    """An integer hyper-parameter (bools refused), at least ``lo``."""
+def check_int(name: str, value, lo=None, hi=None) -> int:
+    """An integer hyper-parameter (bools refused), at least ``lo`` and at most ``hi``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     v = int(value)
     if lo is not None and v < lo:
         raise ValueError(f"{name}: expected an int >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: expected an int <= {hi}, got {show_int(v)}")
     return v
+
+
+def show_int(v: int) -> str:
+    """``v`` for a message: its digits, or its size when it has more than 64 bits."""
+    return str(v) if v.bit_length() <= 64 else f"an int of {v.bit_length()} bits"
 
 
 def check_bool(name: str, value) -> bool:
@@ -254,6 +265,10 @@ def check_finite(name: str, value, lo=None, hi=None, lo_open=False, hi_open=Fals
 
 
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # unhashable (a list, an array) against a dict's keys
+        known = False
+    if not known:
         raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
     return value

@@ -46,6 +46,11 @@ __all__ = ["random_flip", "random_shift", "random_crop", "gaussian_noise", "Comp
 
 FLIP_AXES = ("horizontal", "vertical", "both")
 
+# The largest max_shift and padding: beyond the image they only add fill, and this
+# bound keeps the drawn offsets exact (float64 draws, int64 pixel arithmetic; 2**63
+# made NumPy raise its own casting error, Cython an OverflowError).
+MAX_OFFSET = 2 ** 31 - 1
+
 
 def _images(images):
     """(x, x4): the checked C-contiguous batch and its (N, H, W, C) view."""
@@ -56,13 +61,13 @@ def _images(images):
     return x, (x if x.ndim == 4 else x.reshape(x.shape + (1,)))
 
 
-def _pair_of_ints(name, value, lo):
-    """An int or a pair of ints, each >= lo, as (a, b)."""
+def _pair_of_ints(name, value, lo, hi=None):
+    """An int or a pair of ints, each in [lo, hi], as (a, b)."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
-        return tuple(V.check_int(name, v, lo=lo) for v in value)
-    v = V.check_int(name, value, lo=lo)
+        return tuple(V.check_int(name, v, lo=lo, hi=hi) for v in value)
+    v = V.check_int(name, value, lo=lo, hi=hi)
     return v, v
 
 
@@ -129,7 +134,7 @@ def random_shift(images, max_shift=1, rng=None, fill=0.0, *, out=None, backend=N
     Parameters
     ----------
     images : (N, H, W) or (N, H, W, C) float32 or float64
-    max_shift : int >= 0, or a pair (rows, columns); 0 is the identity
+    max_shift : int in [0, 2**31 - 1], or a pair (rows, columns); 0 is the identity
     rng : None, int or numpy.random.Generator
     fill : float, the value of the uncovered pixels
     out : array of the input's shape and dtype, optional
@@ -140,7 +145,7 @@ def random_shift(images, max_shift=1, rng=None, fill=0.0, *, out=None, backend=N
     ``(dy, dx) = floor(u * (2 my + 1, 2 mx + 1)) - (my, mx)``.
     """
     x, x4 = _images(images)
-    my, mx = _pair_of_ints("max_shift", max_shift, lo=0)
+    my, mx = _pair_of_ints("max_shift", max_shift, lo=0, hi=MAX_OFFSET)
     fill = V.check_real("fill", fill)
     out = V.make_out(out, x.shape, x.dtype)
     gen = _rng(rng, "rng")
@@ -161,7 +166,7 @@ def random_crop(images, padding=1, rng=None, size=None, fill=0.0, *, out=None, b
     Parameters
     ----------
     images : (N, H, W) or (N, H, W, C) float32 or float64
-    padding : int >= 0
+    padding : int in [0, 2**31 - 1]
     rng : None, int or numpy.random.Generator
     size : None, int or (h, w), with 1 <= h <= H + 2 padding and 1 <= w <= W + 2 padding
     fill : float, the padding value
@@ -174,7 +179,7 @@ def random_crop(images, padding=1, rng=None, size=None, fill=0.0, *, out=None, b
     ``(oy, ox) = floor(u * (H + 2 padding - h + 1, W + 2 padding - w + 1))``.
     """
     x, x4 = _images(images)
-    padding = V.check_int("padding", padding, lo=0)
+    padding = V.check_int("padding", padding, lo=0, hi=MAX_OFFSET)
     _, hh, ww, _ = x4.shape
     h, w = (hh, ww) if size is None else _pair_of_ints("size", size, lo=1)
     if h > hh + 2 * padding or w > ww + 2 * padding:

@@ -58,6 +58,7 @@ __all__ = ["confusion_matrix", "accuracy", "precision", "recall", "specificity",
 AVERAGES = ("binary", "micro", "macro", "weighted", None)
 
 _INT64_MAX = np.iinfo(np.int64).max
+_MAX_DIGITS = 100  # float64 has 17 significant digits; 2**63 made format() fail unnamed
 
 
 # ---------------------------------------------------------------------------- checks
@@ -100,7 +101,30 @@ def _pair(y_true, y_pred, num_classes, min_classes=0):
             if hi >= c:
                 raise ValueError(f"{name}: expected labels in [0, {c}) (num_classes={c}), "
                                  f"got {hi}")
+    if c * c > _MAX_CELLS:
+        # (C, C) int64 cells could not even be addressed (NumPy's message named nothing);
+        # a matrix that is merely too large for this machine fails in _new_matrix
+        raise ValueError(_too_many(c, num_classes))
     return yt, yp, c
+
+
+_MAX_CELLS = np.iinfo(np.intp).max // 8
+
+
+def _too_many(c, num_classes) -> str:
+    if num_classes is None:
+        return (f"y_true, y_pred: the largest label makes C = {V.show_int(c)} classes, and a "
+                f"(C, C) int64 confusion matrix does not fit in memory; relabel to 0..C-1")
+    return (f"num_classes: a (C, C) int64 confusion matrix does not fit in memory, got "
+            f"num_classes={V.show_int(c)}")
+
+
+def _new_matrix(c, num_classes) -> np.ndarray:
+    """An empty (c, c) int64 matrix, or ValueError naming what made c so large."""
+    try:
+        return np.empty((c, c), dtype=np.int64)
+    except MemoryError:
+        raise ValueError(_too_many(c, num_classes)) from None
 
 
 def _check_average(average):
@@ -113,6 +137,8 @@ def _check_average(average):
 def _check_zero_division(value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"zero_division: expected 0.0, 1.0 or nan, got {value!r}")
+    if isinstance(value, numbers.Integral) and value not in (0, 1):
+        raise ValueError(f"zero_division: expected 0.0, 1.0 or nan, got {value!r}")
     v = float(value)
     if not (v == 0.0 or v == 1.0 or v != v):
         raise ValueError(f"zero_division: expected 0.0, 1.0 or nan, got {value!r}")
@@ -146,7 +172,7 @@ def confusion_matrix(y_true, y_pred, num_classes=None, *, out=None, backend=None
     """
     yt, yp, c = _pair(y_true, y_pred, num_classes)
     given = out is not None
-    out = V.make_out(out, (c, c), np.int64)
+    out = V.make_out(out, (c, c), np.int64) if given else _new_matrix(c, num_classes)
     if given:
         yt, yp = V.copy_overlapping(out, (yt, yp))  # the kernel zeroes out before it counts
     kernel("confusion_matrix", backend)(yt, yp, out)
@@ -236,7 +262,7 @@ def _score(metric, y_true, y_pred, average, pos_label, zero_division, num_classe
                              f"{c} classes; use average='micro', 'macro', 'weighted' or None")
         if pos_label >= c:
             raise ValueError(f"pos_label: expected a label in [0, {c}), got {pos_label}")
-    cm = np.empty((c, c), dtype=np.int64)
+    cm = _new_matrix(c, num_classes)
     kernel("confusion_matrix", backend)(yt, yp, cm)
     return _from_matrix(metric, cm, average, pos_label, zero_division, beta)
 
@@ -340,7 +366,7 @@ def classification_report(y_true, y_pred, num_classes=None, target_names=None, d
     num_classes : int, optional
     target_names : sequence of C str, optional
         Row names (default the labels ``"0"``, ``"1"``, ...).
-    digits : int >= 0
+    digits : int in [0, 100]
         Decimals of the scores.
     zero_division : 0.0, 1.0 or nan
     output_dict : bool
@@ -353,18 +379,26 @@ def classification_report(y_true, y_pred, num_classes=None, target_names=None, d
     str (or dict)
     """
     zero_division = _check_zero_division(zero_division)
-    digits = V.check_int("digits", digits, lo=0)
+    digits = V.check_int("digits", digits, lo=0, hi=_MAX_DIGITS)
+    output_dict = V.check_bool("output_dict", output_dict)
     yt, yp, c = _pair(y_true, y_pred, num_classes)
     if yt.shape[0] == 0:
         raise ValueError("y_true: expected at least one label, got an empty array")
+    # the matrix first: a C too large for memory is refused before C names are made
+    cm = _new_matrix(c, num_classes)
     if target_names is None:
         names = [str(i) for i in range(c)]
     else:
+        try:
+            count = -1 if isinstance(target_names, (str, bytes)) else len(target_names)
+        except TypeError:  # no length: a number, a 0-d array
+            count = -1
+        if count < 0:
+            raise TypeError(f"target_names: expected a sequence of {c} names, got "
+                            f"{type(target_names).__name__}")
+        if count != c:
+            raise ValueError(f"target_names: expected {c} names (one per class), got {count}")
         names = [str(t) for t in target_names]
-        if len(names) != c:
-            raise ValueError(f"target_names: expected {c} names (one per class), "
-                             f"got {len(names)}")
-    cm = np.empty((c, c), dtype=np.int64)
     kernel("confusion_matrix", backend)(yt, yp, cm)
     support = cm.sum(axis=1)
     scores = {m: _from_matrix(m, cm, None, 1, zero_division) for m in ("precision", "recall")}

@@ -30,7 +30,7 @@ def check_step(value) -> int:
     step = V.check_int("step", value, lo=1)
     if step >= _FLOAT_INT_LIMIT:
         raise ValueError(f"step: expected an int below 2**1024 (a float exponent), got "
-                         f"one of {step.bit_length()} bits")
+                         f"{V.show_int(step)}")
     return step
 
 

@@ -49,11 +49,12 @@ def crop_images(images, offsets, out, padding, fill):
     images (N, H, W, C); offsets (N, 2) int64 with 0 <= oy <= H + 2 padding - h (and so
     for ox); out (N, h, w, C)."""
     _, h, w, _ = out.shape
-    pad = ((padding, padding), (padding, padding), (0, 0))
     for n in range(images.shape[0]):
+        # the window's pixel (i, j) is the image's (oy - padding + i, ox - padding + j)
+        # (the padded image itself is never made: a large padding would not fit in memory)
         oy, ox = offsets[n]
-        padded = np.pad(images[n], pad, mode="constant", constant_values=fill)
-        out[n] = padded[oy:oy + h, ox:ox + w]
+        _take(images[n], np.arange(h) + (oy - padding), np.arange(w) + (ox - padding), out[n],
+              fill)
 
 
 def noise_images(images, noise, out, std, lo, hi):

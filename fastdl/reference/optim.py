@@ -64,13 +64,20 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
     m *= beta1
     m += (1 - beta1) * g
     v *= beta2
-    np.multiply(g, g, out=g)  # g is a private copy: reuse it for g^2
-    v += (1 - beta2) * g
-    m_hat = m / (1 - beta1 ** step)
-    v_hat = v / (1 - beta2 ** step)
-    denom = np.sqrt(v_hat, out=v_hat)
+    # ((1 - beta2) g) g, in the compiled kernels' order: g^2 first overflowed float32 to
+    # inf where their product is finite (g = 1.8e19 with l1 = 2**64)
+    g2 = (1 - beta2) * g
+    g2 *= g
+    v += g2
+    # lr m_hat / (sqrt(v_hat) + eps) as (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), the
+    # compiled kernels' order: v / bc2 overflowed float32 where sqrt(v) / sqrt(bc2) is
+    # finite (v = 1.8e36 at step 3), and the weight was left without its update
+    bc1 = 1 - beta1 ** step
+    bc2 = 1 - beta2 ** step
+    denom = np.sqrt(v)
+    denom *= 1 / math.sqrt(bc2)
     denom += eps
-    param -= lr * m_hat / denom
+    param -= (lr / bc1) * m / denom
 
 
 def sum_squares(x):
