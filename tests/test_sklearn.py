@@ -2,9 +2,11 @@
 scikit-learn's MLP (float64: the same loss curve to rounding, which pins the alpha
 convention, the losses, the batch order and the stopping rules); the meta-estimators;
 pickling, labels of any type, pandas, sparse input, partial_fit and warm_start; fastdl's
-extras; bad parameters."""
+extras; bad parameters; the examples of docs/sklearn.md."""
 import io
+import pathlib
 import pickle
+import re
 import warnings
 from contextlib import redirect_stdout
 
@@ -336,3 +338,17 @@ def test_bad_regressor_input_and_stopping_rules():
     with pytest.raises(ValueError, match="non-finite"), np.errstate(all="ignore"):
         MLPRegressor(learning_rate_init=1e6, solver="sgd", max_iter=5,
                      random_state=0).fit(X * 1e6, y * 1e6)
+
+
+def test_docs_examples_run():
+    """The Python blocks of docs/sklearn.md, in order, in one namespace."""
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text()
+    blocks = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
+    assert len(blocks) >= 3
+    out = io.StringIO()
+    namespace = {}
+    with redirect_stdout(out):
+        for code in blocks:
+            exec(compile(code, "docs/sklearn.md", "exec"), namespace)
+    assert namespace["clf"].score(namespace["X_test"], namespace["y_test"]) > 0.9
+    assert namespace["res"]["accuracy"]["mean"] > 0.8
