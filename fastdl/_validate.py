@@ -8,7 +8,9 @@ size.  NumPy arrays need not be (``np.frombuffer(buf, offset=1)``, views of byte
 buffers; ``np.ascontiguousarray`` keeps them as they are), and the kernels' streaming
 stores fault on them, so a misaligned input is copied (``as_float``, ``aligned``) and a
 misaligned ``out=`` is swapped for an aligned temporary and copied back
-(``aligned_out``); ``make_out`` refuses one that reaches it.
+(``aligned_out``); ``make_out`` refuses one that reaches it.  Likewise the kernels get
+plain ndarrays: an ``out=`` of an ndarray subclass (np.matrix, masked, memmap) is
+written through a base-class view of its memory.
 
 The common case (a C-contiguous array of the right dtype and rank, a float
 hyper-parameter, labels in range) takes a short first path of identity and
@@ -67,9 +69,15 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
 
 
 def aligned(a):
-    """``a``, or a C-contiguous copy of it when it is not aligned to its item size
-    (``np.ascontiguousarray`` keeps a misaligned array as it is); None stays None."""
-    return a if a is None or a.flags.aligned else a.copy()
+    """``a`` as a plain aligned ndarray: itself, a base-class view of an ndarray subclass
+    (``np.matrix`` reshapes to 2-D, a masked array is no Numba type), or a C-contiguous
+    copy when it is not aligned to its item size (``np.ascontiguousarray`` keeps a
+    misaligned array as it is); None stays None."""
+    if a is None:
+        return None
+    if type(a) is not np.ndarray:
+        a = a.view(np.ndarray)
+    return a if a.flags.aligned else a.copy()
 
 
 def check_ndim(name: str, x: np.ndarray, ndim) -> None:
@@ -122,44 +130,49 @@ def make_out(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
     return out
 
 
-def _needs_temporary(a) -> bool:
-    # a misaligned out that make_out would otherwise accept; any other out is left to
-    # make_out's checks, so that the errors stay the same
+def _stand_in(a):
+    """What the kernels write for the caller's ``out`` array ``a``: ``a`` itself, a
+    base-class view of an ndarray subclass (np.matrix, a masked array or a memmap: the
+    same memory), or an aligned temporary for a misaligned ``a`` that make_out would
+    otherwise accept (anything else is left to make_out's checks and errors)."""
     if not isinstance(a, np.ndarray):
-        return False
-    f = a.flags
-    return not f.aligned and f.c_contiguous and f.writeable
+        return a
+    b = a if type(a) is np.ndarray else a.view(np.ndarray)
+    f = b.flags
+    if not f.aligned and f.c_contiguous and f.writeable:
+        return np.empty(b.shape, b.dtype)
+    return b
 
 
 def aligned_out(fn):
     """Decorator for a public function with an ``out=`` keyword (an array, or a tuple
-    of arrays and None): a misaligned ``out`` array is replaced by an aligned temporary
-    of its shape and dtype, and each temporary the function returns is copied into the
-    caller's array, which is returned in its place.  A temporary the function does not
-    return (``dense_backward``'s ``dx`` when ``need_dx`` is False) is not copied, and
-    an error leaves the caller's arrays untouched.  ``out=None`` costs one call."""
+    of arrays and None): each ``out`` array that is misaligned, or of an ndarray
+    subclass, is replaced by its stand-in (see ``_stand_in``); the caller's array is
+    returned in place of each stand-in the function returns, a temporary copied into
+    it first.  A temporary the function does not return (``dense_backward``'s ``dx``
+    when ``need_dx`` is False) is not copied, and an error leaves the caller's arrays
+    untouched.  A plain aligned ``out`` (and ``out=None``) costs one call."""
     @functools.wraps(fn)
     def wrapper(*args, out=None, **kwargs):
         if out is None:
             return fn(*args, **kwargs)
-        if isinstance(out, tuple):
-            temps = tuple(np.empty(a.shape, a.dtype) if _needs_temporary(a) else a
-                          for a in out)
-            pairs = [(t, a) for t, a in zip(temps, out) if t is not a]
-        elif _needs_temporary(out):
-            temps = np.empty(out.shape, out.dtype)
-            pairs = [(temps, out)]
-        else:
+        if type(out) is np.ndarray and out.flags.aligned:
             return fn(*args, out=out, **kwargs)
+        if isinstance(out, tuple):
+            stand = tuple(_stand_in(a) for a in out)
+            pairs = [(t, a) for t, a in zip(stand, out) if t is not a]
+        else:
+            stand = _stand_in(out)
+            pairs = [(stand, out)] if stand is not out else []
         if not pairs:
             return fn(*args, out=out, **kwargs)
-        res = fn(*args, out=temps, **kwargs)
+        res = fn(*args, out=stand, **kwargs)
+        got = res if isinstance(res, tuple) else (res,)
         for t, a in pairs:
-            if res is t or (isinstance(res, tuple) and any(r is t for r in res)):
+            if t.base is None and any(r is t for r in got):  # a temporary, not a view
                 np.copyto(a, t)
-        if isinstance(res, tuple):
-            return tuple(next((a for t, a in pairs if r is t), r) for r in res)
-        return next((a for t, a in pairs if res is t), res)
+        got = tuple(next((a for t, a in pairs if r is t), r) for r in got)
+        return got if isinstance(res, tuple) else got[0]
     return wrapper
 
 

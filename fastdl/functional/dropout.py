@@ -144,7 +144,7 @@ def _as_mask(mask, shape) -> np.ndarray:
         return np.ascontiguousarray(mask).view(np.uint8)
     if mask.dtype.kind in "iu":
         V.check_shape("mask", mask, shape)
-        return (mask != 0).view(np.uint8)
+        return np.not_equal(mask, 0, subok=False).view(np.uint8)  # (np.matrix stays 2-D)
     raise TypeError(f"mask: expected a bool (or integer) array, got {mask.dtype}")
 
 

@@ -28,13 +28,12 @@ def check_step(value) -> int:
     """An int >= 1 (any size: the bias corrections take it as a float exponent, and
     ``beta ** step`` is 0 long before it stops fitting a float)."""
     step = V.check_int("step", value, lo=1)
-    if step >= _FLOAT_INT_LIMIT:
-        raise ValueError(f"step: expected an int below 2**1024 (a float exponent), got "
-                         f"{V.show_int(step)}")
+    try:
+        float(step)
+    except OverflowError:  # from about 2**1024 - 2**970 up
+        raise ValueError(f"step: expected an int in the float range (a float exponent), "
+                         f"got {V.show_int(step)}") from None
     return step
-
-
-_FLOAT_INT_LIMIT = 2 ** 1024  # the smallest int that float() refuses (OverflowError)
 
 
 def inplace_array(name: str, x, like: np.ndarray | None = None,
@@ -91,9 +90,10 @@ def _flat(x):
 
 
 def _write_back(*pairs) -> None:
-    # (array, aligned working copy): a misaligned array was updated through its copy
+    # (array, V.aligned(array)): a misaligned array was updated through a copy (a
+    # subclass through a view of its own memory, which needs nothing)
     for a, work in pairs:
-        if work is not a:
+        if work is not a and not np.may_share_memory(work, a):
             np.copyto(a, work)
 
 
