@@ -18,7 +18,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from fastdl import _config
+from fastdl import _config, _threads
 
 _PACKAGES = {
     "numpy": "fastdl.reference",
@@ -59,15 +59,17 @@ _ops("metrics", "other", "confusion_matrix")
 _ops("augment", "other", "shift_images", "flip_images", "crop_images", "noise_images")
 
 _cache: dict[tuple[str, str], object] = {}
-_local, _state = _config._local, _config._state
+_local, _tstate, _bstate = _threads._local, _threads._state, _config._state
 
 
 def kernel(name: str, backend: str | None = None):
-    """The kernel ``name`` of ``backend`` (None: the default backend)."""
-    if getattr(_local, "generation", -1) != _state["generation"]:
-        _config.apply_threads()  # a new thread, or new counts (thread-local, see there)
+    """The kernel ``name`` of ``backend`` (None: the default backend), wrapped so that
+    it runs with fastdl's thread count and leaves the caller's settings as they were
+    (fastdl/_threads.py)."""
+    if getattr(_local, "generation", -1) != _tstate["generation"]:
+        _threads.apply_threads()  # a new thread, or a new count (Numba's is per thread)
     if backend is None:
-        backend = _state["backend"] or _config.get_backend()
+        backend = _bstate["backend"] or _config.get_backend()
     if type(backend) is str:
         fn = _cache.get((name, backend))
         if fn is not None:  # the hot path: the generation check above and one dict lookup
@@ -82,9 +84,9 @@ def kernel(name: str, backend: str | None = None):
         modname = f"{_PACKAGES[backend]}.{op.family}"
         fresh = modname not in sys.modules
         module = importlib.import_module(modname)
-        if fresh and backend == "cython":
-            _config.limit_blas()  # the module may have loaded SciPy's OpenBLAS
-        fn = getattr(module, name)
+        if fresh or not _cache:
+            _threads.find_blas()  # the module may have loaded a BLAS (SciPy's, for Cython)
+        fn = _threads.scoped(getattr(module, name), blas=op.kind == "gemm")
         _cache[key] = fn
     return fn
 

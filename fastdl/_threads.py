@@ -1,0 +1,531 @@
+"""How many threads fastdl's kernels use, and what fastdl leaves alone.
+
+What it leaves alone.  Importing fastdl changes no environment variable and no other
+library's setting (it used to set OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT
+for the whole process; PyTorch's OpenMP read the first and its MLP epoch ran 1.4-3x
+slower).  A kernel call changes nothing that outlives it: the registry hands out every
+kernel wrapped by ``scoped``, which sets OpenMP's thread count of the calling thread
+and each OpenBLAS's thread count for the duration of the call, then restores them
+(``Scoped`` in fastdl/_kernels/cython/_threads.pyx says why both are shared with
+other libraries).  Only Numba's own per-thread count (``numba.set_num_threads``) is
+set in the threads that call fastdl's Numba kernels, and kept.
+
+How many.  The count starts from the CPUs this process may use (its affinity,
+capped by a cgroup CPU quota), from ``OMP_NUM_THREADS`` (its first entry, as PyTorch
+reads it), or from ``set_num_threads(n)``.  A count given by the variable or by
+``set_num_threads`` is used as given.  The default one adapts to the CPU others leave
+free: at most every ``PERIOD`` seconds, from the next kernel call (there is no thread
+of its own), ``CpuLoad`` measures the CPU time spent on this process's CPUs minus its
+own over the last period, and ``decide`` keeps one thread per CPU left free.  Why: a
+parallel region, and a multi-threaded GEMM, wait for their slowest thread, and a
+thread that shares its CPU with a busy process waits for the scheduler, milliseconds,
+at every region; idle OpenBLAS and libgomp threads spin (about 0.1 s and a few ms)
+on a CPU that process needs.  Measured 2026-12-07 on 2 vCPUs, MLP epoch at batch 32
+beside two busy processes: 1,738 ms on 2 threads, 391 ms on 1.  A thread is dropped
+when others take more than ``DOWN`` of a CPU from it, and added back when ``UP`` of
+a further CPU is free, so that noise does not make the count flap.
+
+Numba's threading layer: ``omp`` where Numba has it (the libgomp.so.1 the Cython
+kernels use: one OpenMP thread pool for both backends), else ``workqueue``, which is
+not thread-safe, so there only the main thread launches parallel kernels
+(``numba_parallel_here``); NUMBA_THREADING_LAYER overrides.
+
+docs/threads.md has the measurements and the ways to override.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+
+PERIOD = 0.25   # seconds between two looks at the CPU load
+DOWN = 0.5      # drop a thread when others take more than this much of a CPU from it
+UP = 0.75       # add one when at least this much of a further CPU is free
+
+
+def decide(current: int, ceiling: int, free: float) -> int:
+    """Threads for the next period.
+
+    ``current``: threads now; ``ceiling``: the most allowed; ``free``: CPUs that other
+    processes left free over the last period (this process's CPUs minus their busy
+    time over wall time).  Down to ``round(free)`` (at least 1) when ``free`` is more
+    than ``DOWN`` below ``current``; up to ``floor(free + 1 - UP)`` when at least ``UP``
+    of a CPU beyond ``current`` is free; else ``current``; always in [1, ceiling]."""
+    if free < current - DOWN:
+        current = int(free + 0.5)
+    elif free >= current + UP:
+        current = int(free + 1.0 - UP)
+    return max(1, min(ceiling, current))
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all, where affinity is unknown)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """The cgroup v2 CPU quota in CPUs (at least 1), or None where there is none."""
+    try:
+        with open(path) as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else max(int(quota) / int(period), 1.0)
+    except (OSError, ValueError):
+        return None
+
+
+def default_threads() -> int:
+    """The CPUs this process may use: its affinity, capped by its cgroup quota."""
+    n = len(allowed_cpus())
+    quota = cpu_quota()
+    return max(1, min(n, int(quota)) if quota else n)
+
+
+def env_threads() -> int | None:
+    """OMP_NUM_THREADS's first entry, when a positive integer (as PyTorch reads it)."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+class CpuLoad:
+    """The CPUs that other processes kept busy on ``cpus`` between two samples.
+
+    Busy time is read from ``/proc/stat`` (user + nice + system + irq + softirq + steal
+    of those CPUs: steal is the hypervisor giving the CPU to another machine), minus
+    this process's own CPU time (``own``, all its threads), over the wall time between
+    the samples.  ``sample()`` returns it, or None where ``/proc/stat`` is unreadable."""
+
+    def __init__(self, cpus, path="/proc/stat", clock=time.monotonic, own=time.process_time):
+        self.cpus = {f"cpu{c}".encode() for c in cpus}
+        self.path, self.clock, self.own = path, clock, own
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.quota = None  # a cgroup CPU quota, when there is one (CPUs)
+        # the per-CPU lines come first; the rest of the file (interrupts) is long
+        self.size = 256 * ((os.cpu_count() or 1) + 2)
+        self.last = self._read()
+
+    def _busy(self):
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read(self.size)
+        except OSError:
+            return None
+        busy = 0
+        for line in data.split(b"\n")[1:]:
+            if not line.startswith(b"cpu"):
+                break
+            name, *vals = line.split()
+            if name in self.cpus:
+                v = [int(x) for x in vals[:8]] + [0] * (8 - min(len(vals), 8))
+                busy += sum(v) - v[3] - v[4]  # all but idle and iowait
+        return busy / self.hz
+
+    def _read(self):
+        return self.clock(), self._busy(), self.own()
+
+    def sample(self) -> float | None:
+        now = self._read()
+        (t0, b0, o0), (t1, b1, o1) = self.last, now
+        self.last = now
+        if b0 is None or b1 is None or t1 <= t0:
+            return None
+        return min(max((b1 - b0 - (o1 - o0)) / (t1 - t0), 0.0), float(len(self.cpus)))
+
+
+# ---------------------------------------------------------------------------- state
+_lock = threading.Lock()
+# requested: set_num_threads' n (None: the default); adaptive: the count follows the
+# load; effective: the count in force; generation: bumped when the per-thread Numba
+# counts must be applied again; forked_omp: forked from a process with libgomp loaded
+_state = {"requested": None, "adaptive": None, "effective": None, "generation": 0,
+          "forked_omp": False, "free": None}
+_local = threading.local()   # per Python thread: the generation applied to it
+_load: CpuLoad | None = None
+
+
+_ext = []
+
+
+def _omp():
+    # the scoping extension (built with the Cython backend), or None
+    if not _ext:
+        try:
+            from fastdl._kernels.cython import _threads as ext
+        except ImportError:
+            ext = None
+        _ext.append(ext)
+    return _ext[0]
+
+
+def get_num_threads() -> int:
+    """The thread count asked for: ``set_num_threads``' n, else OMP_NUM_THREADS, else
+    the CPUs this process may use (1 in a child forked after OpenMP started).  With the
+    default, fewer run while other processes keep CPUs busy (``effective_threads``)."""
+    if _state["forked_omp"]:
+        return 1
+    if _state["requested"] is None:
+        return env_threads() or default_threads()
+    return _state["requested"]
+
+
+def effective_threads() -> int:
+    """The thread count in force for the next kernel call."""
+    if _state["effective"] is None:
+        _reset()
+    return _state["effective"]
+
+
+def adaptive() -> bool:
+    """Whether the count follows the CPU load (the default count does)."""
+    if _state["adaptive"] is None:
+        _reset()
+    return _state["adaptive"]
+
+
+def set_num_threads(n: int, *, adaptive: bool = False) -> None:
+    """Threads for every backend's kernels and for BLAS inside them.
+
+    ``n`` is used as given, whatever the load, unless ``adaptive=True``: then ``n`` is
+    the most used and fewer run while other processes keep CPUs busy."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive int, got {n}")
+    if not isinstance(adaptive, bool):
+        raise TypeError(f"adaptive: expected a bool, got {type(adaptive).__name__}")
+    if n > 1 and _state["forked_omp"]:
+        import warnings
+
+        warnings.warn(f"set_num_threads({n}) in a process forked after OpenMP started: kept at "
+                      "1 thread (OpenMP's threads do not survive fork; a parallel kernel "
+                      "would hang). Use the 'spawn' or 'forkserver' start method for more.",
+                      RuntimeWarning, stacklevel=2)
+        n = 1
+    _state["requested"] = n
+    _reset(adaptive)
+
+
+def _reset(adapt=None) -> None:
+    # the count as asked for, adapting or not; the load measured from now on
+    global _load
+    if adapt is None:
+        adapt = _state["requested"] is None and env_threads() is None
+    _state["adaptive"] = adapt and not _state["forked_omp"]
+    _state["free"] = None
+    _set_effective(1 if _state["forked_omp"] else get_num_threads())
+    omp = _omp()
+    if _state["adaptive"]:
+        if _load is None:
+            _load = CpuLoad(allowed_cpus())
+            _load.quota = cpu_quota()
+        else:
+            _load.sample()  # a fresh period
+        if omp is not None:
+            omp.set_hook(update, time.monotonic() + PERIOD)
+    elif omp is not None:
+        omp.set_hook(None, 0.0)
+
+
+def _set_effective(n: int) -> None:
+    if n != _state["effective"]:
+        _state["effective"] = n
+        _state["generation"] += 1   # every thread's Numba count, at its next kernel
+    omp = _omp()
+    if omp is not None:
+        omp.set_count(n)
+
+
+def update() -> None:
+    """Measure the load of the last period and set the count for the next (called by
+    the first kernel call of each period)."""
+    omp = _omp()
+    if omp is not None:
+        omp.set_due(time.monotonic() + PERIOD)
+    if not _state["adaptive"] or _load is None:
+        return
+    others = _load.sample()
+    if others is None:
+        return
+    free = len(_load.cpus) - others
+    if _load.quota is not None:
+        free = min(free, _load.quota)
+    _state["free"] = free
+    _set_effective(decide(_state["effective"], get_num_threads(), free))
+
+
+
+# ---------------------------------------------------------------------- per thread
+_numba_ready = False
+_numba_threadsafe = False  # the Numba threading layer may be entered by two threads at once
+_MAIN_THREAD = threading.main_thread().ident
+
+
+def apply_threads() -> None:
+    """Give the calling thread fastdl's count for Numba (whose count belongs to the
+    thread: set in the main thread, it did not reach a kernel called from a
+    ``threading.Thread``).  The registry calls this in any thread whose generation is
+    behind, before it hands out a kernel."""
+    effective_threads()  # the count decided, the first time
+    _local.generation = _state["generation"]
+    if _numba_ready:
+        import numba
+
+        numba.set_num_threads(min(effective_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def numba_threading_layer() -> str:
+    """The Numba threading layer fastdl asks for (see the module docstring)."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return os.environ["NUMBA_THREADING_LAYER"]
+    if importlib.util.find_spec("numba.np.ufunc.omppool") is not None:
+        return "omp"
+    return "workqueue"
+
+
+def numba_module():
+    """Import Numba once, with fastdl's threading layer and thread count applied."""
+    global _numba_ready, _numba_threadsafe
+    import numba
+
+    if not _numba_ready:
+        with _lock:
+            if not _numba_ready:
+                layer = numba_threading_layer()
+                if "NUMBA_THREADING_LAYER" not in os.environ:
+                    numba.config.THREADING_LAYER = layer
+                _numba_threadsafe = layer in ("omp", "tbb", "threadsafe")
+                omp = _omp()
+                before = omp.omp_state() if omp is not None else None
+                # numba.set_num_threads starts Numba's pool; on the omp layer that sets
+                # OpenMP's count and nested regions in this thread (PyTorch's too, when
+                # it shares the libgomp): put them back
+                numba.set_num_threads(min(effective_threads(), numba.config.NUMBA_NUM_THREADS))
+                if before is not None:
+                    omp.restore_omp_state(before)
+                _numba_ready = True
+                _state["generation"] += 1  # every thread now has a Numba count to set
+                apply_threads()
+    return numba
+
+
+def numba_parallel_here() -> bool:
+    """Whether the calling thread should launch Numba's parallel kernels now: not on
+    one thread, and on the workqueue layer (not thread-safe: two Python threads
+    launching parallel kernels at once aborted the process, SIGABRT) only from the
+    main thread; other threads take the serial twins.  omp and tbb are thread-safe."""
+    omp = _omp()
+    if effective_threads() == 1 or (omp is not None and omp.get_num_threads() == 1):
+        return False  # one thread: for fastdl, or for this call (``Scoped``)
+    return _numba_threadsafe or threading.get_ident() == _MAIN_THREAD
+
+
+# ---------------------------------------------------------------------------- BLAS
+_blas_seen: set[str] = set()
+
+
+def loaded_libraries() -> list[str]:
+    """Paths of the shared objects loaded in this process (``dl_iterate_phdr``; empty
+    where the C library has none).  threadpoolctl finds them the same way, but
+    importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
+
+    paths = []
+
+    def seen(info, size, data):
+        if info.contents.name:
+            paths.append(os.fsdecode(info.contents.name))
+        return 0
+
+    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t,
+                                ctypes.c_void_p)(seen)
+    try:
+        ctypes.CDLL(None).dl_iterate_phdr(callback, None)
+    except (AttributeError, OSError):
+        return []
+    return paths
+
+
+def _openblas_symbols(path: str):
+    # (library, prefix, suffix) of the OpenBLAS at ``path``, already loaded, under the
+    # names its builds export (NumPy's and SciPy's wheels prefix them with ``scipy_``,
+    # 64-bit-integer builds suffix ``64_``), or None
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return None
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            if hasattr(lib, f"{prefix}openblas_get_num_threads{suffix}"):
+                return lib, prefix, suffix
+    return None
+
+
+def _openblas_call(sym, name, restype):
+    import ctypes
+
+    lib, prefix, suffix = sym
+    fn = getattr(lib, f"{prefix}{name}{suffix}", None)
+    if fn is None:
+        return None
+    fn.restype, fn.argtypes = restype, []
+    return fn()
+
+
+def blas_info() -> list[dict]:
+    """Each OpenBLAS loaded: its file, configuration (version and build), kernels
+    (``architecture``), threading layer and thread count."""
+    import ctypes
+
+    out = []
+    for path in loaded_libraries():
+        if "openblas" not in os.path.basename(path).lower():
+            continue
+        sym = _openblas_symbols(path)
+        if sym is None:
+            continue
+        config = _openblas_call(sym, "openblas_get_config", ctypes.c_char_p)
+        core = _openblas_call(sym, "openblas_get_corename", ctypes.c_char_p)
+        parallel = _openblas_call(sym, "openblas_get_parallel", ctypes.c_int)
+        out.append({"internal_api": "openblas", "filepath": os.path.realpath(path),
+                    "config": config.decode() if config else None,
+                    "architecture": core.decode() if core else None,
+                    "threading_layer": {0: "disabled", 1: "pthreads", 2: "openmp"}.get(parallel),
+                    "num_threads": _openblas_call(sym, "openblas_get_num_threads",
+                                                  ctypes.c_int)})
+    return out
+
+
+def openblas_counters(path: str):
+    """The ``get_num_threads`` and ``set_num_threads`` functions (ctypes) of the OpenBLAS
+    at ``path``, already loaded; None where it has none, or where it threads with
+    OpenMP (it then follows OpenMP's count, which ``Scoped`` sets anyway)."""
+    import ctypes
+
+    sym = _openblas_symbols(path)
+    if sym is None or _openblas_call(sym, "openblas_get_parallel", ctypes.c_int) == 2:
+        return None
+    lib, prefix, suffix = sym
+    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+    put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+    if put is None:
+        return None
+    get.restype, get.argtypes = ctypes.c_int, []
+    put.restype, put.argtypes = None, [ctypes.c_int]
+    return get, put
+
+
+def find_blas() -> None:
+    """Register every OpenBLAS loaded so far with ``Scoped`` (each once; called again
+    after an import that may have loaded one: SciPy's loads with the first Cython
+    dense kernel).  MKL and BLIS are left at their own counts."""
+    import ctypes
+
+    omp = _omp()
+    for path in loaded_libraries():
+        path = os.path.realpath(path)
+        if path in _blas_seen or "openblas" not in os.path.basename(path).lower():
+            continue
+        _blas_seen.add(path)
+        counters = openblas_counters(path)
+        if counters is None:
+            continue
+        if omp is not None:
+            omp.register_blas(*(ctypes.cast(f, ctypes.c_void_p).value for f in counters))
+        else:
+            _py_blas.append(counters)
+
+
+_py_blas: list = []   # (get, set) ctypes functions, where the extension is missing
+_py_due = 0.0
+
+
+class _PyScoped:
+    """``Scoped`` without the Cython backend: BLAS counts only (no OpenMP here)."""
+
+    def __init__(self, fn):
+        self.fn = self.__wrapped__ = fn
+
+    def __call__(self, *args, **kwargs):
+        global _py_due
+        if _state["adaptive"] and time.monotonic() >= _py_due:
+            _py_due = time.monotonic() + PERIOD
+            update()
+        want = effective_threads()
+        saved = [(put, n) for get, put in _py_blas if (n := get()) != want]
+        for put, _ in saved:
+            put(want)
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            for put, n in saved:
+                put(n)
+
+
+def blas_spin_seconds() -> float:
+    """How long OpenBLAS's idle threads spin after a call: 2^OPENBLAS_THREAD_TIMEOUT
+    cycles of its time-stamp counter (2^28 when unset; taken at 1.5 GHz, slower than
+    any x86 TSC, so that this is an upper bound)."""
+    t = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "").strip()
+    t = min(max(int(t), 4), 30) if t.isdigit() and int(t) > 0 else 28
+    return 2.0 ** t / 1.5e9
+
+
+def scoped(fn, blas: bool = False):
+    """``fn`` run with fastdl's thread count, the caller's restored afterwards;
+    ``blas``: ``fn`` calls BLAS (``Scoped`` says why that matters)."""
+    effective_threads()  # the count decided before the first call
+    omp = _omp()
+    if omp is None:
+        return _PyScoped(fn)
+    omp.set_blas_spin(blas_spin_seconds())
+    return omp.Scoped(fn, blas)
+
+
+# ---------------------------------------------------------------------------- fork
+def _libgomp_loaded() -> bool:
+    # a library of soname libgomp.so.1 (the Cython kernels' and Numba's omp layer's,
+    # or PyTorch's copy, which ours binds to); RTLD_NOLOAD asks without loading it.
+    # Copies renamed by auditwheel (scikit-learn's libgomp-<hash>.so) do not count.
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return False
+    return True
+
+
+def _after_fork_in_child() -> None:
+    # GNU OpenMP's threads do not survive fork: a child forked after the parent ran an
+    # OpenMP region hung in its first Cython parallel kernel, and Numba's omp layer
+    # terminated such a child, which left a multiprocessing Pool waiting forever (both
+    # measured).  One thread runs a region without that pool, so such a child runs
+    # every kernel on one thread.  OpenBLAS restarts its own threads after fork.
+    global _load
+    _load = None
+    if _libgomp_loaded():
+        _state["forked_omp"] = True
+        _reset(False)
+    elif _state["adaptive"]:
+        _reset(True)  # the parent's CPU time is not the child's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def info() -> dict:
+    """The thread settings in force, for ``fastdl.info()``."""
+    return {"requested": get_num_threads(), "effective": effective_threads(),
+            "adaptive": adaptive(), "cpus_allowed": len(allowed_cpus()),
+            "cpu_quota": cpu_quota(), "free_cpus_last_period": _state["free"],
+            "numba_threading_layer": numba_threading_layer()
+            if importlib.util.find_spec("numba") else None}
