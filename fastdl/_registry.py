@@ -57,6 +57,8 @@ _ops("losses", "reduction",
 _ops("optim", "update", "sgd_update", "adam_update", "sum_squares", "scale", "clip_value")
 _ops("metrics", "other", "confusion_matrix")
 _ops("augment", "other", "shift_images", "flip_images", "crop_images", "noise_images")
+_ops("conv", "gemm", "conv2d_forward", "conv2d_backward")
+_ops("pool", "other", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")
 
 _cache: dict[tuple[str, str], object] = {}
 _local, _tstate, _bstate = _threads._local, _threads._state, _config._state

@@ -11,3 +11,5 @@ from fastdl.functional.maxout import *  # noqa: F401,F403
 from fastdl.functional.dropout import *  # noqa: F401,F403
 from fastdl.functional.losses import *  # noqa: F401,F403
 from fastdl.functional.optim import *  # noqa: F401,F403
+from fastdl.functional.conv import *  # noqa: F401,F403
+from fastdl.functional.pool import *  # noqa: F401,F403

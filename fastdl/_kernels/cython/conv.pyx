@@ -1,0 +1,319 @@
+# cython: language_level=3
+# distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
+# distutils: libraries = m
+"""2-D convolution, Cython backend: im2col + GEMM (scipy.linalg.cython_blas) over chunks
+of output positions.
+
+x is (N, C, H, W), W is (O, C, kh, kw), b is (O,), y and dy are (N, O, Ho, Wo);
+K = C kh kw, P = Ho Wo.  The N P output positions, flattened as (n, r, s), are taken
+in chunks of q: unfold writes the chunk's columns cols (K, q) into the workspace, one
+GEMM makes tmp (O, q) = W (O, K) @ cols, and one pass scatters tmp into y with the bias
+and the activation.  The workspace ``ws`` holds O K + (K + O) q elements (the first
+O K are the Numba backend's, unused here); its length sets q, so that it stays the
+size the caller chose (in cache) whatever the batch.  The backward pass rebuilds each
+chunk's columns:
+
+    dW (O, K) += dy_chunk (O, q) @ cols.T,   dcols (K, q) = W.T @ dy_chunk,
+    dx += col2im(dcols)
+
+Row-major arrays are column-major transposes; each GEMM below says which product it
+computes.  K, O and q reach BLAS as its 32-bit int: the public layer refuses a K or O
+beyond it, and q is at most the workspace's length.
+"""
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from fastdl._kernels.cython._helpers cimport (
+    fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
+    ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU,
+    ACT_SOFTMAX)
+
+ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
+             "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
+
+
+cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
+                      const floating *a, int lda, const floating *b, int ldb, floating beta,
+                      floating *c, int ldc) noexcept nogil:
+    # column-major C (m, n) = alpha op(A) op(B) + beta C
+    if floating is float:
+        sgemm(&ta, &tb, &m, &n, &k, &alpha, <float *>a, &lda, <float *>b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &alpha, <double *>a, &lda, <double *>b, &ldb, &beta, c,
+              &ldc)
+
+
+cdef void unfold(floating *x, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, floating *cols,
+                 Py_ssize_t g0, Py_ssize_t q, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                 Py_ssize_t pw, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ho, Py_ssize_t wo,
+                 bint fold) noexcept nogil:
+    # fold False (im2col): cols[(c kh + i) kw + j, t] = xpad[n, c, r sh + i, s sw + j] for
+    # the output position g0 + t = (n Ho + r) Wo + s, zeros where the window hangs over
+    # the padding.  fold True (col2im, its transpose): x[n, c, r sh + i - ph, s sw + j - pw]
+    # += cols[(c, i, j), t] for the positions inside the image (x is then dx).
+    # Rows (c, i, j) outer; in each, the chunk's output rows are walked as segments of s,
+    # each one copy with its padded ends cut off outside the loop.
+    cdef Py_ssize_t p_img = ho * wo, cc, i, j, jlo, jhi, n, r, s0, t, seg, ih, lo, hi, u, a
+    cdef floating *row
+    for cc in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                # the output columns [jlo, jhi) whose tap j reads inside the row:
+                # 0 <= s sw - pw + j < w
+                if sw == 1:
+                    jlo = pw - j
+                    jhi = w + pw - j
+                else:
+                    jlo = (pw - j + sw - 1) // sw if pw > j else 0
+                    jhi = (w - 1 + pw - j) // sw + 1 if w - 1 + pw >= j else 0
+                jlo = min(max(jlo, 0), wo)
+                jhi = max(min(jhi, wo), jlo)
+                row = cols + ((cc * kh + i) * kw + j) * q
+                n = g0 // p_img
+                r = (g0 % p_img) // wo
+                s0 = g0 % wo
+                t = 0
+                while t < q:
+                    seg = min(wo - s0, q - t)
+                    ih = r * sh - ph + i
+                    if 0 <= ih < h:
+                        lo = min(max(jlo, s0), s0 + seg)
+                        hi = max(min(jhi, s0 + seg), lo)
+                        # x[a + s sw] is x[n, c, ih, s sw + j - pw]; row[t - s0 + s] is column s
+                        a = ((n * c + cc) * h + ih) * w + j - pw
+                        if fold:
+                            if sw == 1:  # a separate loop: gcc vectorises only unit strides
+                                for u in range(lo, hi):
+                                    x[a + u] += row[t - s0 + u]
+                            else:
+                                for u in range(lo, hi):
+                                    x[a + u * sw] += row[t - s0 + u]
+                        else:
+                            for u in range(s0, lo):
+                                row[t - s0 + u] = 0
+                            if sw == 1:
+                                for u in range(lo, hi):
+                                    row[t - s0 + u] = x[a + u]
+                            else:
+                                for u in range(lo, hi):
+                                    row[t - s0 + u] = x[a + u * sw]
+                            for u in range(hi, s0 + seg):
+                                row[t - s0 + u] = 0
+                    elif not fold:
+                        for u in range(seg):
+                            row[t + u] = 0
+                    t += seg
+                    s0 = 0
+                    r += 1
+                    if r == ho:
+                        r = 0
+                        n += 1
+
+
+cdef inline void act_run(floating *dst, const floating *src, floating bias, Py_ssize_t m,
+                         int act, floating alpha) noexcept nogil:
+    # dst = act(src + bias) over one run; one loop per activation, chosen outside the
+    # loop, so that each is a straight vectorisable body (as dense's output pass)
+    cdef Py_ssize_t u
+    if act == ACT_RELU:
+        for u in range(m):
+            dst[u] = relu_s(src[u] + bias)
+    elif act == ACT_LEAKY_RELU:
+        for u in range(m):
+            dst[u] = leaky_relu_s(src[u] + bias, alpha)
+    elif act == ACT_ELU:
+        for u in range(m):
+            dst[u] = elu_s(src[u] + bias, alpha)
+    elif act == ACT_SIGMOID:
+        for u in range(m):
+            dst[u] = sigmoid_s(src[u] + bias)
+    elif act == ACT_TANH:
+        for u in range(m):
+            dst[u] = ftanh(src[u] + bias)
+    elif act == ACT_GELU:
+        for u in range(m):
+            dst[u] = gelu_s(src[u] + bias)
+    elif act == ACT_SILU:
+        for u in range(m):
+            dst[u] = silu_s(src[u] + bias)
+    else:
+        for u in range(m):
+            dst[u] = src[u] + bias
+
+
+cdef void softmax_channels(floating *z, Py_ssize_t o, Py_ssize_t p_img, Py_ssize_t p0,
+                           Py_ssize_t seg, int act) noexcept nogil:
+    # softmax or log_softmax over the channels of one image z (O, P) at the pixels
+    # p0 .. p0 + seg - 1, in place, the max subtracted first so that no exp overflows
+    cdef Py_ssize_t p, oo
+    cdef floating mx, s, inv, lse
+    for p in range(p0, p0 + seg):
+        mx = z[p]
+        for oo in range(1, o):
+            if z[oo * p_img + p] > mx:
+                mx = z[oo * p_img + p]
+        s = 0
+        if act == ACT_SOFTMAX:
+            for oo in range(o):
+                z[oo * p_img + p] = fexp_nonpos(z[oo * p_img + p] - mx)
+                s += z[oo * p_img + p]
+            inv = <floating>1 / s
+            for oo in range(o):
+                z[oo * p_img + p] = z[oo * p_img + p] * inv
+        else:
+            for oo in range(o):
+                s += fexp_nonpos(z[oo * p_img + p] - mx)
+            lse = flog(s)
+            for oo in range(o):
+                z[oo * p_img + p] = (z[oo * p_img + p] - mx) - lse
+
+
+cdef void scatter(const floating *tmp, const floating *b, floating *y, Py_ssize_t o,
+                  Py_ssize_t p_img, Py_ssize_t g0, Py_ssize_t q, int act,
+                  floating alpha) noexcept nogil:
+    # y[n, o, p] = act(tmp[o, t] + b[o]) for g0 + t = n P + p: per image, one contiguous
+    # run of p for each channel
+    cdef Py_ssize_t t = 0, g = g0, n, p0, seg, oo
+    while t < q:
+        n = g // p_img
+        p0 = g % p_img
+        seg = min(p_img - p0, q - t)
+        for oo in range(o):
+            act_run(y + (n * o + oo) * p_img + p0, tmp + oo * q + t,
+                    b[oo] if b != NULL else 0, seg, act, alpha)
+        if act >= ACT_SOFTMAX:
+            softmax_channels(y + n * o * p_img, o, p_img, p0, seg, act)
+        t += seg
+        g += seg
+
+
+cdef void gather(const floating *dy, floating *dyt, floating *db, Py_ssize_t o,
+                 Py_ssize_t p_img, Py_ssize_t g0, Py_ssize_t q) noexcept nogil:
+    # dyt[o, t] = dy[n, o, p] for g0 + t = n P + p, and db[o] += their sum
+    cdef Py_ssize_t t = 0, g = g0, n, p0, seg, oo, u
+    cdef const floating *src
+    cdef floating *dst
+    cdef floating s
+    while t < q:
+        n = g // p_img
+        p0 = g % p_img
+        seg = min(p_img - p0, q - t)
+        for oo in range(o):
+            src = dy + (n * o + oo) * p_img + p0
+            dst = dyt + oo * q + t
+            s = 0
+            for u in range(seg):
+                dst[u] = src[u]
+                s += src[u]
+            db[oo] += s
+        t += seg
+        g += seg
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] W, b,
+                   floating[:, :, :, ::1] out, floating[::1] ws, Py_ssize_t sh, Py_ssize_t sw,
+                   Py_ssize_t ph, Py_ssize_t pw, activation, double alpha):
+    """out = act(conv(x, W) + b).   x (N, C, H, W), W (O, C, kh, kw), b (O,) or None,
+    out (N, O, Ho, Wo), ws (at least K + O elements)."""
+    cdef int act = ACT_CODES[activation]
+    cdef const floating[::1] bv
+    cdef const floating *bp = NULL
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
+    cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
+    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo, chunk, g0, q
+    cdef floating *cols
+    cdef floating *tmp
+    if total == 0 or o == 0:
+        return
+    if b is not None:
+        bv = b
+        bp = &bv[0]
+    chunk = min(total, ws.shape[0] // (k + o))
+    with nogil:
+        g0 = 0
+        while g0 < total:
+            q = min(chunk, total - g0)
+            cols = &ws[0]
+            tmp = cols + k * q
+            unfold(<floating *>&x[0, 0, 0, 0], c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw,
+                   ho, wo, False)
+            # tmp (O, q) = W (O, K) @ cols (K, q); column-major: tmp^T = cols^T W^T
+            gemm(c'N', c'N', <int>q, <int>o, <int>k, 1, cols, <int>q, &W[0, 0, 0, 0], <int>k,
+                 0, tmp, <int>q)
+            scatter(tmp, bp, &out[0, 0, 0, 0], o, ho * wo, g0, q, act, <floating>alpha)
+            g0 += q
+
+
+cdef void _conv2d_backward(const floating *dy, floating *x, const floating *W, floating *dx,
+                           floating *dW, floating *db, floating *ws, Py_ssize_t chunk,
+                           Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                           Py_ssize_t o, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ho,
+                           Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                           Py_ssize_t pw) noexcept nogil:
+    # ws: dWt (K, O), the transpose of dW, summed over the chunks; then cols (K, q) and
+    # dyt (O, q).  dW is summed transposed because that GEMM's orientation ran faster in
+    # SciPy's OpenBLAS (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
+    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo, g0 = 0, q, i, j
+    cdef floating *dwt = ws
+    cdef floating *cols = ws + o * k
+    cdef floating *dyt
+    cdef floating beta = 0
+    for i in range(o):
+        db[i] = 0
+    if dx != NULL:
+        for i in range(n * c * h * w):
+            dx[i] = 0
+    while g0 < total:
+        q = min(chunk, total - g0)
+        dyt = cols + k * q
+        unfold(x, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        gather(dy, dyt, db, o, ho * wo, g0, q)
+        # dWt (K, O) += cols (K, q) @ dyt.T; column-major: dWt^T (O, K) = dyt (O, q) cols^T,
+        # dyt and cols being column-major (q, O) and (q, K)
+        gemm(c'T', c'N', <int>o, <int>k, <int>q, 1, dyt, <int>q, cols, <int>q, beta, dwt,
+             <int>o)
+        beta = 1
+        if dx != NULL:
+            # dcols (K, q) = W.T (K, O) @ dyt (O, q), into cols (spent);
+            # column-major: dcols^T (q, K) = dyt^T (q, O) W (O, K)
+            gemm(c'N', c'T', <int>q, <int>k, <int>o, 1, dyt, <int>q, W, <int>k, 0, cols,
+                 <int>q)
+            unfold(dx, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
+        g0 += q
+    for i in range(o):
+        for j in range(k):
+            dW[i * k + j] = dwt[j * o + i]
+
+
+def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+                    const floating[:, :, :, ::1] W, dx, floating[:, :, :, ::1] dW,
+                    floating[::1] db, floating[::1] ws, Py_ssize_t sh, Py_ssize_t sw,
+                    Py_ssize_t ph, Py_ssize_t pw):
+    """dx (skipped when None), dW, db from dy, the gradient at the pre-activation output.
+    dy (N, O, Ho, Wo), x (N, C, H, W), W (O, C, kh, kw), dx like x, dW like W, db (O,),
+    ws (at least O K + K + O elements)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
+    cdef Py_ssize_t k = c * kh * kw, total = n * dy.shape[2] * dy.shape[3]
+    cdef floating[:, :, :, ::1] dxv
+    cdef floating *dxp = NULL
+    if need_zero_only(dy.size, W.size):
+        dW[...] = 0
+        db[...] = 0
+        if dx is not None:
+            dx.fill(0)
+        return
+    if dx is not None:
+        dxv = dx
+        dxp = &dxv[0, 0, 0, 0]
+    with nogil:
+        _conv2d_backward(&dy[0, 0, 0, 0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0], dxp,
+                         &dW[0, 0, 0, 0], &db[0], &ws[0],
+                         min(total, (ws.shape[0] - o * k) // (k + o)), n, c, h, w, o, kh, kw,
+                         dy.shape[2], dy.shape[3], sh, sw, ph, pw)
+
+
+cdef inline bint need_zero_only(Py_ssize_t dy_size, Py_ssize_t w_size):
+    # nothing to multiply (no positions or no filters): the results are zeros
+    return dy_size == 0 or w_size == 0

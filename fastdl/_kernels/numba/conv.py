@@ -1,0 +1,289 @@
+"""2-D convolution, Numba backend: im2col + GEMM over chunks of output positions.
+
+x is (N, C, H, W), W is (O, C, kh, kw), b is (O,), y and dy are (N, O, Ho, Wo);
+K = C kh kw, P = Ho Wo.  The N P output positions, flattened as (n, r, s), are taken
+in chunks of q: im2col writes the chunk's columns cols (K, q) into the workspace,
+one GEMM makes tmp (O, q) = W (O, K) @ cols, and one pass scatters tmp into y with
+the bias (and relu or leaky_relu).  The workspace ``ws`` (1-D, the dtype of x) holds
+cols and tmp, plus O K elements for the backward pass; its length sets q, so that
+it stays the size the caller chose (in cache) whatever the batch.  The backward pass
+rebuilds each chunk's columns:
+
+    dW.T (K, O) += cols @ dy_chunk.T,   dcols (K, q) = W.T @ dy_chunk,
+    dx += col2im(dcols)
+
+The GEMMs are ``np.dot`` inside the kernel (SciPy's BLAS, multi-threaded); the
+passes around them are serial, as BLAS must not be called from a parallel region.
+The passes are inlined into the two drivers (``inline``): as separate kernels,
+each driver's first call compiled them again into itself (Numba re-optimises the
+code it links in), 9 s of CPU per dtype for forward and backward, 6 s inlined.
+"""
+import numpy as np
+from numba import uint64
+
+from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit
+from fastdl._kernels.numba import activations
+from fastdl._kernels.numba._math import exp_nonpos, log
+from fastdl._kernels.numba._scalar import (ACT_LEAKY_RELU, ACT_RELU, ACT_SOFTMAX, const,
+                                           leaky_relu_s, relu_s)
+from fastdl._kernels.numba.dense import ACT_CODES, _zeros
+
+# the activations fused into the output pass; the others run as a second pass over y
+# (the activation kernels, or _softmax_channels).  Each activation's loop fused here
+# would be compiled into the driver too: with all nine, the forward kernel's first call
+# compiled for 9-10 s of CPU per dtype (measured), against 3-4 s with these two, which
+# are the two that nn's layers fuse (the others keep the pre-activation for backward).
+_FUSED = (None, "relu", "leaky_relu")
+
+
+@inline
+def _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, fold):
+    # fold False (im2col): cols[(c kh + i) kw + j, t] = xpad[n, c, r sh + i, s sw + j] for
+    # the output position g0 + t = (n Ho + r) Wo + s, zeros where the window hangs over
+    # the padding.  fold True (col2im, its transpose): x[n, c, r sh + i - ph, s sw + j - pw]
+    # += cols[(c, i, j), t] for the positions inside the image (x is then dx).
+    # Rows (c, i, j) outer; in each, the chunk's output rows are walked as segments of s,
+    # each one copy with its padded ends cut off outside the loop.  Indices are flat and
+    # unsigned: Numba puts a negative-index select on every signed index it cannot prove
+    # >= 0, which kept these copies scalar (unsigned: 2-3x faster here, measured).
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
+    p_img = ho * wo
+    ssw = uint64(sw)
+    for cc in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                # the output columns [jlo, jhi) whose tap j reads inside the row:
+                # 0 <= s sw - pw + j < w (stride 1, the common case, without a division)
+                if sw == 1:
+                    jlo = pw - j
+                    jhi = w + pw - j
+                else:
+                    jlo = -((j - pw) // sw)
+                    jhi = (w - 1 + pw - j) // sw + 1
+                jlo = min(max(jlo, 0), wo)
+                jhi = max(min(jhi, wo), jlo)
+                rowbase = ((cc * kh + i) * kw + j) * q
+                n = g0 // p_img
+                r = (g0 % p_img) // wo
+                s0 = g0 % wo
+                t = 0
+                while t < q:
+                    seg = min(wo - s0, q - t)
+                    ih = r * sh - ph + i
+                    d = uint64(rowbase + t - s0)  # cols index of output column s: d + s
+                    if 0 <= ih < h:
+                        lo = min(max(jlo, s0), s0 + seg)
+                        hi = max(min(jhi, s0 + seg), lo)
+                        dd = d + uint64(lo)
+                        aa = uint64(((n * c + cc) * h + ih) * w + j - pw + lo * sw)
+                        if fold:
+                            for u in range(uint64(hi - lo)):
+                                xf[aa + u * ssw] += cf[dd + u]
+                        else:
+                            for s in range(uint64(s0), uint64(lo)):
+                                cf[d + s] = 0
+                            if sw == 1:
+                                for u in range(uint64(hi - lo)):
+                                    cf[dd + u] = xf[aa + u]
+                            else:
+                                for u in range(uint64(hi - lo)):
+                                    cf[dd + u] = xf[aa + u * ssw]
+                            for s in range(uint64(hi), uint64(s0 + seg)):
+                                cf[d + s] = 0
+                    elif not fold:
+                        for s in range(uint64(s0), uint64(s0 + seg)):
+                            cf[d + s] = 0
+                    t += seg
+                    s0 = 0
+                    r += 1
+                    if r == ho:
+                        r = 0
+                        n += 1
+
+
+@inline
+def _scatter(tmp, b, y, g0, q, act, alpha):
+    # y[n, o, p] = tmp[o, t] + b[o] for g0 + t = n P + p, with relu or leaky_relu
+    # applied on the way: per image, one contiguous run of p for each channel
+    o = tmp.shape[0]
+    p_img = y.shape[2] * y.shape[3]
+    yf = y.reshape((y.shape[0], o, p_img))
+    t = 0
+    g = g0
+    while t < q:
+        n = g // p_img
+        p0 = g % p_img
+        seg = min(p_img - p0, q - t)
+        for oo in range(o):
+            src = tmp[oo, t:t + seg]
+            dst = yf[n, oo, p0:p0 + seg]
+            bo = b[oo]
+            if act == ACT_RELU:
+                for u in range(seg):
+                    dst[u] = relu_s(src[u] + bo)
+            elif act == ACT_LEAKY_RELU:
+                for u in range(seg):
+                    dst[u] = leaky_relu_s(src[u] + bo, alpha)
+            else:
+                for u in range(seg):
+                    dst[u] = src[u] + bo
+        t += seg
+        g += seg
+
+
+@jit
+def _softmax_channels(y, act):
+    # softmax or log_softmax over the channels of y (N, O, Ho, Wo) at each pixel, in
+    # place, with the max subtracted first so that no exp overflows
+    n, o = y.shape[0], y.shape[1]
+    p_img = y.shape[2] * y.shape[3]
+    z3 = y.reshape((n, o, p_img))
+    for i in range(n):
+        z = z3[i]
+        for p in range(p_img):
+            mx = z[0, p]
+            for oo in range(1, o):
+                mx = max(mx, z[oo, p])
+            s = const(mx, 0.0)
+            if act == ACT_SOFTMAX:
+                for oo in range(o):
+                    e = exp_nonpos(z[oo, p] - mx)
+                    z[oo, p] = e
+                    s += e
+                inv = const(mx, 1.0) / s
+                for oo in range(o):
+                    z[oo, p] = z[oo, p] * inv
+            else:
+                for oo in range(o):
+                    s += exp_nonpos(z[oo, p] - mx)
+                lse = log(s)
+                # (x - max) - log(s), not x - (max + log s), which loses the low bits
+                for oo in range(o):
+                    z[oo, p] = (z[oo, p] - mx) - lse
+
+
+@inline
+def _gather(dy, dyt, db, g0, q):
+    # dyt[o, t] = dy[n, o, p] for g0 + t = n P + p, and db[o] += their sum
+    o = dyt.shape[0]
+    p_img = dy.shape[2] * dy.shape[3]
+    dyf = dy.reshape((dy.shape[0], o, p_img))
+    t = 0
+    g = g0
+    while t < q:
+        n = g // p_img
+        p0 = g % p_img
+        seg = min(p_img - p0, q - t)
+        for oo in range(o):
+            src = dyf[n, oo, p0:p0 + seg]
+            dst = dyt[oo, t:t + seg]
+            s = const(db[oo], 0.0)
+            for u in range(seg):
+                v = src[u]
+                dst[u] = v
+                s += v
+            db[oo] += s
+        t += seg
+        g += seg
+
+
+@jit
+def _conv2d_forward(x, W, b, y, ws, sh, sw, ph, pw, act, alpha):
+    n = x.shape[0]
+    o, c, kh, kw = W.shape
+    ho, wo = y.shape[2], y.shape[3]
+    k = c * kh * kw
+    total = n * ho * wo
+    chunk = min(total, ws.shape[0] // (k + o))
+    w2 = W.reshape((o, k))
+    g0 = 0
+    while g0 < total:
+        q = min(chunk, total - g0)
+        cols = ws[:k * q].reshape((k, q))
+        tmp = ws[k * q:(k + o) * q].reshape((o, q))
+        _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        np.dot(w2, cols, tmp)
+        _scatter(tmp, b, y, g0, q, act, alpha)
+        g0 += q
+
+
+@jit(fastmath=FASTMATH_REDUCE)
+def _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx):
+    n = x.shape[0]
+    o, c, kh, kw = W.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    k = c * kh * kw
+    total = n * ho * wo
+    # ws: one chunk's share of dW, transposed (K, O), then cols (K, q) and dyt (O, q).
+    # dW is summed transposed because that GEMM's orientation ran faster in SciPy's
+    # OpenBLAS (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
+    chunk = min(total, (ws.shape[0] - o * k) // (k + o))
+    w2 = W.reshape((o, k))
+    dw2 = dW.reshape((o, k))
+    part = ws[:o * k].reshape((k, o))
+    db[:] = 0
+    if need_dx:
+        dx[:] = 0
+    g0 = 0
+    while g0 < total:
+        q = min(chunk, total - g0)
+        base = o * k
+        cols = ws[base:base + k * q].reshape((k, q))
+        dyt = ws[base + k * q:base + (k + o) * q].reshape((o, q))
+        _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        _gather(dy, dyt, db, g0, q)
+        np.dot(cols, dyt.T, part)
+        # np.dot has no beta: the first chunk's share is copied, the others added
+        if g0 == 0:
+            for i in range(o):
+                for j in range(k):
+                    dw2[i, j] = part[j, i]
+        else:
+            for i in range(o):
+                for j in range(k):
+                    dw2[i, j] += part[j, i]
+        if need_dx:
+            np.dot(w2.T, dyt, cols)  # cols is spent: it takes dcols
+            _unfold(dx, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
+        g0 += q
+
+
+def conv2d_forward(x, W, b, out, ws, sh, sw, ph, pw, activation, alpha):
+    if out.size == 0:
+        return
+    if b is None:
+        b = _zeros(W.shape[0], out.dtype)
+    fused = activation in _FUSED
+    _conv2d_forward(x, W, b, out, ws, sh, sw, ph, pw, ACT_CODES[activation] if fused else 0,
+                    out.dtype.type(alpha))
+    if fused:
+        return
+    if activation in ("softmax", "log_softmax"):
+        _softmax_channels(out, ACT_CODES[activation])
+    else:
+        flat = out.reshape(-1)
+        if activation == "elu":
+            activations.elu(flat, flat, alpha)
+        else:
+            getattr(activations, activation)(flat, flat)
+
+
+_NO_DX = {}
+
+
+def conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw):
+    if dy.size == 0:
+        dW.fill(0)
+        db.fill(0)
+        if dx is not None:
+            dx.fill(0)
+        return
+    need_dx = dx is not None
+    if not need_dx:
+        # one compiled signature for both cases: a stand-in 4-D array of the dtype
+        dx = _NO_DX.get(x.dtype)
+        if dx is None:
+            dx = _NO_DX[x.dtype] = np.zeros((0, 0, 0, 0), x.dtype)
+    _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx)
