@@ -41,3 +41,130 @@ def test_load_digits_returns_fresh_copies():
 def test_load_digits_bad_argument():
     with pytest.raises(TypeError, match="images"):
         datasets.load_digits(images="yes")
+
+
+def test_load_digits_channel_axis():
+    X, y = datasets.load_digits(images=True)
+    X4, y4 = datasets.load_digits(images=True, channel_axis=True)
+    assert X4.shape == (1797, 1, 8, 8) and X4.dtype == np.float32 and X4.flags.c_contiguous
+    np.testing.assert_array_equal(X4[:, 0], X)
+    np.testing.assert_array_equal(y4, y)
+    with pytest.raises(ValueError, match="channel_axis"):
+        datasets.load_digits(channel_axis=True)
+    with pytest.raises(TypeError, match="channel_axis"):
+        datasets.load_digits(images=True, channel_axis=1)
+
+
+def test_load_digits_feeds_the_conv_kernels():
+    import fastdl.functional as F
+
+    X, _ = datasets.load_digits(images=True, channel_axis=True)
+    W = np.ones((2, 1, 3, 3), np.float32)
+    y = F.conv2d_forward(X[:5], W, padding=1, backend="numpy")
+    assert y.shape == (5, 2, 8, 8)
+    np.testing.assert_allclose(y[:, 0, 1:-1, 1:-1],
+                               sum(X[:5, 0, i:i + 6, j:j + 6] for i in range(3) for j in range(3)),
+                               rtol=1e-6)
+
+
+# ---- IDX files ------------------------------------------------------------------
+
+def idx_bytes(values, magic=None):
+    """An IDX file of unsigned bytes holding ``values`` (uint8 array)."""
+    values = np.asarray(values, np.uint8)
+    magic = 0x0800 | values.ndim if magic is None else magic
+    head = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in values.shape)
+    return head + values.tobytes()
+
+
+def write(path, data, gz=False):
+    import gzip
+
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def mnist_like():
+    r = np.random.default_rng(0)
+    return r.integers(0, 256, (7, 5, 4), dtype=np.uint8), r.integers(0, 10, 7, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_load_idx(tmp_path, mnist_like, gz):
+    images, labels = mnist_like
+    ip = write(tmp_path / "images-idx3-ubyte", idx_bytes(images), gz)
+    lp = write(tmp_path / "labels-idx1-ubyte", idx_bytes(labels), gz)
+    X, y = datasets.load_idx(ip, str(lp))
+    assert X.shape == (7, 5, 4) and X.dtype == np.float32 and X.flags.c_contiguous
+    assert X.flags.writeable and y.flags.writeable
+    np.testing.assert_array_equal(X, (images / 255).astype(np.float32))
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, labels)
+    X4, _ = datasets.load_idx(ip, lp, channel_axis=True)
+    assert X4.shape == (7, 1, 5, 4)
+    np.testing.assert_array_equal(X4[:, 0], X)
+
+
+def test_load_idx_empty(tmp_path):
+    ip = write(tmp_path / "i", idx_bytes(np.zeros((0, 28, 28))))
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(0)))
+    X, y = datasets.load_idx(ip, lp)
+    assert X.shape == (0, 28, 28) and y.shape == (0,)
+
+
+def test_load_idx_malformed(tmp_path, mnist_like):
+    images, labels = mnist_like
+    good_i, good_l = idx_bytes(images), idx_bytes(labels)
+    lp = write(tmp_path / "l", good_l)
+    ip = write(tmp_path / "i", good_i)
+    cases = [
+        ("images_path", good_i[:-1], good_l, "truncated"),
+        ("images_path", good_i[:10], good_l, "truncated in its header"),
+        ("images_path", good_i[:2], good_l, "too short"),
+        ("images_path", good_i + b"\0", good_l, "more data"),
+        ("images_path", idx_bytes(images, magic=0x0803 | 0x0100), good_l, "magic"),  # 0x0903
+        ("images_path", good_l, good_l, "magic"),  # a labels file given as images
+        ("labels_path", good_i, good_i, "magic"),
+        ("labels_path", good_i, idx_bytes(labels[:6]), "6 labels for 7 images"),
+        ("labels_path", good_i, good_l[:-3], "truncated"),
+    ]
+    for name, img, lab, match in cases:
+        a = write(tmp_path / "a", img)
+        b = write(tmp_path / "b", lab)
+        with pytest.raises(ValueError, match=name) as e:
+            datasets.load_idx(a, b)
+        assert match in str(e.value), (match, str(e.value))
+    # a broken gzip stream (the gzip magic, then garbage)
+    bad = write(tmp_path / "g", b"\x1f\x8b" + b"\x08\x00garbage" * 3)
+    with pytest.raises(ValueError, match="images_path.*gzip"):
+        datasets.load_idx(bad, lp)
+    # a gzip stream cut short
+    import gzip
+    cut = write(tmp_path / "c", gzip.compress(good_i)[:-12])
+    with pytest.raises(ValueError, match="images_path"):
+        datasets.load_idx(cut, lp)
+    with pytest.raises(FileNotFoundError):
+        datasets.load_idx(tmp_path / "missing", lp)
+    with pytest.raises(TypeError, match="channel_axis"):
+        datasets.load_idx(ip, lp, channel_axis="yes")
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_load_idx_huge_declared_sizes_are_refused_quickly(tmp_path, gz):
+    # a header declaring 2**32 - 1 images of 65535 x 65535 pixels over 100 real bytes:
+    # refused as truncated without allocating the declared size
+    import time
+
+    head = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big")
+                                                  for d in (2**32 - 1, 65535, 65535))
+    ip = write(tmp_path / "i", head + bytes(100), gz)
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(3)))
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match="truncated"):
+        datasets.load_idx(ip, lp)
+    assert time.perf_counter() - t < 5
