@@ -21,6 +21,7 @@ computes.  K, O and q reach BLAS as its 32-bit int: the public layer refuses a K
 beyond it, and q is at most the workspace's length.
 """
 from cython cimport floating
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastdl._kernels.cython._helpers cimport (
@@ -89,19 +90,20 @@ cdef void unfold(floating *x, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, floating
                                 for u in range(lo, hi):
                                     x[a + u * sw] += row[t - s0 + u]
                         else:
-                            for u in range(s0, lo):
-                                row[t - s0 + u] = 0
+                            # memcpy and memset: glibc picks AVX2 or AVX-512 copies at
+                            # run time, and the runs are short (a loop of gcc's, built
+                            # for plain x86-64, took 1.1-1.5x the time, measured)
+                            if lo > s0:
+                                memset(row + t, 0, (lo - s0) * sizeof(floating))
                             if sw == 1:
-                                for u in range(lo, hi):
-                                    row[t - s0 + u] = x[a + u]
+                                memcpy(row + t - s0 + lo, x + a + lo, (hi - lo) * sizeof(floating))
                             else:
                                 for u in range(lo, hi):
                                     row[t - s0 + u] = x[a + u * sw]
-                            for u in range(hi, s0 + seg):
-                                row[t - s0 + u] = 0
+                            if s0 + seg > hi:
+                                memset(row + t - s0 + hi, 0, (s0 + seg - hi) * sizeof(floating))
                     elif not fold:
-                        for u in range(seg):
-                            row[t + u] = 0
+                        memset(row + t, 0, seg * sizeof(floating))
                     t += seg
                     s0 = 0
                     r += 1
