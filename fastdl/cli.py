@@ -7,6 +7,7 @@ other exception is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -272,18 +273,58 @@ class _EpochLines(callbacks.Callback):
         return False
 
 
+def _start_ranks(args):
+    """``--distributed`` (under ``mpirun``): start MPI, threads per rank, one seed for
+    all ranks; True on rank 0, which alone prints, plots and saves."""
+    import fastdl
+    import fastdl.distributed as dist
+
+    try:
+        dist.init()
+    except ImportError as e:
+        raise CommandError(f"argument --distributed: {e}", 2) from None
+    if not args.threads:
+        fastdl.set_num_threads(dist.threads_per_rank())
+    args.seed = dist.shared_seed(args.seed)
+    args.quiet = args.quiet or dist.rank() != 0
+    return dist.rank() == 0
+
+
+def _rank0_output_paths(args, leader):
+    """The output paths, checked (and the folder made) by rank 0 alone; if it refuses
+    them, the other ranks end too, with the same status and without a message."""
+    from fastdl.distributed.collectives import raise_together
+
+    error, paths = None, (None, None)
+    if leader:
+        try:
+            paths = _output_paths(args)
+        except CommandError as e:
+            error = e
+    try:
+        raise_together(error, "the output paths")
+    except RuntimeError:
+        raise SystemExit(2) from None
+    return paths
+
+
 def _train(args):
     import fastdl
 
     if args.backend is not None and args.backend not in fastdl.backends():
         raise CommandError(f"argument --backend: {args.backend!r} is not available here "
                            f"(available: {', '.join(fastdl.backends())})", 2)
-    output, plot = _output_paths(args)
+    leader = _start_ranks(args) if args.distributed else True
+    output, plot = (_rank0_output_paths(args, leader) if args.distributed
+                    else _output_paths(args))
     if args.threads:
         fastdl.set_num_threads(args.threads)
     backend = args.backend or fastdl.get_backend()
     spec = MODELS[args.model]
-    with fastdl.use_backend(backend):
+    with fastdl.use_backend(backend), contextlib.ExitStack() as quiet:
+        if not leader:
+            quiet.enter_context(contextlib.redirect_stdout(
+                quiet.enter_context(open(os.devnull, "w"))))
         data = _digits(spec.images, args.seed)
         try:
             model, description = spec.build(args, data, backend)
@@ -297,8 +338,9 @@ def _train(args):
               f"{fastdl.get_num_threads()} threads")
         hist, best = _fit(args, model, data, spec.images)
         acc, cm = _evaluate(model, data)
-    _save(args, model, hist, best, output, plot,
-          f"{description} on the 8x8 digits, test accuracy {acc:.4f}", cm)
+    if leader:
+        _save(args, model, hist, best, output, plot,
+              f"{description} on the 8x8 digits, test accuracy {acc:.4f}", cm)
     return 0
 
 
@@ -318,7 +360,7 @@ def _fit(args, model, data, images):
                      epochs=args.epochs, batch_size=args.batch_size, validation_data=data.val,
                      schedule=_schedule(args), callbacks=cbs,
                      augment=_augmentation(args, data, images), seed=args.seed,
-                     verbose=verbose)
+                     verbose=verbose, distributed=args.distributed)
     elapsed = time.perf_counter() - t0
     best = stopper.best_epoch
     print(f"trained {len(hist.epoch)} epochs in {elapsed:.1f} s"
@@ -463,6 +505,11 @@ def _add_train_arguments(t):
     add("--quiet", action="store_true",
         help="no progress report (default: a bar per epoch on a terminal, else one line "
              "per epoch, on stderr)")
+    add("--distributed", action="store_true",
+        help="data-parallel over MPI, under 'mpirun -n K fastdl train --distributed' "
+             "(needs pip install 'fastdl[mpi]'): --batch-size is the global batch; "
+             "threads per rank unless --threads; rank 0 alone prints, plots and saves "
+             "(default: one process)")
 
 
 def _parser():

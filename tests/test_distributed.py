@@ -100,7 +100,8 @@ def records(request, tmp_path_factory):
 
 PASSED = ["check_allreduce", "check_broadcast", "check_errors", "check_reduce_sums",
           "check_consistency", "check_seeds", "check_gradients", "check_training",
-          "check_buckets"]
+          "check_buckets", "check_fit_equivalence", "check_fit_streams",
+          "check_fit_refusals", "check_fit_save"]
 
 
 @needs_mpi
@@ -108,7 +109,7 @@ def test_every_check_passes_on_every_rank(records):
     n, recs = records
     for r, rec in enumerate(recs):
         assert (rec["rank"], rec["world"], rec["launcher_size"]) == (r, n, str(n))
-        assert rec["passed"] == PASSED
+        assert rec["passed"] == PASSED + (["check_cli"] if n == 2 else [])
         assert rec["initialized"] and rec["local_size"] == n  # one node
         assert rec["threads_per_rank_env"] == 1  # OMP_NUM_THREADS wins
         assert 1 <= rec["threads_per_rank"] <= max(1, (os.cpu_count() or 1) // n)
@@ -119,7 +120,8 @@ def test_every_check_passes_on_every_rank(records):
 def test_ranks_hold_the_same_bits(records):
     """Parameters after training, reduced logs, clip norms, averaged gradients, seeds."""
     n, recs = records
-    same = [k for k in recs[0] if k not in ("rank", "rank_rng", "threads_per_rank")]
+    same = [k for k in recs[0] if k not in ("rank", "rank_rng", "threads_per_rank")
+            and not k.startswith("own_")]
     assert any(k.endswith("_logs") for k in same) and any(k.endswith("_norms") for k in same)
     for k in same:
         assert all(rec[k] == recs[0][k] for rec in recs), k
@@ -129,6 +131,36 @@ def test_ranks_hold_the_same_bits(records):
 def test_rank_streams_differ(records):
     n, recs = records
     assert len({rec["rank_rng"] for rec in recs}) == n
+    # fit(distributed=True): dropout and augmentation draw each rank's own stream
+    assert len({rec["own_fit_streams_dropout"] for rec in recs}) == n
+    draws = [rec["own_fit_streams_draws"] for rec in recs]
+    assert all(len(d) == len(draws[0]) for d in draws)
+    for step in zip(*draws):
+        assert len(set(step)) == n
+
+
+@needs_mpi
+def test_fit_shuffles_as_one_process(records):
+    """The shares of each global batch, in rank order, are one process's batch."""
+    n, recs = records
+    shares = [rec["own_fit_streams_rows"] for rec in recs]
+    batches = [sum(step, []) for step in zip(*shares)]
+    assert batches == recs[0]["fit_streams_single_rows"]
+    sizes = [[len(s) for s in step] for step in zip(*shares)]
+    assert all(max(s) - min(s) <= 1 for s in sizes)
+
+
+@needs_mpi
+def test_fit_saves_on_rank_0_only(records):
+    n, recs = records
+    out = Path(recs[0]["outdir"])
+    assert (out / "dist.npz").exists() and (out / "dist_rank0.npz").exists()
+    assert not any((out / f"dist_rank{r}.npz").exists() for r in range(1, n))
+    # a model not trained with distributed=True saves on every rank (its own path)
+    assert all((out / f"plain_rank{r}.npz").exists() for r in range(n))
+    if n == 2:  # fastdl train --distributed
+        assert (out / "cli.npz").exists() and (out / "cli.png").exists()
+    assert not list(out.glob(".fastdl-*.tmp"))
 
 
 # ---- under mpirun: faults ----
@@ -138,14 +170,17 @@ def test_rank_streams_differ(records):
     ("raise", "rank 1 of 2: uncaught ValueError; aborting every rank"),
     ("kill", "signal 9"),
     ("exit", "rank 0 of 2 waited more than 2 s in allreduce_"),
+    ("fit-raise", "rank 1 of 2: uncaught ValueError; aborting every rank"),
+    ("fit-kill", "signal 9"),
 ])
 def test_a_failing_rank_ends_the_job(mode, message):
     rc, seconds, out, err = run_mpi(2, "faults.py", mode)
     assert rc != 0, (out, err)
-    assert "returned from the allreduce" not in out
+    assert "returned from" not in out
+    assert f"rank 1: failing ({mode})" in out
     assert seconds < BOUND, f"{mode}: the job took {seconds:.1f} s to end"
     assert message in out + err, (out, err)
-    if mode == "raise":
+    if mode.endswith("raise"):
         assert "ValueError: rank 1 fails on purpose" in err  # the traceback is printed
 
 
@@ -179,14 +214,29 @@ model = nn.Sequential(nn.Dense(4, 8, activation="relu"), nn.Dense(8, 2), seed=0,
                       backend="numpy")
 hist = model.fit(X, y, epochs=2, batch_size=8, seed=0, verbose=0)
 assert len(hist.history["loss"]) == 2
+before = model.parameters().data.copy()
+try:
+    model.fit(X, y, epochs=1, distributed=True)
+except ImportError as e:
+    assert 'pip install "fastdl[mpi]"' in str(e), str(e)
+else:
+    raise AssertionError("fit(distributed=True) ran without MPI")
+assert (model.parameters().data == before).all()  # refused before anything changed
+from fastdl import cli
+assert cli.main(["train", "--distributed", "--epochs", "1"]) == 2
 print("ok")
 """
 
 
-def test_fastdl_works_without_mpi4py():
+def test_fastdl_works_without_mpi4py(tmp_path):
     res = subprocess.run([sys.executable, "-c", NO_MPI], capture_output=True, text=True,
-                         timeout=HANG, cwd=ROOT)
+                         timeout=HANG, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    # fastdl train --distributed: a usage error naming the extra, before any work
+    assert res.stderr.strip().startswith('fastdl train: error: argument --distributed: '
+                                         'fastdl.distributed needs MPI: install it with  pip '
+                                         'install "fastdl[mpi]"'), res.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_importing_distributed_does_not_start_mpi():

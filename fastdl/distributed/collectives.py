@@ -206,6 +206,37 @@ def reduce_sums(values) -> tuple:
     return tuple(float(x) for x in out)
 
 
+def raise_together(error=None, what="the arguments") -> None:
+    """Collective: when any rank has an error, every rank raises one.
+
+    For checks a rank makes alone (its own arguments) before the ranks communicate
+    again: without it, a rank that raised would leave the others waiting in their
+    next collective until the time limit.  The rank with an error raises it; the
+    others raise the same type (TypeError, ValueError, ImportError; RuntimeError
+    for any other) naming the first such rank and its message.  One ``allgather``
+    of a few small objects.
+
+    Parameters
+    ----------
+    error : BaseException or None, this rank's refusal
+    what : str, what was refused, for the others' message
+    """
+    mine = None if error is None else (type(error).__name__, str(error))
+    with bounded(f"checking {what}"):
+        everyone = comm().allgather(mine)
+    failed = [(r, e) for r, e in enumerate(everyone) if e is not None]
+    if not failed:
+        return
+    if error is not None:
+        raise error
+    r, (kind, message) = failed[0]
+    others = f" (and on rank {', '.join(str(q) for q, _ in failed[1:])})" \
+        if len(failed) > 1 else ""
+    cls = {"TypeError": TypeError, "ValueError": ValueError,
+           "ImportError": ImportError}.get(kind, RuntimeError)
+    raise cls(f"{what} refused on rank {r}{others}: {kind}: {message}")
+
+
 def in_sync(array) -> bool:
     """True on every rank when ``array`` has the same bytes on every rank (CRC-32).
 

@@ -131,6 +131,7 @@ class Sequential(Layer, register=False):
         self.history = None
         self.epochs_trained = 0
         self._seed = None  # the seed of fit's random streams (see fastdl.nn.training)
+        self._distributed = False  # trained by fit(distributed=True): save on rank 0 only
         self._warned: set = set()
         self._forward_shape = None  # the output shape of the last public forward
 
@@ -348,7 +349,7 @@ class Sequential(Layer, register=False):
     def fit(self, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
             validation_data=None, validation_split=0.0, schedule=None, callbacks=(),
             class_weight=None, augment=None, shuffle=True, seed=None, verbose=1,
-            initial_epoch=None):
+            initial_epoch=None, distributed=False):
         """Train with mini-batch gradient descent; returns a ``History``.
 
         ``X`` is ``(N, *input_shape)`` (finite values).  ``batch_size=1`` is stochastic
@@ -384,6 +385,16 @@ class Sequential(Layer, register=False):
         or parameters are not finite (a diverging run) ends training with a
         ``DivergenceWarning``: the parameters are then not usable (an
         ``EarlyStopping(restore_best_weights=True)`` callback restores the best epoch's).
+
+        ``distributed=True`` trains data-parallel over MPI (``pip install
+        "fastdl[mpi]"``; launch every rank with ``mpirun -n K python script.py``; every
+        rank makes the same call with the same data): ``batch_size`` is the global
+        batch, of which each rank trains on its contiguous share; the gradients are
+        averaged over the ranks, weighted by share, so that without dropout the
+        parameters equal those of one process with the same seed and ``batch_size``, up
+        to the order of float additions.  Every rank starts from rank 0's parameters and
+        returns the same History; only rank 0 reports progress; dropout and augmentation
+        draw a stream per rank.  See ``docs/distributed.md``.
         """
         from fastdl.nn import training
 
@@ -392,7 +403,7 @@ class Sequential(Layer, register=False):
                             validation_split=validation_split, schedule=schedule,
                             callbacks=callbacks, class_weight=class_weight, augment=augment,
                             shuffle=shuffle, seed=seed, verbose=verbose,
-                            initial_epoch=initial_epoch)
+                            initial_epoch=initial_epoch, distributed=distributed)
 
     # inference ------------------------------------------------------------
     def _task(self, X, loss=None):
@@ -469,7 +480,10 @@ class Sequential(Layer, register=False):
         position (``epochs_trained``, seed) to one ``.npz`` file; ``fastdl.load`` reads
         it back.  The file is written under a temporary name in the same folder,
         flushed to disk and renamed over ``path``, so a crash never leaves half a
-        model behind.  Returns ``path``."""
+        model behind.  Returns ``path``.
+
+        A model trained by ``fit(distributed=True)`` is written by rank 0 only; on the
+        other ranks ``save`` writes nothing (and does not wait for rank 0)."""
         from fastdl.nn import persistence
 
         return persistence.save(self, path)

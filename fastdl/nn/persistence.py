@@ -41,6 +41,8 @@ STALE_TMP_SECONDS = 15 * 60
 # ---------------------------------------------------------------------------- save
 def save(model, path):
     """``Sequential.save`` (documented there)."""
+    if getattr(model, "_distributed", False) and not _writes_here():
+        return os.fspath(path)
     data = model._params.data
     meta = {"format": FORMAT, "version": FORMAT_VERSION,
             "architecture": model.get_config(), "loss": model.loss,
@@ -81,6 +83,14 @@ def save(model, path):
             os.unlink(tmp)
         raise
     return path
+
+
+def _writes_here():
+    """Rank 0 of a data-parallel job (or no job): the ranks hold the same model, and
+    one file written by several processes at once would be torn."""
+    from fastdl.distributed import _runtime
+
+    return not _runtime.is_initialized() or _runtime.rank() == 0
 
 
 def _remove_stale_temporaries(folder):

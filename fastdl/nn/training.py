@@ -1,9 +1,10 @@
 """The training loop of ``Sequential.fit`` (documented there).
 
 ``fit`` checks its arguments and builds a ``_Run``; ``_Run.epoch`` is the hot loop,
-``_Run.logs`` makes an epoch's logs.  A data-parallel fit extends them through the
-hooks ``_Run.share``, ``_Run.reduce_grad`` and ``_Run.reduce_sums`` (see ``_Run``),
-which cost one ``is None`` test a step when unused.
+``_Run.logs`` and ``_Run.validate`` make an epoch's logs.  ``fit(distributed=True)``
+extends them through the hooks of ``_Run`` (filled by
+``fastdl.distributed.data_parallel``), which cost one ``is None`` test a step when
+unused.
 """
 from __future__ import annotations
 
@@ -78,67 +79,52 @@ def _resolve_seed(model, seed):
 
 def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         validation_split, schedule, callbacks, class_weight, augment, shuffle, seed, verbose,
-        initial_epoch):
+        initial_epoch, distributed=False):
     """``Sequential.fit`` (documented there)."""
-    loss = check_loss("loss", loss, model.output_activation)
-    X = model._check_X(X)
-    n = X.shape[0]
-    if n == 0:
-        raise ValueError("X: expected at least one row, got 0")
-    _check_finite("X", X)
-    out_shape = model._out_shape(X.shape[1:])
-    y = check_y(y, n, loss, out_shape, model.dtype)
-    if model._params.num_parameters == 0:
-        raise ValueError("model: it has no parameters to train (layers: "
-                         f"{', '.join(type(l).__name__ for l in model.layers)})")
-    epochs = V.check_int("epochs", epochs, 1)
-    if batch_size is not None:
-        batch_size = V.check_int("batch_size", batch_size, 1)
-    validation_split = V.check_real("validation_split", validation_split, lo=0.0, hi=1.0,
-                                    hi_open=True)
-    verbose = V.check_int("verbose", verbose, 0)
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle: expected a bool, got {type(shuffle).__name__}")
-    first = model.epochs_trained if initial_epoch is None else \
-        V.check_int("initial_epoch", initial_epoch, 0)
-    if schedule is not None and not callable(schedule):
-        raise TypeError("schedule: expected a callable schedule(epoch) -> lr")
-    if augment is not None and not callable(augment):
-        raise TypeError("augment: expected a callable augment(xb, rng) -> xb")
-    callbacks = list(callbacks) if callbacks is not None else []
-    for i, cb in enumerate(callbacks):
-        if not hasattr(cb, "on_epoch_end"):
-            raise TypeError(f"callbacks[{i}]: expected a fastdl.callbacks.Callback, got "
-                            f"{type(cb).__name__}")
-    if seed is not None and not isinstance(seed, np.random.Generator):
-        V.check_int("seed", seed, 0)
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed: expected a bool, got {type(distributed).__name__}")
+    dp = None
+    if distributed:
+        from fastdl.distributed import data_parallel as dp
 
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data: expected a tuple (X_val, y_val)")
-        Xv = model._check_X(validation_data[0], "validation_data[0]")
-        _check_finite("validation_data[0]", Xv)
-        yv = check_y(validation_data[1], Xv.shape[0], loss, model._out_shape(Xv.shape[1:]),
-                     model.dtype, "validation_data[1]")
-    elif validation_split > 0:
-        n_val = int(round(n * validation_split))
-        if n_val < 1 or n_val >= n:
-            raise ValueError(f"validation_split: {validation_split} of {n} rows leaves "
-                             "no training or no validation rows")
-    else:
-        Xv = yv = None
-    weight = None if class_weight is None else \
-        class_weight_array(class_weight, y, loss, out_shape[0], model.dtype)
-    opt = _make_optimizer(model, optimizer)
+        dp.start()  # ImportError naming pip install "fastdl[mpi]" without MPI
+    try:
+        a = _checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
+                     validation_split, schedule, callbacks, class_weight, augment, shuffle,
+                     seed, verbose, initial_epoch)
+    except (TypeError, ValueError) as e:
+        if dp is not None:  # every rank raises, none waits for this one
+            dp.raise_together(e, "fit's arguments")
+        raise
+    if dp is not None:
+        dp.raise_together(None, "fit's arguments")
+    X, y, loss, opt, weight, validation, callbacks, first, verbose = (
+        a.X, a.y, a.loss, a.opt, a.weight, a.validation, a.callbacks, a.first, a.verbose)
+    epochs, batch_size, validation_split = a.epochs, a.batch_size, a.validation_split
 
     # everything is checked: from here on the model changes
-    seed = _resolve_seed(model, seed)
-    if validation_data is None and validation_split > 0:
+    if dp is not None:
+        seed = dp.prepare(model, opt, seed, X=X, y=y, validation=validation, loss=loss,
+                          weight=weight, epochs=epochs, batch_size=batch_size,
+                          shuffle=shuffle, validation_split=validation_split,
+                          initial_epoch=first, schedule=schedule, augment=augment)
+        model._seed = seed
+        parallel = dp.DataParallel(model._params)
+        if parallel.rank != 0:
+            verbose = 0  # rank 0 reports for all
+    else:
+        seed = _resolve_seed(model, seed)
+    model._distributed = distributed
+    if validation is None and validation_split > 0:
+        n = X.shape[0]
+        n_val = int(round(n * validation_split))
         perm = _split_rng(seed).permutation(n)
         vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        Xv, yv, X, y = X[vi], y[vi], X[ti], y[ti]
+        validation, X, y = (X[vi], y[vi]), X[ti], y[ti]
     model.optimizer, model.loss = opt, loss
     run = _Run(model, X, y, loss, weight, opt, batch_size, augment, shuffle)
+    if dp is not None:
+        parallel.attach(run)
     history = History()
     model.history = history
     for cb in callbacks:
@@ -156,11 +142,8 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             sums, norms = run.epoch(epoch_rng(seed, epoch), bar)
             model.epochs_trained = epoch + 1
             logs = run.logs(sums, norms)
-            if Xv is not None:
-                ev = model._evaluate(Xv, yv, loss, weight)
-                logs["val_loss"] = ev["loss"]
-                if "accuracy" in ev:
-                    logs["val_accuracy"] = ev["accuracy"]
+            if validation is not None:
+                logs.update(run.validate(*validation))
             diverged = _non_finite(model, logs, norms)
             if diverged is None and not _rising(run, logs, epoch, opt):
                 _diagnose(model, run.names, norms)
@@ -180,6 +163,8 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
                 stop = bool(cb.on_epoch_end(epoch, logs)) or stop
             if schedule is not None and hasattr(schedule, "update"):
                 schedule.update(logs)
+            if dp is not None:
+                stop = parallel.end_epoch(stop)
             if diverged is not None:
                 warnings.warn(f"training diverged in epoch {epoch}: {diverged}; fit stopped and "
                               "the model's parameters are not usable (lower the learning rate, "
@@ -196,20 +181,88 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     return history
 
 
+class _Args:
+    """fit's arguments, checked and converted."""
+    __slots__ = ("X", "y", "loss", "opt", "weight", "validation", "callbacks", "first",
+                 "verbose", "epochs", "batch_size", "validation_split")
+
+
+def _checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
+             validation_split, schedule, callbacks, class_weight, augment, shuffle, seed,
+             verbose, initial_epoch):
+    """Every check of fit's arguments, before anything changes (TypeError/ValueError)."""
+    a = _Args()
+    a.loss = loss = check_loss("loss", loss, model.output_activation)
+    X = model._check_X(X)
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X: expected at least one row, got 0")
+    _check_finite("X", X)
+    out_shape = model._out_shape(X.shape[1:])
+    a.X, a.y = X, check_y(y, n, loss, out_shape, model.dtype)
+    if model._params.num_parameters == 0:
+        raise ValueError("model: it has no parameters to train (layers: "
+                         f"{', '.join(type(l).__name__ for l in model.layers)})")
+    a.epochs = V.check_int("epochs", epochs, 1)
+    a.batch_size = None if batch_size is None else V.check_int("batch_size", batch_size, 1)
+    a.validation_split = validation_split = V.check_real(
+        "validation_split", validation_split, lo=0.0, hi=1.0, hi_open=True)
+    a.verbose = V.check_int("verbose", verbose, 0)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle: expected a bool, got {type(shuffle).__name__}")
+    a.first = model.epochs_trained if initial_epoch is None else \
+        V.check_int("initial_epoch", initial_epoch, 0)
+    if schedule is not None and not callable(schedule):
+        raise TypeError("schedule: expected a callable schedule(epoch) -> lr")
+    if augment is not None and not callable(augment):
+        raise TypeError("augment: expected a callable augment(xb, rng) -> xb")
+    a.callbacks = list(callbacks) if callbacks is not None else []
+    for i, cb in enumerate(a.callbacks):
+        if not hasattr(cb, "on_epoch_end"):
+            raise TypeError(f"callbacks[{i}]: expected a fastdl.callbacks.Callback, got "
+                            f"{type(cb).__name__}")
+    if seed is not None and not isinstance(seed, np.random.Generator):
+        V.check_int("seed", seed, 0)
+
+    a.validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data: expected a tuple (X_val, y_val)")
+        Xv = model._check_X(validation_data[0], "validation_data[0]")
+        _check_finite("validation_data[0]", Xv)
+        yv = check_y(validation_data[1], Xv.shape[0], loss, model._out_shape(Xv.shape[1:]),
+                     model.dtype, "validation_data[1]")
+        a.validation = (Xv, yv)
+    elif validation_split > 0:
+        n_val = int(round(n * validation_split))
+        if n_val < 1 or n_val >= n:
+            raise ValueError(f"validation_split: {validation_split} of {n} rows leaves "
+                             "no training or no validation rows")
+    a.weight = None if class_weight is None else \
+        class_weight_array(class_weight, a.y, loss, out_shape[0], model.dtype)
+    a.opt = _make_optimizer(model, optimizer)
+    return a
+
+
 class _Run:
     """One ``fit``'s prepared state: the data, the batch buffers, the layers trained
-    through; ``epoch`` runs the steps of one epoch.
+    through; ``epoch`` runs the steps of one epoch, ``logs`` and ``validate`` make its
+    logs.
 
-    The three hooks (class attributes, None here) are for a data-parallel fit, each run
-    where the comment in ``epoch`` says: ``share(m) -> slice`` picks this process's
-    rows of a global batch of ``m`` rows (an empty share zeroes the gradient);
-    ``reduce_grad(grad, rows, m)`` gets the gradient buffer holding this process's
-    share's mean-loss gradient, before the step; ``reduce_sums((loss sum, correct,
-    rows)) -> (the same, over every process)`` runs before an epoch's logs."""
+    The hooks (class attributes, None here) are for a data-parallel fit
+    (``fastdl.distributed.data_parallel`` fills them), each run where the comment in
+    ``epoch`` says: ``share(m) -> slice`` picks this process's rows of a global batch
+    of ``m`` rows (an empty share zeroes the gradient); ``reduce_grad(grad, w, W)``
+    gets the gradient buffer holding this process's share's mean-loss gradient, before
+    the step, with the share's weight ``w`` and the global batch's ``W`` (rows, or
+    total class weight where the mean loss divides by it); ``reduce_sums(values) ->
+    sums over every process`` runs before an epoch's logs; ``rank_rng(seed) ->
+    Generator``, this process's stream for dropout and augmentation."""
 
     share = None
     reduce_grad = None
     reduce_sums = None
+    rank_rng = None
 
     def __init__(self, model, X, y, loss, weight, opt, batch_size, augment, shuffle):
         self.model, self.X, self.y, self.loss, self.weight = model, X, y, loss, weight
@@ -220,7 +273,9 @@ class _Run:
         self.names = model.layer_names()
         self.player = list(model.param_layers())
         self.dropouts = [l for l in walk_layers(model._full) if isinstance(l, Dropout)]
+        self.norm = _normalizer(loss, weight, y)
         self.first_loss = None  # the first batch's mean loss, before any step
+        self._first = None      # this process's part of it, until logs() has it
         self.warned_rising = False
         self.xbuf = np.empty((self.bs,) + X.shape[1:], dtype=model.dtype)
         self.ybuf = np.empty((self.bs,) + y.shape[1:], dtype=y.dtype)
@@ -230,18 +285,24 @@ class _Run:
         model, X, y, n, bs = self.model, self.X, self.y, self.n, self.bs
         layers, loss, weight, opt = self.layers, self.loss, self.weight, self.opt
         augment, share, reduce_grad = self.augment, self.share, self.reduce_grad
+        norm = self.norm if share is not None else None
         order = rng.permutation(n) if self.shuffle else np.arange(n)
+        # data parallel: the permutation is every process's, masks and augmentation
+        # each process's own, seeded from the shared stream
+        own = rng if self.rank_rng is None else self.rank_rng(int(rng.integers(2**63)))
         for layer in self.dropouts:
-            layer.rng = np.random.default_rng(rng.integers(2**63))
+            layer.rng = np.random.default_rng(own.integers(2**63))
         model._set_mode(True)
         total, n_correct, rows, norms = 0.0, 0, 0, None
         for start in range(0, n, bs):
-            idx = order[start:start + bs]
-            m = idx.shape[0]
-            if share is not None:  # data parallel: this process's rows of the batch
-                idx = idx[share(m)]
+            batch = order[start:start + bs]
+            m = batch.shape[0]
+            # data parallel: this process's rows of the global batch
+            idx = batch if share is None else batch[share(m)]
             k = idx.shape[0]
+            w, W = (k, m) if norm is None else (norm(idx), norm(batch))
             rows += k
+            part = 0.0
             if k:
                 xb = self.xbuf[:k]
                 yb = self.ybuf[:k]
@@ -251,20 +312,23 @@ class _Run:
                 np.take(X, idx, axis=0, out=xb, mode="clip")
                 np.take(y, idx, axis=0, out=yb, mode="clip")
                 if augment is not None:
-                    xb = _augmented(augment, xb, rng, model.dtype)
+                    xb = _augmented(augment, xb, own, model.dtype)
                 out = model._forward(xb, layers)
                 lv, g = loss_grad(model, out, yb, loss, weight)
-                if self.first_loss is None:
-                    self.first_loss = lv / k
-                total += lv
+                # the share's part of the global batch's mean loss times m: a share
+                # whose class weights sum to 0 has a 0/0 mean, and no part
+                part = lv if norm is None else 0.0 if w == 0 else lv / k * (w / W) * m
+                total += part
                 n_correct += correct(out, yb, loss)
                 model._backward(g, False, layers)
             else:
                 model._params.grad.fill(0)
+            if self.first_loss is None and self._first is None:
+                self._first = part / m
             # parameters().grad holds the gradient of this batch's (share's) mean loss:
             # a data-parallel fit averages it over the processes here, before the step
             if reduce_grad is not None:
-                reduce_grad(model._params.grad, k, m)
+                reduce_grad(model._params.grad, w, W)
             if start + bs >= n:
                 norms = _grad_norms(model, self.player)
             opt.step()
@@ -274,15 +338,57 @@ class _Run:
 
     def logs(self, sums, norms):
         """The epoch's logs from its sums and the last step's gradient norms."""
+        values = tuple(sums) + (() if self._first is None else (self._first,))
         if self.reduce_sums is not None:
-            sums = self.reduce_sums(sums)
-        total, n_correct, n = sums
+            values = self.reduce_sums(values)
+        total, n_correct, n = values[:3]
+        if len(values) > 3:  # the first epoch: the first batch's mean loss
+            self.first_loss, self._first = values[3], None
         logs = {"loss": total / n, "lr": float(self.opt.lr)}
         if self.loss != "mse":
             logs["accuracy"] = n_correct / n
         for name, v in zip(self.names, norms):
             logs[f"grad_norm/{name}"] = v
         return logs
+
+    def validate(self, Xv, yv):
+        """``val_loss`` (and ``val_accuracy``) on the validation rows, in inference mode;
+        a data-parallel fit evaluates this process's share and sums over processes."""
+        model, loss, weight = self.model, self.loss, self.weight
+        if self.share is None:
+            ev = model._evaluate(Xv, yv, loss, weight)
+            return {f"val_{k}": v for k, v in ev.items()}
+        n = Xv.shape[0]
+        s = self.share(n)
+        k = s.stop - s.start
+        part, n_correct = 0.0, 0
+        if k:
+            ev = model._evaluate(Xv[s], yv[s], loss, weight)  # the share's mean loss
+            norm = _normalizer(loss, weight, yv)
+            if norm is None:
+                part = ev["loss"] * (k / n)
+            else:
+                w, W = norm(s), norm(slice(None))
+                part = math.nan if W == 0 else 0.0 if w == 0 else ev["loss"] * (w / W)
+            n_correct = round(ev.get("accuracy", 0.0) * k)
+        part, n_correct = self.reduce_sums((part, n_correct))
+        logs = {"val_loss": part}
+        if loss != "mse":
+            logs["val_accuracy"] = n_correct / n
+        return logs
+
+
+def _normalizer(loss, weight, y):
+    """``norm(rows) -> float``: what the mean loss of the targets ``y[rows]`` divides by
+    when that is their total class weight (``loss_grad``'s convention: class weights
+    with label targets); None when it divides by the row count."""
+    if weight is None or loss == "mse" or (loss == "cross_entropy" and y.ndim == 2):
+        return None
+    if loss == "cross_entropy":
+        return lambda rows: float(np.sum(weight[y[rows]], dtype=np.float64))
+    w1 = weight[1]
+    return lambda rows: float(np.sum(w1[(y[rows].reshape(-1) > 0.5).astype(np.intp)],
+                                     dtype=np.float64))
 
 
 def _augmented(augment, xb, rng, dtype):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import fastdl.distributed as dist
 import collectives_checks
+import fit_checks
 import training_checks
 from _common import bits, dump
 
@@ -38,7 +39,7 @@ def main(outdir):
     assert not dist.is_initialized()
     dist.init()
     dist.init(timeout=60)  # idempotent; a later timeout replaces the limit
-    record = {"rank": dist.rank(), "world": dist.world_size(),
+    record = {"rank": dist.rank(), "world": dist.world_size(), "outdir": outdir,
               "launcher_size": os.environ.get("OMPI_COMM_WORLD_SIZE"),
               "initialized": dist.is_initialized(), "local_size": dist.local_size(),
               "threads_per_rank_env": dist.threads_per_rank()}
@@ -46,6 +47,7 @@ def main(outdir):
     record["threads_per_rank"] = dist.threads_per_rank()
     collectives_checks.run(record)
     training_checks.run(record)
+    fit_checks.run(record, outdir)
     run_doc_example(record)
     run_bench_smoke(record)
     dump(outdir, record)
