@@ -202,7 +202,7 @@ def gaussian_noise(images, std, rng=None, clip=None, *, out=None, backend=None):
     Parameters
     ----------
     images : (N, H, W) or (N, H, W, C) float32 or float64
-    std : float >= 0
+    std : finite float >= 0
     rng : None, int or numpy.random.Generator
     clip : None (no clipping) or (lo, hi) with lo <= hi, e.g. (0.0, 1.0) for pixels
     out : array of the input's shape and dtype, optional
@@ -212,7 +212,7 @@ def gaussian_noise(images, std, rng=None, clip=None, *, out=None, backend=None):
     (N, H, W[, C]), the input's dtype.  NaN pixels stay NaN.
     """
     x, _ = _images(images)
-    std = V.check_real("std", std, lo=0.0)
+    std = V.check_finite("std", std, lo=0.0)  # inf made every pixel inf or nan
     if clip is None:
         lo, hi = -np.inf, np.inf
     else:

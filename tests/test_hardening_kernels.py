@@ -166,6 +166,11 @@ def test_int_beyond_the_float_range_is_a_value_error(backend, name, call, value)
         call(value, backend)
 
 
+def test_gaussian_noise_std_must_be_finite(backend):
+    with pytest.raises(ValueError, match="^std: expected a finite number"):
+        augment.gaussian_noise(IMAGES, np.inf, 0, backend=backend)
+
+
 @pytest.mark.parametrize("value", [[1], np.array(["relu"]), {}, 3.5])
 def test_unhashable_or_unknown_choice_names_the_argument(value):
     with pytest.raises(ValueError, match="^activation: expected one of"):
