@@ -19,6 +19,12 @@ each driver's first call compiled them again into itself (Numba re-optimises the
 code it links in), 9 s of CPU per dtype for forward and backward, 6 s inlined.
 """
 import numpy as np
+# np.dot inside a Numba kernel calls SciPy's BLAS, which Numba would load only when it
+# compiles the first one: loaded here, with the module, the registry finds it and
+# gives it fastdl's thread count (found by measurement: after set_num_threads(1) it
+# still ran every GEMM on 2 threads, and LeNet's conv2 took 1.3 s instead of 9 ms on
+# a loaded machine)
+import scipy.linalg.cython_blas  # noqa: F401
 from numba import uint64
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit
