@@ -37,7 +37,8 @@ def make(shape, dtype, seed=0):
 def naive_pool(x, shape):
     ho, wo, kh, kw, sh, sw = out_hw(shape)
     n, c, h, w = x.shape
-    y, am, avg = np.zeros((n, c, ho, wo)), np.zeros((n, c, ho, wo), int), np.zeros((n, c, ho, wo))
+    y, avg = np.zeros((n, c, ho, wo)), np.zeros((n, c, ho, wo))
+    am = np.zeros((n, c, ho, wo), int)
     for a in range(n):
         for ch in range(c):
             for r in range(ho):
@@ -49,7 +50,8 @@ def naive_pool(x, shape):
                             tot += v
                             if v > best:
                                 best, where = v, (r * sh + i) * w + s * sw + j
-                    y[a, ch, r, s], am[a, ch, r, s], avg[a, ch, r, s] = best, where, tot / (kh * kw)
+                    y[a, ch, r, s], am[a, ch, r, s] = best, where
+                    avg[a, ch, r, s] = tot / (kh * kw)
     return y, am, avg
 
 
@@ -255,7 +257,8 @@ def test_results_must_not_share_memory(backend):
     buf = np.zeros(8, np.int32)
     with pytest.raises(ValueError, match="share memory"):
         F.max_pool2d(np.zeros((1, 1, 4, 4), np.float32), 2,
-                     out=(buf[:4].view(np.float32).reshape(1, 1, 2, 2), buf[:4].reshape(1, 1, 2, 2)),
+                     out=(buf[:4].view(np.float32).reshape(1, 1, 2, 2),
+                          buf[:4].reshape(1, 1, 2, 2)),
                      backend=backend)
 
 
