@@ -184,6 +184,17 @@ def test_a_failing_rank_ends_the_job(mode, message):
         assert "ValueError: rank 1 fails on purpose" in err  # the traceback is printed
 
 
+@needs_mpi
+def test_bench_launches_a_distributed_epoch():
+    """The function a benchmark row calls: a fresh mpirun job, plain numbers back."""
+    from fastdl.distributed.bench import distributed_epoch
+
+    res = distributed_epoch(ranks=2, threads=1, epochs=1, rows=48, batch_size=16,
+                            timeout=HANG)
+    assert res["ranks"] == 2 and res["steps"] == 3 and len(res["epochs"]) == 1, res
+    assert 0 < res["allreduce"] < res["epoch"], res
+
+
 # ---- without MPI ----
 
 NO_MPI = """

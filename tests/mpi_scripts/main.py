@@ -32,6 +32,11 @@ def run_bench_smoke(record):
         res = time_allreduce([300, 17, 5], repeats=3, mode=mode)
         assert 0 < res["min"] <= res["median"] and res["bytes"] == 322 * 4, res
         assert res["ranks"] == dist.world_size()
+    from fastdl.distributed.bench import time_fit
+
+    res = time_fit(True, epochs=2, rows=64, batch_size=16)
+    assert res["ranks"] == dist.world_size() and len(res["epochs"]) == 2, res
+    assert 0 < res["allreduce"] < res["epoch"] and 0 < res["allreduce_share"] < 1, res
     record["bench_smoke"] = True
 
 
