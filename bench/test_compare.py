@@ -1,22 +1,25 @@
-"""The rows of ``fastdl bench`` (each competitor, PyTorch included when installed)
-as pytest-benchmark cases, grouped by row so that the comparison table lines up."""
+"""The kernel rows of ``fastdl bench`` (fastdl's backends, the NumPy reference, the
+baseline and the floor of each row) as pytest-benchmark cases, grouped by row so that
+the comparison table lines up.  PyTorch's side runs in its own process: ``fastdl bench``."""
 import pytest
 
 import fastdl
-from fastdl import benchmarks
+from fastdl.benchmarks import rows, specs, timing
 
-_torch = benchmarks._torch()
-ROWS = benchmarks.build_rows(quick=False, backends=fastdl.backends(), torch=_torch)
+SPECS = specs.kernel_specs("full", conv="conv2d_forward" in __import__(
+    "fastdl._registry", fromlist=["OPS"]).OPS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
-def test_row(benchmark, row):
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_row(benchmark, spec):
     # one benchmark per row: the competitors run one after another in the same test
     # would break pytest-benchmark's one-function model, so time the row's best
     # compiled backend and record every competitor's median from an interleaved run
-    res = benchmarks.measure(row.fns, rounds=5, sample=0.02, pre=0.05)
-    benchmark.group = row.group
-    benchmark.extra_info.update({k: v["median"] for k, v in res.items()})
-    best = min((k for k in res if k in ("numba", "cython")), key=lambda k: res[k]["median"],
-               default=next(iter(res)))
-    benchmark(row.fns[best])
+    fns = rows.competitors(spec, fastdl.backends())
+    res = timing.measure(fns, rounds=5, sample=0.02, pre=0.05)
+    benchmark.group = spec["group"]
+    med = {k: timing.median(v["samples"]) for k, v in res.items()}
+    benchmark.extra_info.update(med)
+    best = min((k for k in med if k in ("numba", "cython")), key=med.get,
+               default=next(iter(med)))
+    benchmark(fns[best])

@@ -106,6 +106,27 @@ def case(op, n):
     if op == "confusion_matrix":
         yt, yp = R.integers(0, 10, n), R.integers(0, 10, n)
         return (lambda be: metrics.confusion_matrix(yt, yp, 10, backend=be)), 16 * n, "bytes"
+    if op in ("conv2d_forward", "conv2d_backward"):
+        b = max(1, n // (16 * 28 * 28))
+        X = R.standard_normal((b, 16, 28, 28)).astype(f32)
+        W = (R.standard_normal((32, 16, 3, 3)) * 0.1).astype(f32)
+        flops = 2.0 * b * 32 * 28 * 28 * 16 * 9
+        if op == "conv2d_forward":
+            return (lambda be: F.conv2d_forward(X, W, None, 1, 1, "relu", backend=be)), \
+                flops, "flops"
+        D = R.standard_normal((b, 32, 28, 28)).astype(f32)
+        return (lambda be: F.conv2d_backward(D, X, W, 1, 1, backend=be)), 2 * flops, "flops"
+    if op in ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"):
+        X = x[: (n // 64) * 64].reshape(-1, 1, 8, 8)
+        D = dy[: X.size // 4].reshape(X.shape[0], 1, 4, 4)
+        _, am = F.max_pool2d(X, 2)
+        call = {"max_pool2d": lambda be: F.max_pool2d(X, 2, backend=be),
+                "max_pool2d_backward": lambda be: F.max_pool2d_backward(D, am, X.shape,
+                                                                         backend=be),
+                "avg_pool2d": lambda be: F.avg_pool2d(X, 2, backend=be),
+                "avg_pool2d_backward": lambda be: F.avg_pool2d_backward(D, X.shape, 2,
+                                                                         backend=be)}[op]
+        return call, 5 * X.size, "bytes"
     imgs = R.random((max(1, n // 64), 8, 8)).astype(f32)
     fn = {"shift_images": augment.random_shift, "flip_images": augment.random_flip,
           "crop_images": augment.random_crop,
@@ -124,6 +145,8 @@ def test_kernel(benchmark, op, backend, size):
     benchmark.group = f"{op}-{size}"
     benchmark.extra_info.update({"op": op, "backend": backend, "size": SIZES[size], unit: work})
     benchmark(fn, backend)
+    if benchmark.stats is None:  # --benchmark-disable
+        return
     med = benchmark.stats.stats.median
     key = "GB/s" if unit == "bytes" else "GFLOP/s"
     benchmark.extra_info[key] = work / med / 1e9
