@@ -16,7 +16,8 @@ reads it), or from ``set_num_threads(n)``.  A count given by the variable or by
 ``set_num_threads`` is used as given.  The default one adapts to the CPU others leave
 free: at most every ``PERIOD`` seconds, from the next kernel call (there is no thread
 of its own), ``CpuLoad`` measures the CPU time spent on this process's CPUs minus its
-own over the last period, and ``decide`` keeps one thread per CPU left free.  Why: a
+own over the last period, and ``decide`` keeps one thread per CPU left free (a
+thread more only when the CPU for it was free for ``UP_PERIODS`` periods in a row).  Why: a
 parallel region, and a multi-threaded GEMM, wait for their slowest thread, and a
 thread that shares its CPU with a busy process waits for the scheduler, milliseconds,
 at every region; idle OpenBLAS and libgomp threads spin (about 0.1 s and a few ms)
@@ -41,7 +42,9 @@ import time
 
 PERIOD = 0.25   # seconds between two looks at the CPU load
 DOWN = 0.5      # drop a thread when others take more than this much of a CPU from it
-UP = 0.75       # add one when at least this much of a further CPU is free
+UP = 0.75       # add one when at least this much of a further CPU is free ...
+UP_PERIODS = 2  # ... in this many periods in a row (a thread too many costs far more
+                # than a thread too few: measured below)
 
 
 def decide(current: int, ceiling: int, free: float) -> int:
@@ -140,8 +143,9 @@ _lock = threading.Lock()
 # requested: set_num_threads' n (None: the default); adaptive: the count follows the
 # load; effective: the count in force; generation: bumped when the per-thread Numba
 # counts must be applied again; forked_omp: forked from a process with libgomp loaded
+# periods: how many load periods ended at each count (for info() and the benchmarks)
 _state = {"requested": None, "adaptive": None, "effective": None, "generation": 0,
-          "forked_omp": False, "free": None}
+          "forked_omp": False, "free": None, "periods": {}, "up_votes": 0}
 _local = threading.local()   # per Python thread: the generation applied to it
 _load: CpuLoad | None = None
 
@@ -214,7 +218,7 @@ def _reset(adapt=None) -> None:
     if adapt is None:
         adapt = _state["requested"] is None and env_threads() is None
     _state["adaptive"] = adapt and not _state["forked_omp"]
-    _state["free"] = None
+    _state["free"], _state["up_votes"] = None, 0
     _set_effective(1 if _state["forked_omp"] else get_num_threads())
     omp = _omp()
     if _state["adaptive"]:
@@ -253,7 +257,13 @@ def update() -> None:
     if _load.quota is not None:
         free = min(free, _load.quota)
     _state["free"] = free
-    _set_effective(decide(_state["effective"], get_num_threads(), free))
+    n = decide(_state["effective"], get_num_threads(), free)
+    _state["up_votes"] = _state["up_votes"] + 1 if n > _state["effective"] else 0
+    if n < _state["effective"] or _state["up_votes"] >= UP_PERIODS:
+        _state["up_votes"] = 0
+        _set_effective(n)
+    periods = _state["periods"]
+    periods[_state["effective"]] = periods.get(_state["effective"], 0) + 1
 
 
 
@@ -527,5 +537,6 @@ def info() -> dict:
     return {"requested": get_num_threads(), "effective": effective_threads(),
             "adaptive": adaptive(), "cpus_allowed": len(allowed_cpus()),
             "cpu_quota": cpu_quota(), "free_cpus_last_period": _state["free"],
+            "periods_by_count": dict(sorted(_state["periods"].items())),
             "numba_threading_layer": numba_threading_layer()
             if importlib.util.find_spec("numba") else None}

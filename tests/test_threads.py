@@ -156,10 +156,15 @@ def test_default_count_adapts_to_injected_load(threads_state, monkeypatch):
         pytest.skip("needs 2 CPUs for a count to adapt")
     assert T.adaptive() and T.effective_threads() == ceiling
     # readings: CPUs other processes kept busy in each period
-    T._load = FakeLoad([1.0, 1.0, 0.1, ceiling - 0.1], cpus=ceiling)
+    T._load = FakeLoad([1.0, 1.0, 0.1, 1.0, 0.1, 0.1, ceiling - 0.1], cpus=ceiling)
     generation = T._state["generation"]
-    T.update()
+    T.update()   # down at once
     assert T.effective_threads() == ceiling - 1 and T._state["generation"] > generation
+    T.update()
+    assert T.effective_threads() == ceiling - 1
+    T.update()   # up only after two free periods in a row
+    assert T.effective_threads() == ceiling - 1
+    T.update()
     T.update()
     assert T.effective_threads() == ceiling - 1
     T.update()
