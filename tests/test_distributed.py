@@ -209,7 +209,7 @@ assert not d.is_available()
 calls = [(d.init, ()), (d.rank, ()), (d.world_size, ()), (d.allreduce_, (np.zeros(2),)),
          (d.broadcast_, (np.zeros(2),)), (d.reduce_sums, ([1.0],)), (d.shared_seed, (1,)),
          (d.check_consistent, ()), (d.in_sync, (np.zeros(2),)),
-         (d.average_gradients_, (np.zeros(2), 1, 2))]
+         (d.average_gradients_, (np.zeros(2), 1, 2)), (d.raise_together, (None,))]
 for f, args in calls:
     try:
         f(*args)

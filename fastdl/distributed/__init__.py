@@ -8,18 +8,19 @@ raises ImportError saying ``pip install "fastdl[mpi]"``.
 Public API: ``init``, ``rank``, ``world_size``, ``is_available``, ``allreduce_``,
 ``broadcast_``; ``is_initialized``, ``local_size`` and ``threads_per_rank`` for
 launchers.  The building blocks of ``fit(distributed=True)``: ``shard``,
-``average_gradients_``, ``check_consistent``, ``reduce_sums``, ``shared_seed``,
-``rank_rng``, ``in_sync``, ``GradientBuckets``.  Every function that communicates is
+``average_gradients_``, ``check_consistent``, ``raise_together``, ``reduce_sums``,
+``shared_seed``, ``rank_rng``, ``in_sync``, ``GradientBuckets``.  Every function that communicates is
 collective: all ranks call it, in the same order.  See ``docs/distributed.md``.
 """
 from fastdl.distributed._runtime import (MISSING, init, is_available, is_initialized,
                                          local_size, rank, threads_per_rank, world_size)
 from fastdl.distributed.collectives import (allreduce_, broadcast_, check_consistent,
-                                            in_sync, reduce_sums)
+                                            in_sync, raise_together, reduce_sums)
 from fastdl.distributed.training import (GradientBuckets, average_gradients_, rank_rng,
                                          shard, shared_seed)
 
 __all__ = ["init", "rank", "world_size", "is_available", "allreduce_", "broadcast_",
            "is_initialized", "local_size", "threads_per_rank",
-           "shard", "average_gradients_", "check_consistent", "reduce_sums", "shared_seed",
+           "shard", "average_gradients_", "check_consistent", "raise_together",
+           "reduce_sums", "shared_seed",
            "rank_rng", "in_sync", "GradientBuckets", "MISSING"]

@@ -9,8 +9,8 @@ argument check, and in ``GradientBuckets`` of one bucket per layer.
 ``python -m fastdl.distributed.bench --fit --ranks K --threads T`` times a training
 epoch of ``fit(distributed=True)`` on K ranks of T threads (launched under ``mpirun``)
 against ``fit`` in one process of K x T threads, each in a fresh process, alternated;
-``distributed_epoch`` is the function a benchmark row calls (it launches ``mpirun``
-itself and returns plain numbers).
+``distributed_epoch`` launches such a job and returns plain numbers; ``fit_command``
+and ``read_fit`` make it a row of ``fastdl bench``'s process runner.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -108,9 +109,11 @@ def time_fit(distributed, epochs=5, rows=8192, batch_size=256, threads=1, dtype=
     Returns
     -------
     dict: ``epoch`` (median seconds), ``epochs`` (each, seconds), ``allreduce``
-    (median seconds per epoch spent in the gradient allreduce, waiting for the
-    slowest rank included; 0 for one process), ``allreduce_share`` (of the epoch),
-    ``steps``, ``ranks``, ``threads``, ``rows``, ``batch_size``
+    (median seconds per epoch rank 0 spent in the gradient allreduce, waiting for the
+    other ranks included; 0 for one process), ``allreduce_share`` (of the epoch),
+    ``allreduce_alone`` (the allreduces of an epoch timed apart, each after a
+    barrier: the communication without the wait), ``steps``, ``ranks``, ``threads``,
+    ``rows``, ``batch_size``
     """
     import fastdl
     from fastdl import callbacks, nn, optim
@@ -135,8 +138,6 @@ def time_fit(distributed, epochs=5, rows=8192, batch_size=256, threads=1, dtype=
             comm_seconds.append(DataParallel.last.seconds if distributed else 0.0)
             return False
 
-    import warnings
-
     from fastdl.nn.training import GradientWarning
 
     with warnings.catch_warnings():  # random labels: the loss may flatten, it is no matter
@@ -146,16 +147,19 @@ def time_fit(distributed, epochs=5, rows=8192, batch_size=256, threads=1, dtype=
                   distributed=distributed)
     per = np.diff(ends)[1:]
     comm = np.diff(comm_seconds)[1:]
-    ranks = 1
+    steps, ranks, alone = -(-rows // batch_size), 1, 0.0
     if distributed:
         MPI = R._state.MPI
         slowest = np.empty_like(per)
         R.comm().Allreduce(per, slowest, op=MPI.MAX)
         per, ranks = slowest, R.world_size()
+        sizes = [a * b + b for a, b in zip(MLP[:-1], MLP[1:])]
+        alone = time_allreduce(sizes, np.dtype(dtype), repeats=20)["median"] * steps
     epoch = float(np.median(per))
     return {"epoch": epoch, "epochs": per.tolist(), "allreduce": float(np.median(comm)),
-            "allreduce_share": float(np.median(comm / per)), "steps": -(-rows // batch_size),
-            "ranks": ranks, "threads": threads, "rows": rows, "batch_size": batch_size}
+            "allreduce_share": float(np.median(comm / per)), "allreduce_alone": alone,
+            "steps": steps, "ranks": ranks, "threads": threads, "rows": rows,
+            "batch_size": batch_size}
 
 
 def _mpirun():
@@ -164,28 +168,45 @@ def _mpirun():
     return found or (beside if os.path.exists(beside) else None)
 
 
-def distributed_epoch(ranks=2, threads=1, epochs=5, rows=8192, batch_size=256,
-                      dtype="float32", timeout=600) -> dict:
-    """``time_fit`` in a fresh job: ``ranks`` ranks of ``threads`` threads under
-    ``mpirun`` (``ranks=0``: one process of ``threads`` threads, no MPI, plain
-    ``fit``).  For a benchmark row: returns ``time_fit``'s dict.
+def fit_command(ranks=2, threads=1, epochs=5, rows=8192, batch_size=256,
+                dtype="float32") -> list:
+    """The argv of one ``time_fit`` job printing its JSON on its last line: ``ranks``
+    ranks of ``threads`` threads under ``mpirun`` (``ranks=0``: one process, plain
+    ``fit``).  For a benchmark row of its own (``read_fit`` reads the output).
 
-    ``mpirun`` runs with ``--oversubscribe``, as root too, and binds each rank to
-    ``threads`` cores when the machine has them (``--map-by slot:PE=threads``), else
-    leaves binding to Open MPI.  Raises RuntimeError when the job fails."""
+    ``mpirun`` gets ``--oversubscribe``, ``--allow-run-as-root`` when run as root, and
+    ``--map-by slot:PE=threads`` (each rank bound to its cores) when the machine has
+    ``ranks * threads`` cores and ``threads > 1``; with one thread per rank Open MPI
+    binds each rank to a core itself (at most two ranks) or to a socket."""
     cmd = [sys.executable, "-m", "fastdl.distributed.bench", "--fit", "--threads",
            str(threads), "--epochs", str(epochs), "--rows", str(rows), "--batch-size",
            str(batch_size), "--dtype", dtype, "--json"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    if ranks:
-        mpirun = _mpirun()
-        if mpirun is None:
-            raise RuntimeError(f"{R.MISSING} (mpirun not found)")
-        cmd = [mpirun, "--oversubscribe", "-n", str(ranks)] \
-            + (["--map-by", f"slot:PE={threads}"] if ranks * threads <= (os.cpu_count() or 1)
-               and threads > 1 else []) + cmd + ["--distributed"]
-        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if not ranks:
+        return cmd
+    mpirun = _mpirun()
+    if mpirun is None:
+        raise RuntimeError(f"{R.MISSING} (mpirun not found)")
+    opts = ["--oversubscribe", "-n", str(ranks)]
+    if getattr(os, "geteuid", lambda: 1)() == 0:
+        opts.append("--allow-run-as-root")
+    if threads > 1 and ranks * threads <= (os.cpu_count() or 1):
+        opts += ["--map-by", f"slot:PE={threads}"]
+    return [mpirun, *opts, *cmd, "--distributed"]
+
+
+def read_fit(out: dict, label: str) -> dict:
+    """A ``fit_command`` job's JSON as a benchmark row's results: ``{label: {"samples":
+    epoch seconds, "allreduce_share": ...}}``."""
+    return {label: {"samples": out["epochs"], "allreduce_share": out["allreduce_share"],
+                    "allreduce": out["allreduce"]}}
+
+
+def distributed_epoch(ranks=2, threads=1, epochs=5, rows=8192, batch_size=256,
+                      dtype="float32", timeout=600) -> dict:
+    """``time_fit`` in a fresh job of ``fit_command`` (``ranks=0``: one process);
+    returns its dict.  RuntimeError when the job fails."""
+    cmd = fit_command(ranks, threads, epochs, rows, batch_size, dtype)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -204,6 +225,8 @@ def compare(ranks=2, threads=1, rounds=5, **kw) -> dict:
             "epoch_distributed": med(dp, "epoch"), "epoch_one_process": med(one, "epoch"),
             "ratio": med(dp, "epoch") / med(one, "epoch"),
             "allreduce_share": med(dp, "allreduce_share"),
+            "allreduce_alone_share": float(np.median([r["allreduce_alone"] / r["epoch"]
+                                                      for r in dp])),
             "loadavg": _loadavg()}
 
 
@@ -227,7 +250,8 @@ def _fit_main(args):
               f"(load average {' '.join(res['loadavg'] or ['?'])}):")
         print(f"  {args.ranks} ranks x {args.threads} thread(s): "
               f"{res['epoch_distributed'] * 1e3:8.1f} ms  (allreduce "
-              f"{res['allreduce_share'] * 100:.1f}% of the epoch)")
+              f"{res['allreduce_share'] * 100:.1f}% of the epoch, waiting for the other "
+              f"ranks included; alone {res['allreduce_alone_share'] * 100:.1f}%)")
         print(f"  1 process x {args.ranks * args.threads} threads: "
               f"{res['epoch_one_process'] * 1e3:8.1f} ms")
         print(f"  ratio {res['ratio']:.3f}")
