@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 
-from fastdl import _threads
+from fastdl import _blas, _threads
 from fastdl._threads import (apply_threads, get_num_threads, numba_module,  # noqa: F401
                              numba_parallel_here, numba_threading_layer, set_num_threads)
 
@@ -156,6 +156,6 @@ def info() -> dict:
         "threads": threads,
         "numba_threading_layer": threads["numba_threading_layer"] if _probe("numba") else None,
         "environment": {k: os.environ.get(k) for k in THREAD_ENV},
-        "blas": _threads.blas_info(),
+        "blas": _blas.blas_info(),
         "cpu": cpu_info(),
     }

@@ -7,8 +7,9 @@ slower).  A kernel call changes nothing that outlives it: the registry hands out
 kernel wrapped by ``scoped``, which sets OpenMP's thread count of the calling thread
 and each OpenBLAS's thread count for the duration of the call, then restores them
 (``Scoped`` in fastdl/_kernels/cython/_threads.pyx says why both are shared with
-other libraries).  Only Numba's own per-thread count (``numba.set_num_threads``) is
-set in the threads that call fastdl's Numba kernels, and kept.
+other libraries: PyTorch's, NumPy's, SciPy's).  Only Numba's own per-thread count
+(``numba.set_num_threads``) is set in the threads that call fastdl's Numba kernels,
+and kept.
 
 How many.  The count starts from the CPUs this process may use (its affinity,
 capped by a cgroup CPU quota), from ``OMP_NUM_THREADS`` (its first entry, as PyTorch
@@ -16,19 +17,22 @@ reads it), or from ``set_num_threads(n)``.  A count given by the variable or by
 ``set_num_threads`` is used as given.  The default one adapts to the CPU others leave
 free: at most every ``PERIOD`` seconds, from the next kernel call (there is no thread
 of its own), ``CpuLoad`` measures the CPU time spent on this process's CPUs minus its
-own over the last period, and ``decide`` keeps one thread per CPU left free (a
-thread more only when the CPU for it was free for ``UP_PERIODS`` periods in a row).  Why: a
+own over the last period, and ``decide`` keeps one thread per CPU left free.  Why: a
 parallel region, and a multi-threaded GEMM, wait for their slowest thread, and a
-thread that shares its CPU with a busy process waits for the scheduler, milliseconds,
-at every region; idle OpenBLAS and libgomp threads spin (about 0.1 s and a few ms)
-on a CPU that process needs.  Measured 2026-12-07 on 2 vCPUs, MLP epoch at batch 32
-beside two busy processes: 1,738 ms on 2 threads, 391 ms on 1.  A thread is dropped
-when others take more than ``DOWN`` of a CPU from it, and added back when ``UP`` of
-a further CPU is free, so that noise does not make the count flap.
+thread sharing its CPU with a busy process waits for the scheduler, milliseconds, at
+every region.  Measured on 2 vCPUs, MLP epoch at batch 32: beside two busy processes
+1,738 ms on 2 threads, 391 ms on 1; with the machine's load at 5-7, 2.9-8.1 s on 2
+threads, 0.42-0.67 s on 1.  A thread too many costs far more than one too few, so a
+thread is dropped as soon as others take ``DOWN`` of its CPU, and added back only when
+``UP`` of a further CPU was free for ``UP_PERIODS`` periods in a row.
 
-Numba's threading layer: ``omp`` where Numba has it (the libgomp.so.1 the Cython
-kernels use: one OpenMP thread pool for both backends), else ``workqueue``, which is
-not thread-safe, so there only the main thread launches parallel kernels
+Waiting.  Idle threads spin before they sleep: libgomp's for a few milliseconds,
+OpenBLAS's for about 0.1 s after each call.  For that long after a multi-threaded
+BLAS call, ``Scoped`` runs the other kernels on one thread, so that no parallel region
+shares a CPU with a spinning OpenBLAS thread (``blas_spin_seconds``).  Numba's
+threading layer is ``omp`` where Numba has it (the libgomp.so.1 the Cython kernels
+use: one OpenMP thread pool for both backends), else ``workqueue``, which is not
+thread-safe, so there only the main thread launches parallel kernels
 (``numba_parallel_here``); NUMBA_THREADING_LAYER overrides.
 
 docs/threads.md has the measurements and the ways to override.
@@ -43,8 +47,7 @@ import time
 PERIOD = 0.25   # seconds between two looks at the CPU load
 DOWN = 0.5      # drop a thread when others take more than this much of a CPU from it
 UP = 0.75       # add one when at least this much of a further CPU is free ...
-UP_PERIODS = 2  # ... in this many periods in a row (a thread too many costs far more
-                # than a thread too few: measured below)
+UP_PERIODS = 2  # ... in this many periods in a row
 
 
 def decide(current: int, ceiling: int, free: float) -> int:
@@ -336,107 +339,13 @@ def numba_parallel_here() -> bool:
 _blas_seen: set[str] = set()
 
 
-def loaded_libraries() -> list[str]:
-    """Paths of the shared objects loaded in this process (``dl_iterate_phdr``; empty
-    where the C library has none).  threadpoolctl finds them the same way, but
-    importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
-    import ctypes
-
-    class Info(ctypes.Structure):
-        _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
-
-    paths = []
-
-    def seen(info, size, data):
-        if info.contents.name:
-            paths.append(os.fsdecode(info.contents.name))
-        return 0
-
-    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t,
-                                ctypes.c_void_p)(seen)
-    try:
-        ctypes.CDLL(None).dl_iterate_phdr(callback, None)
-    except (AttributeError, OSError):
-        return []
-    return paths
-
-
-def _openblas_symbols(path: str):
-    # (library, prefix, suffix) of the OpenBLAS at ``path``, already loaded, under the
-    # names its builds export (NumPy's and SciPy's wheels prefix them with ``scipy_``,
-    # 64-bit-integer builds suffix ``64_``), or None
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-    except OSError:
-        return None
-    for prefix in ("", "scipy_"):
-        for suffix in ("", "64_", "_64"):
-            if hasattr(lib, f"{prefix}openblas_get_num_threads{suffix}"):
-                return lib, prefix, suffix
-    return None
-
-
-def _openblas_call(sym, name, restype):
-    import ctypes
-
-    lib, prefix, suffix = sym
-    fn = getattr(lib, f"{prefix}{name}{suffix}", None)
-    if fn is None:
-        return None
-    fn.restype, fn.argtypes = restype, []
-    return fn()
-
-
-def blas_info() -> list[dict]:
-    """Each OpenBLAS loaded: its file, configuration (version and build), kernels
-    (``architecture``), threading layer and thread count."""
-    import ctypes
-
-    out = []
-    for path in loaded_libraries():
-        if "openblas" not in os.path.basename(path).lower():
-            continue
-        sym = _openblas_symbols(path)
-        if sym is None:
-            continue
-        config = _openblas_call(sym, "openblas_get_config", ctypes.c_char_p)
-        core = _openblas_call(sym, "openblas_get_corename", ctypes.c_char_p)
-        parallel = _openblas_call(sym, "openblas_get_parallel", ctypes.c_int)
-        out.append({"internal_api": "openblas", "filepath": os.path.realpath(path),
-                    "config": config.decode() if config else None,
-                    "architecture": core.decode() if core else None,
-                    "threading_layer": {0: "disabled", 1: "pthreads", 2: "openmp"}.get(parallel),
-                    "num_threads": _openblas_call(sym, "openblas_get_num_threads",
-                                                  ctypes.c_int)})
-    return out
-
-
-def openblas_counters(path: str):
-    """The ``get_num_threads`` and ``set_num_threads`` functions (ctypes) of the OpenBLAS
-    at ``path``, already loaded; None where it has none, or where it threads with
-    OpenMP (it then follows OpenMP's count, which ``Scoped`` sets anyway)."""
-    import ctypes
-
-    sym = _openblas_symbols(path)
-    if sym is None or _openblas_call(sym, "openblas_get_parallel", ctypes.c_int) == 2:
-        return None
-    lib, prefix, suffix = sym
-    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
-    put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-    if put is None:
-        return None
-    get.restype, get.argtypes = ctypes.c_int, []
-    put.restype, put.argtypes = None, [ctypes.c_int]
-    return get, put
-
-
 def find_blas() -> None:
     """Register every OpenBLAS loaded so far with ``Scoped`` (each once; called again
     after an import that may have loaded one: SciPy's loads with the first Cython
     dense kernel).  MKL and BLIS are left at their own counts."""
     import ctypes
+
+    from fastdl._blas import loaded_libraries, openblas_counters
 
     omp = _omp()
     for path in loaded_libraries():
