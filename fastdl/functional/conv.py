@@ -1,4 +1,15 @@
-"""2-D convolution: public kernels (validation, workspace, dispatch)."""
+"""2-D convolution: public kernels (validation, workspace, dispatch).
+
+A layer that calls the registry's kernels directly (validated, C-contiguous, aligned
+arrays of one dtype) passes the workspace itself:
+
+    ws = workspace(workspace_size(x.shape, W.shape, (Ho, Wo), dtype), dtype)
+    kernel("conv2d_forward")(x, W, b, y, ws, sh, sw, ph, pw, activation, alpha)
+    ws = workspace(workspace_size(x.shape, W.shape, (Ho, Wo), dtype, backward=True), dtype)
+    kernel("conv2d_backward")(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw)   # dx may be None
+
+``workspace`` is per Python thread, so layers and threads need no buffers of their own.
+"""
 from __future__ import annotations
 
 import numbers
