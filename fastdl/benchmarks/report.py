@@ -162,6 +162,14 @@ def _kernel_lines(d, fmt_row):
     return lines
 
 
+def _loads(x):
+    return "unknown" if x is None else " ".join(f"{v:.2f}" for v in x)
+
+
+def _cpus(x):
+    return "unknown" if x is None else f"{x:.2f}"
+
+
 def _header(report):
     m = report["machine"]
     v = m["versions"]
@@ -175,7 +183,16 @@ def _header(report):
                  f"{k}={m['environment_of_children'].get(k)}" for k in
                  ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                   "OMP_NUM_THREADS", "OMP_WAIT_POLICY")),
-             f"load average before: {m.get('loadavg')}, after: {report.get('loadavg_after')}"]
+             f"load average before: {_loads(m.get('loadavg'))}, after: "
+             f"{_loads(report.get('loadavg_after'))}; CPUs other processes kept busy before: "
+             f"{_cpus(m.get('others_busy_cpus'))}, after: "
+             f"{_cpus(report.get('others_busy_cpus_after'))}"]
+    busy = max(x for x in (m.get("others_busy_cpus"), report.get("others_busy_cpus_after"), 0)
+               if x is not None)
+    if busy > 0.2:
+        lines.append(f"WARNING: other processes kept {busy:.1f} CPUs busy: these are not "
+                     "quiet-machine figures (fastdl adapts its thread count to that load; "
+                     "the floor and the other libraries do not)")
     if report.get("torch_note"):
         lines.append(report["torch_note"])
     return lines

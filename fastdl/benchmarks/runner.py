@@ -119,6 +119,16 @@ def busy(n: int):
                 p.wait()
 
 
+def others_busy(seconds: float = 1.0):
+    """CPUs that other processes kept busy over the next ``seconds`` (None where
+    /proc/stat is unreadable): a run on a busy machine says so in its report."""
+    from fastdl._threads import CpuLoad, allowed_cpus
+
+    load = CpuLoad(allowed_cpus())
+    time.sleep(seconds)
+    return load.sample()
+
+
 def loadavg():
     """The 1, 5 and 15-minute load averages (None where unknown)."""
     try:
@@ -141,4 +151,4 @@ def machine(keep_openblas: bool = False) -> dict:
             "environment": env,
             "environment_of_children": {k: (v if keep_openblas or k not in UNSET else None)
                                         for k, v in env.items()},
-            "blas": info["blas"], "loadavg": loadavg()}
+            "blas": info["blas"], "loadavg": loadavg(), "others_busy_cpus": others_busy()}

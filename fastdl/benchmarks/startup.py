@@ -15,7 +15,7 @@ def startup_figures(quick):
     out = {}
     code_import = "import time; t=time.perf_counter(); import fastdl; print(time.perf_counter()-t)"
     vals = [float(subprocess.check_output([py, "-c", code_import], text=True))
-            for _ in range(3 if quick else 5)]
+            for _ in range(1 if quick else 5)]
     out["import fastdl (s)"] = statistics.median(vals)
     code_jit = ("import time, numpy as np, fastdl.functional as F; "
                 "x=np.ones(1000,np.float32); t=time.perf_counter(); "
@@ -39,7 +39,7 @@ def startup_figures(quick):
                  "nn.Dense(256,10),seed=0); X=np.random.rand(32,784).astype(np.float32); "
                  "y=np.arange(32)%10; m.fit(X,y,epochs=1,batch_size=32,verbose=0); "
                  "print(time.perf_counter()-t)")
-    for be in ("cython", "numba"):
+    for be in ("cython",) if quick else ("cython", "numba"):
         c = code_step.replace("seed=0)", f"seed=0, backend='{be}')")
         subprocess.check_output([py, "-c", c], text=True)  # warm the cache
         out[f"first training step in a fresh process, {be}, warm cache (s)"] = float(

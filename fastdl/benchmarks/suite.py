@@ -186,6 +186,7 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, proce
 
         report["startup"] = startup_figures(quick or tiny)
     report["loadavg_after"] = runner.loadavg()
+    report["others_busy_cpus_after"] = runner.others_busy()
     report["targets"] = targets(report)
     return report
 
