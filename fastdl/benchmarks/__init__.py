@@ -52,7 +52,7 @@ def add_arguments(p):
                    help="comma-separated substrings of row names (kernel and training rows)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--rounds", type=_positive, default=None,
-                   help="timed rounds per row within a process (default 9, --quick 5)")
+                   help="timed rounds per row within a process (default 4, --quick 5)")
     p.add_argument("--process-rounds", type=_positive, default=None,
                    help="fresh processes per library, alternated (default 3, --quick 1)")
     p.add_argument("--scenarios", action=argparse.BooleanOptionalAction, default=None,

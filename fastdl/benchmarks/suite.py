@@ -121,7 +121,7 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, proce
     import fastdl
 
     size = "tiny" if tiny else "quick" if quick else "full"
-    rounds = rounds or (5 if quick or tiny else 9)
+    rounds = rounds or (5 if quick or tiny else 4)  # per process: 12 samples in 3 processes
     process_rounds = process_rounds or (1 if quick or tiny else 3)
     sample = sample if sample is not None else (0.01 if quick or tiny else 0.03)
     pre = pre if pre is not None else (0.01 if quick or tiny else 0.15)
@@ -156,21 +156,19 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, proce
         report["rows"] = []
 
     batches, n_rows = TRAINING[size]
+    wanted = training_names(size, only)
     train_rows = []
     for bs in batches:
-        name = training_name(bs, n_rows)
-        if name not in training_names(size, only):
+        if training_name(bs, n_rows) not in wanted:
             continue
         jobs = {"fastdl": _mlp("fastdl", bs, n_rows, epochs, threads,
                                compiled + (["numpy"] if size == "full" else []), floor=True)}
         if torch_ok:
             jobs["torch"] = _mlp("torch", bs, n_rows, epochs, threads)
-        train_rows.append(ProcessRow(name, "training", jobs, work=_mlp_flops(n_rows)))
-    runner.run_rows(train_rows, process_rounds, env, progress=say)
-    report["training"] = [training_row(r, bs) for r, bs in
-                          zip(train_rows, [b for b in batches
-                                           if training_name(b, n_rows) in
-                                           training_names(size, only)])]
+        train_rows.append((ProcessRow(training_name(bs, n_rows), "training", jobs,
+                                      work=_mlp_flops(n_rows)), bs))
+    runner.run_rows([r for r, _ in train_rows], process_rounds, env, progress=say)
+    report["training"] = [training_row(r, bs) for r, bs in train_rows]
 
     row = sklearn_row(quick or tiny, threads) if sklearn and not only else None
     if row is not None:
