@@ -222,6 +222,72 @@ def test_public_contract(backend, case):
     assert not np.array_equal(CASES[case](x, rng=6, backend=backend), a) or case == "flip_v"
 
 
+# ------------------------------------------------------------------ channels first
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("shape", [(5, 1, 6, 7), (4, 3, 5, 6), (3, 2, 4, 4)], ids=str)
+def test_nchw_is_the_transposed_nhwc(backend, case, shape):
+    """layout="NCHW": the same draws and pixels as the channels-last transpose (every
+    channel of an image moved alike), for (N, C, H, W) batches as Conv2D takes them;
+    the noise, elementwise, is the same as without the layout."""
+    x = images(shape, np.float32)
+    got = CASES[case](x, rng=8, layout="NCHW", backend=backend)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    if case.startswith("noise"):  # elementwise, drawn in memory order: layout-blind
+        np.testing.assert_array_equal(got, CASES[case](x, rng=8, backend=backend))
+    else:
+        want = CASES[case](np.ascontiguousarray(x.transpose(0, 2, 3, 1)), rng=8,
+                           backend=backend)
+        assert got.shape == (shape[:2] + want.shape[1:3])
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2))
+    # out=, even the input itself
+    out = np.empty_like(got)
+    assert CASES[case](x, rng=8, layout="NCHW", out=out, backend=backend) is out
+    np.testing.assert_array_equal(out, got)
+    if got.shape == shape:
+        y = x.copy()
+        CASES[case](y, rng=8, layout="NCHW", out=y, backend=backend)
+        np.testing.assert_array_equal(y, got)
+    # a 3-D batch has no channel axis: the layout changes nothing
+    x3 = x[:, 0]
+    np.testing.assert_array_equal(CASES[case](x3, rng=8, layout="NCHW", backend=backend),
+                                  CASES[case](x3, rng=8, backend=backend))
+
+
+def test_nchw_one_channel_moves_the_image_not_a_row():
+    """A (B, 1, H, W) batch read as channels last is B images 1 pixel high: the shift
+    must move the 8x8 image, as it moves the (B, 8, 8) batch."""
+    x = images((6, 1, 8, 8), np.float64)
+    got = A.random_shift(x, 2, rng=1, layout="NCHW")
+    np.testing.assert_array_equal(got[:, 0], A.random_shift(x[:, 0], 2, rng=1))
+    aug = A.Compose([partial(A.random_shift, max_shift=2)], layout="NCHW")
+    np.testing.assert_array_equal(aug(x, 1), got)
+
+
+def test_compose_nchw(backend):
+    x = images((6, 3, 5, 5), np.float32)
+    steps = [partial(A.random_shift, max_shift=1, backend=backend),
+             partial(A.random_crop, padding=1, size=(4, 3), backend=backend),
+             partial(A.random_flip, axis="both", backend=backend)]
+    got = A.Compose(steps, layout="NCHW")(x, 4)
+    want = A.Compose(steps)(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), 4)
+    assert got.shape == (6, 3, 4, 3) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2))
+    # the same through each function's own layout
+    gen = np.random.default_rng(4)
+    each = x
+    for s in steps:
+        each = s(each, rng=gen, layout="NCHW")
+    np.testing.assert_array_equal(each, got)
+    # flattened rows of (C, H, W) images
+    rows = A.Compose(steps, image_shape=(3, 5, 5), layout="NCHW")(x.reshape(6, -1), 4)
+    np.testing.assert_array_equal(rows, got.reshape(6, -1))
+    empty = A.Compose([], layout="NCHW")(x)
+    np.testing.assert_array_equal(empty, x)
+    assert empty is not x and empty.flags.c_contiguous
+    assert "layout='NCHW'" in repr(A.Compose(steps, layout="NCHW"))
+
+
 def test_flip_twice_is_identity(backend):
     x = images((20, 5, 6, 3), np.float32)
     for axis in A.FLIP_AXES:
@@ -348,6 +414,10 @@ def test_compose_on_flattened_rows():
     (lambda: A.Compose([], image_shape=(8, 8))(np.zeros((2, 8, 8))), ValueError, "images"),
     (lambda: A.Compose([])(np.zeros((2, 3, 3)), rng="seed"), TypeError, "rng"),
     (lambda: A.for_images(None), TypeError, "fn"),
+    (lambda: A.Compose([], layout="NWHC"), ValueError, "layout"),
+    (lambda: A.Compose([], image_shape=(8,), layout="NCHW"), ValueError, r"\(C, H, W\)"),
+    (lambda: A.Compose([lambda x, rng: x[:, 0]], layout="NCHW")(np.zeros((2, 1, 3, 3))),
+     ValueError, "transforms"),
 ])
 def test_compose_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
@@ -386,6 +456,13 @@ X3 = np.zeros((2, 4, 4), np.float32)
     (lambda b: A.gaussian_noise(X3, 0.1, clip=(1.0, 0.0), backend=b), ValueError, "clip"),
     (lambda b: A.gaussian_noise(X3, 0.1, clip=1.0, backend=b), ValueError, "clip"),
     (lambda b: A.gaussian_noise(X3, 0.1, backend="torch"), ValueError, "backend"),
+    (lambda b: A.random_shift(X3, 1, layout="CHW", backend=b), ValueError, "layout"),
+    (lambda b: A.gaussian_noise(X3, 0.1, layout=None, backend=b), ValueError, "layout"),
+    (lambda b: A.random_flip(np.zeros((2, 0, 4, 4)), layout="NCHW", backend=b), ValueError,
+     r"\(N, C, H, W\)"),
+    (lambda b: A.random_crop(np.zeros((2, 3, 4, 4), np.float32), 1, size=(2, 2), layout="NCHW",
+                             out=np.zeros((2, 2, 2, 3), np.float32), backend=b),
+     ValueError, "out"),
 ])
 def test_bad_input(backend, call, exc, match):
     before = X3.copy()

@@ -4,6 +4,7 @@ A new layer type subclasses ``Layer`` and implements the protocol described in
 ``fastdl.nn.base``; importing its module registers it for ``fastdl.load``."""
 from fastdl.nn.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from fastdl.nn.base import Layer
+from fastdl.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from fastdl.nn.history import History
 from fastdl.nn.layers import Dense, Dropout, Maxout, Residual
 from fastdl.nn.model import Sequential
@@ -11,5 +12,6 @@ from fastdl.nn.persistence import load
 from fastdl.nn.training import DivergenceWarning, GradientWarning
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Softmax", "Maxout", "Dropout", "Residual", "Sequential", "History",
+           "Softmax", "Maxout", "Dropout", "Residual", "Conv2D", "MaxPool2D", "AvgPool2D",
+           "Flatten", "Sequential", "History",
            "GradientWarning", "DivergenceWarning", "load"]

@@ -62,7 +62,8 @@ class Sequential(Layer, register=False):
     input_shape : per-sample shape of ``X`` (no batch axis; None entries: any size), or
         None when the first layers take any shape.  ``X`` is ``(N, *input_shape)``; a
         model whose input is ``(features,)`` also takes images ``(N, H, W[, C])`` and
-        flattens them.
+        flattens them, and one whose input is ``(1, H, W)`` (a 1-channel ``Conv2D``
+        first) also takes ``(N, H, W)`` images, as ``(N, 1, H, W)``.
     output_shape : per-sample output shape (None where it depends on ``X``)
     output_activation : ``"softmax"``, ``"sigmoid"`` (a final ``nn.Softmax()`` /
         ``nn.Sigmoid()`` or a last ``Dense`` with that activation) or None
@@ -194,10 +195,19 @@ class Sequential(Layer, register=False):
         inner = ",\n  ".join(repr(l) for l in self.layers)
         return f"Sequential(\n  {inner}\n)"
 
-    def summary(self) -> str:
+    def summary(self, input_shape=None) -> str:
         """A table of the layers: name, type, output shape (``?``: set by ``X``),
-        parameter count; then the total.  Prints nothing (``print(m.summary())``)."""
+        parameter count; then the total.  Prints nothing (``print(m.summary())``).
+        ``input_shape``, one sample's shape (``(1, 28, 28)``), shows the shapes that
+        input gives (a model over images of any size has ``?`` for H and W)."""
         rows = [("layer", "type", "output shape", "parameters")]
+        shape = self.input_shape
+        if input_shape is not None:
+            if not isinstance(input_shape, (tuple, list)):
+                raise TypeError(f"input_shape: expected a tuple of ints, got "
+                                f"{type(input_shape).__name__}")
+            dims = tuple(V.check_int("input_shape", d, 1) for d in input_shape)
+            shape = self._check_X(np.empty((0,) + dims, self.dtype), "input_shape").shape[1:]
 
         def add(name, layer, shape, depth):
             if shape is None:
@@ -214,13 +224,12 @@ class Sequential(Layer, register=False):
                 inner = add(f"{name}.{sub}", sublayer, inner, depth + 1)
             return out
 
-        shape = self.input_shape
+        shown = shape
         for name, layer in zip(self._names, self.layers):
             shape = add(name, layer, shape, 0)
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [f"Sequential: {len(self.layers)} layers, {self.dtype.name}, input "
-                 + ("of any shape" if self.input_shape is None
-                    else fmt_shape(self.input_shape, batch=True))]
+                 + ("of any shape" if shown is None else fmt_shape(shown, batch=True))]
         for r in rows:
             lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(r, widths))).rstrip())
@@ -293,6 +302,8 @@ class Sequential(Layer, register=False):
         want = self.input_shape
         if X.ndim > 2 and (want is None or len(want) == 1):
             X = X.reshape(X.shape[0], math.prod(X.shape[1:]))  # images into an MLP
+        elif X.ndim == 3 and want is not None and len(want) == 3 and want[0] == 1:
+            X = X[:, None]  # (N, H, W) images into a 1-channel first layer: (N, 1, H, W)
         if want is None:
             if X.ndim < 2:
                 raise ValueError(f"{name}: expected a 2-D array (N, features), got shape "
