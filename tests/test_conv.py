@@ -83,10 +83,11 @@ def naive_backward(dy, x, W, stride, padding):
     return dx, dW, dy.sum(axis=(0, 2, 3))
 
 
-@pytest.fixture(params=[None, 1, 7], ids=["ws-default", "ws-1", "ws-7"])
+@pytest.fixture(params=[None, 1, 7, 40], ids=["ws-default", "ws-1", "ws-7", "ws-40"])
 def chunk(request, monkeypatch):
-    """Workspaces of the default size, and ones that hold 1 or 7 output positions, so
-    that chunks end inside output rows and images."""
+    """Workspaces of the default size, and ones that hold 1, 7 or 40 output positions,
+    so that chunks end inside output rows and images, or hold a few whole images (the
+    kernels' two ways to unfold: by positions, or image by image)."""
     if request.param is not None:
         monkeypatch.setattr(C, "WORKSPACE_BYTES", 0)
         monkeypatch.setattr(C, "_MIN_CHUNK", request.param)
@@ -326,7 +327,7 @@ def test_workspace_is_bounded_and_per_thread():
     small = C.workspace_size((64, 16, 12, 12), (32, 16, 5, 5), (8, 8), np.float32, True)
     huge = C.workspace_size((100_000, 16, 12, 12), (32, 16, 5, 5), (8, 8), np.float32, True)
     assert small == huge
-    assert huge * 4 <= C.WORKSPACE_BYTES + 32 * 16 * 25 * 4 + (16 * 25 + 32) * 4
+    assert huge * 4 <= C.WORKSPACE_BYTES + 32 * 16 * 25 * 4 + (16 * 25 + 32) * 4 + 12 * 8 * 4
     a = C.workspace(100, np.float32)
     assert C.workspace(50, np.float32).base is a.base  # reused, not reallocated
     other = []

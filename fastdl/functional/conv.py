@@ -59,15 +59,17 @@ def _pair(name: str, value, lo: int) -> tuple[int, int]:
 
 def workspace_size(x_shape, W_shape, out_hw, dtype, backward=False) -> int:
     """Elements of the workspace that ``conv2d_forward`` (``backward`` False) or
-    ``conv2d_backward`` takes for these shapes: (K + O) q, plus O K for the backward
-    pass (a transposed share of dW), with q positions a chunk, K = C kh kw."""
+    ``conv2d_backward`` takes for these shapes: (K + O) q, plus, for the backward pass,
+    O K (a transposed share of dW) and (Ho + kh - 1) Wo (the col2im of one image and
+    input channel), with q positions a chunk, K = C kh kw."""
     n = x_shape[0]
     o, c, kh, kw = W_shape
     k = c * kh * kw
     total = n * out_hw[0] * out_hw[1]
     q = min(_MAX_CHUNK, WORKSPACE_BYTES // ((k + o) * np.dtype(dtype).itemsize))
     q = max(1, min(max(q, _MIN_CHUNK), total))
-    return (k + o) * q + (o * k if backward else 0)
+    extra = o * k + (out_hw[0] + kh - 1) * out_hw[1] if backward else 0
+    return (k + o) * q + extra
 
 
 def workspace(size: int, dtype) -> np.ndarray:

@@ -112,6 +112,113 @@ cdef void unfold(floating *x, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, floating
                         n += 1
 
 
+cdef inline void taps(Py_ssize_t i, Py_ssize_t j, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh,
+                      Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo,
+                      Py_ssize_t *rlo, Py_ssize_t *rhi, Py_ssize_t *jlo,
+                      Py_ssize_t *jhi) noexcept nogil:
+    # the output rows [rlo, rhi) and columns [jlo, jhi) whose tap (i, j) reads inside the
+    # image: 0 <= r sh - ph + i < h and 0 <= s sw - pw + j < w
+    rlo[0] = min((ph - i + sh - 1) // sh if ph > i else 0, ho)
+    rhi[0] = max(min((h - 1 + ph - i) // sh + 1 if h - 1 + ph >= i else 0, ho), rlo[0])
+    jlo[0] = min((pw - j + sw - 1) // sw if pw > j else 0, wo)
+    jhi[0] = max(min((w - 1 + pw - j) // sw + 1 if w - 1 + pw >= j else 0, wo), jlo[0])
+
+
+cdef void unfold_images(const floating *x, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                        floating *cols, Py_ssize_t n0, Py_ssize_t m, Py_ssize_t sh,
+                        Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t kh,
+                        Py_ssize_t kw, Py_ssize_t ho, Py_ssize_t wo) noexcept nogil:
+    # im2col of the m whole images n0 .. n0 + m - 1 (q = m P columns):
+    # cols[(c kh + i) kw + j, mi P + r Wo + s] = xpad[n0 + mi, c, r sh + i, s sw + j].
+    # Tap row i of output row r reads the input row that tap row i - sh of output row
+    # r + 1 reads: for i >= sh, row (c, i, j) is row (c, i - sh, j) moved up by one
+    # output row, one long copy an image, and only its last output row is read from x.
+    # Only the first sh tap rows are gathered from x run by run (a run is Wo values at
+    # most: 8 at LeNet's conv2, where the runs from x were 4.4 ns apiece, measured).
+    cdef Py_ssize_t p_img = ho * wo, q = m * p_img, cc, i, j, mi, r, r0, u, a
+    cdef Py_ssize_t rlo, rhi, jlo, jhi
+    cdef floating *row
+    cdef floating *dst
+    cdef floating *d
+    for cc in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                taps(i, j, h, w, sh, sw, ph, pw, ho, wo, &rlo, &rhi, &jlo, &jhi)
+                row = cols + ((cc * kh + i) * kw + j) * q
+                for mi in range(m):
+                    dst = row + mi * p_img
+                    r0 = 0
+                    if i >= sh:
+                        memcpy(dst, dst - sh * kw * q + wo, (p_img - wo) * sizeof(floating))
+                        r0 = ho - 1
+                    # x[a + r sh W + s sw] is xpad[n, c, r sh + i, s sw + j]
+                    a = ((n0 + mi) * c + cc) * h * w + (i - ph) * w + j - pw
+                    for r in range(r0, ho):
+                        d = dst + r * wo
+                        if r < rlo or r >= rhi:
+                            for u in range(wo):
+                                d[u] = 0
+                            continue
+                        for u in range(jlo):
+                            d[u] = 0
+                        if sw == 1:
+                            for u in range(jlo, jhi):
+                                d[u] = x[a + r * sh * w + u]
+                        else:
+                            for u in range(jlo, jhi):
+                                d[u] = x[a + r * sh * w + u * sw]
+                        for u in range(jhi, wo):
+                            d[u] = 0
+
+
+cdef void fold_images(floating *dx, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                      const floating *cols, Py_ssize_t n0, Py_ssize_t m, Py_ssize_t sh,
+                      Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t ho, Py_ssize_t wo,
+                      floating *acc) noexcept nogil:
+    # col2im of m whole images, the transpose of unfold_images:
+    # dx[n0 + mi, c, r sh + i - ph, s sw + j - pw] += cols[(c, i, j), mi P + r Wo + s].
+    # Stride 1 in rows: for each (c, j) the kh tap rows are first summed where they
+    # land, acc[(r + i) Wo + s] (acc: (Ho + kh - 1) Wo values, one padded input row
+    # per Wo), long contiguous adds; then acc goes into dx one input row at a time
+    # (Ho + kh - 1 short runs instead of kh Ho).
+    cdef Py_ssize_t p_img = ho * wo, q = m * p_img, cc, i, j, mi, r, u, a, ih
+    cdef Py_ssize_t rlo, rhi, jlo, jhi
+    cdef const floating *src
+    cdef floating *ac
+    for cc in range(c):
+        for j in range(kw):
+            taps(0, j, h, w, sh, sw, ph, pw, ho, wo, &rlo, &rhi, &jlo, &jhi)
+            for mi in range(m):
+                a = ((n0 + mi) * c + cc) * h * w + j - pw  # dx[a + ih W + s sw]
+                if sh == 1:
+                    src = cols + (cc * kh * kw + j) * q + mi * p_img
+                    memcpy(acc, src, p_img * sizeof(floating))
+                    memset(acc + p_img, 0, (kh - 1) * wo * sizeof(floating))
+                    for i in range(1, kh):
+                        src = cols + ((cc * kh + i) * kw + j) * q + mi * p_img
+                        ac = acc + i * wo
+                        for u in range(p_img):
+                            ac[u] += src[u]
+                    for r in range(max(ph, 0), min(ho + kh - 1, h + ph)):
+                        ih = r - ph
+                        ac = acc + r * wo
+                        if sw == 1:
+                            for u in range(jlo, jhi):
+                                dx[a + ih * w + u] += ac[u]
+                        else:
+                            for u in range(jlo, jhi):
+                                dx[a + ih * w + u * sw] += ac[u]
+                    continue
+                for i in range(kh):
+                    taps(i, j, h, w, sh, sw, ph, pw, ho, wo, &rlo, &rhi, &jlo, &jhi)
+                    src = cols + ((cc * kh + i) * kw + j) * q + mi * p_img
+                    for r in range(rlo, rhi):
+                        ih = r * sh - ph + i
+                        for u in range(jlo, jhi):
+                            dx[a + ih * w + u * sw] += src[r * wo + u]
+
+
 cdef inline void act_run(floating *dst, const floating *src, floating bias, Py_ssize_t m,
                          int act, floating alpha) noexcept nogil:
     # dst = act(src + bias) over one run; one loop per activation, chosen outside the
@@ -223,7 +330,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
-    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo, chunk, g0, q
+    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, chunk, g0, q
     cdef floating *cols
     cdef floating *tmp
     if total == 0 or o == 0:
@@ -231,15 +338,19 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     if b is not None:
         bv = b
         bp = &bv[0]
-    chunk = min(total, ws.shape[0] // (k + o))
+    chunk = whole_images(min(total, ws.shape[0] // (k + o)), p_img)
     with nogil:
         g0 = 0
         while g0 < total:
             q = min(chunk, total - g0)
             cols = &ws[0]
             tmp = cols + k * q
-            unfold(<floating *>&x[0, 0, 0, 0], c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw,
-                   ho, wo, False)
+            if chunk % p_img == 0:
+                unfold_images(&x[0, 0, 0, 0], c, h, w, cols, g0 // p_img, q // p_img, sh,
+                              sw, ph, pw, kh, kw, ho, wo)
+            else:
+                unfold(<floating *>&x[0, 0, 0, 0], c, h, w, cols, g0, q, sh, sw, ph, pw, kh,
+                       kw, ho, wo, False)
             # tmp (O, q) = W (O, K) @ cols (K, q); column-major: tmp^T = cols^T W^T
             gemm(c'N', c'N', <int>q, <int>o, <int>k, 1, cols, <int>q, &W[0, 0, 0, 0], <int>k,
                  0, tmp, <int>q)
@@ -254,11 +365,13 @@ cdef void _conv2d_backward(const floating *dy, floating *x, const floating *W, f
                            Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                            Py_ssize_t pw) noexcept nogil:
     # ws: dWt (K, O), the transpose of dW, summed over the chunks; then cols (K, q) and
-    # dyt (O, q).  dW is summed transposed because that GEMM's orientation ran faster in
-    # SciPy's OpenBLAS (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
-    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo, g0 = 0, q, i, j
+    # dyt (O, q); then fold_images' acc, (Ho + kh - 1) Wo.  dW is summed transposed
+    # because that GEMM's orientation ran faster in SciPy's OpenBLAS (88 against 68
+    # GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
+    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, g0 = 0, q, i, j
     cdef floating *dwt = ws
     cdef floating *cols = ws + o * k
+    cdef floating *acc = cols + (k + o) * chunk
     cdef floating *dyt
     cdef floating beta = 0
     for i in range(o):
@@ -269,7 +382,11 @@ cdef void _conv2d_backward(const floating *dy, floating *x, const floating *W, f
     while g0 < total:
         q = min(chunk, total - g0)
         dyt = cols + k * q
-        unfold(x, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        if chunk % p_img == 0:
+            unfold_images(x, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw,
+                          ho, wo)
+        else:
+            unfold(x, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
         gather(dy, dyt, db, o, ho * wo, g0, q)
         # dWt (K, O) += cols (K, q) @ dyt.T; column-major: dWt^T (O, K) = dyt (O, q) cols^T,
         # dyt and cols being column-major (q, O) and (q, K)
@@ -281,7 +398,11 @@ cdef void _conv2d_backward(const floating *dy, floating *x, const floating *W, f
             # column-major: dcols^T (q, K) = dyt^T (q, O) W (O, K)
             gemm(c'N', c'T', <int>q, <int>k, <int>o, 1, dyt, <int>q, W, <int>k, 0, cols,
                  <int>q)
-            unfold(dx, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
+            if chunk % p_img == 0:
+                fold_images(dx, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh,
+                            kw, ho, wo, acc)
+            else:
+                unfold(dx, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
         g0 += q
     for i in range(o):
         for j in range(k):
@@ -297,7 +418,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     ws (at least O K + K + O elements)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
-    cdef Py_ssize_t k = c * kh * kw, total = n * dy.shape[2] * dy.shape[3]
+    cdef Py_ssize_t ho = dy.shape[2], wo = dy.shape[3]
+    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo
     cdef floating[:, :, :, ::1] dxv
     cdef floating *dxp = NULL
     if need_zero_only(dy.size, W.size):
@@ -312,8 +434,15 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     with nogil:
         _conv2d_backward(&dy[0, 0, 0, 0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0], dxp,
                          &dW[0, 0, 0, 0], &db[0], &ws[0],
-                         min(total, (ws.shape[0] - o * k) // (k + o)), n, c, h, w, o, kh, kw,
-                         dy.shape[2], dy.shape[3], sh, sw, ph, pw)
+                         whole_images(min(total, (ws.shape[0] - o * k - (ho + kh - 1) * wo)
+                                          // (k + o)), ho * wo),
+                         n, c, h, w, o, kh, kw, ho, wo, sh, sw, ph, pw)
+
+
+cdef inline Py_ssize_t whole_images(Py_ssize_t chunk, Py_ssize_t p_img) noexcept nogil:
+    # a chunk of whole images when one fits (unfold_images' copies, the faster ones),
+    # else of positions
+    return chunk - chunk % p_img if chunk >= p_img else chunk
 
 
 cdef inline bint need_zero_only(Py_ssize_t dy_size, Py_ssize_t w_size):
