@@ -32,12 +32,19 @@ def run_for(fn, seconds: float) -> int:
             return n
 
 
-def measure(fns: dict, rounds: int, sample: float, pre: float, pair=None) -> dict:
+def measure(fns: dict, rounds: int, sample: float, pre: float, pair=None,
+            cool: float = 0.0) -> dict:
     """Seconds per call of each function, interleaved over ``rounds`` rounds:
     ``{key: {"samples": [...], "loops": n}}``, and with ``pair`` (the key of a
     baseline) ``"paired"``: each block of the others is followed by a block of the
     baseline (after its own ``pre``), and the per-round time ratios are kept, so that
-    drift of the machine between rounds cancels out of them."""
+    drift of the machine between rounds cancels out of them.
+
+    ``cool``: seconds of sleep before each block, for competitors calling different
+    BLAS libraries (fastdl's Cython backend SciPy's OpenBLAS, NumPy's ``np.matmul``
+    NumPy's): each library's idle threads spin about 0.1 s after a call, and a block
+    started then shares a CPU with them, which no program using one of them alone
+    sees."""
     loops = {}
     for k, fn in fns.items():
         fn()  # compile / first-touch outside every figure
@@ -46,11 +53,13 @@ def measure(fns: dict, rounds: int, sample: float, pre: float, pair=None) -> dic
     keys = list(fns)
     for r in range(rounds):
         for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            time.sleep(cool)
             if pre > 0:
                 run_for(fns[k], pre)
             t = time_block(fns[k], loops[k])
             out[k]["samples"].append(t)
             if pair is not None and k != pair:
+                time.sleep(cool)
                 if pre > 0:
                     run_for(fns[pair], pre)
                 out[k].setdefault("paired", []).append(t / time_block(fns[pair], loops[pair]))

@@ -19,6 +19,9 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     del sys.path[0]  # this folder's module names must not shadow anyone's imports
 
 
+COOL = 0.25
+
+
 def data(n_rows, seed=0):
     import numpy as np
 
@@ -103,6 +106,11 @@ def main(argv=None):
     samples = {k: [] for k in fns}
     for _ in range(a.epochs):
         for k, fn in fns.items():
+            # the competitors call different BLAS libraries (the Cython backend SciPy's
+            # OpenBLAS, the floor and the Numba backend NumPy's, PyTorch its own), whose
+            # idle threads spin about 0.1 s after a call: each epoch starts with them
+            # asleep, as in a program using one library
+            time.sleep(COOL)
             t = time.perf_counter()
             fn()
             samples[k].append(time.perf_counter() - t)
