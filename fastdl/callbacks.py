@@ -15,12 +15,17 @@ class Callback:
     """Base class: override the hooks you need.  ``on_epoch_end`` returns True to stop."""
 
     def on_train_begin(self, model) -> None:
+        """Called by ``fit`` before the first epoch, with the model being trained."""
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict) -> bool:
+        """Called after each epoch with its number (counted across ``fit`` calls) and
+        its logs (``loss``, ``lr``, ``accuracy``, ``val_loss``, ``grad_norm/<layer>``,
+        ...: the values ``History`` records); return True to stop training."""
         return False
 
     def on_train_end(self, model) -> None:
+        """Called by ``fit`` after the last epoch (also after an early stop)."""
         pass
 
 

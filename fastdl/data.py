@@ -178,12 +178,15 @@ def oversample(X, y, seed=None):
 
     Parameters
     ----------
-    X : (N, ...) array;  y : (N,) labels (any dtype; the classes are the distinct values)
+    X : (N, ...) array
+    y : (N,) labels (any dtype; the classes are the distinct values)
     seed : None, int or numpy.random.Generator
 
     Returns
     -------
-    X_res : (K * max_c n_c, ...), y_res : (K * max_c n_c,), in random order (copies).
+    X_res : (K * max_c n_c, ...), with K the number of classes
+    y_res : (K * max_c n_c,)
+        Both in one random order (copies).
     """
     return _resample(X, y, seed, over=True)
 
@@ -195,12 +198,15 @@ def undersample(X, y, seed=None):
 
     Parameters
     ----------
-    X : (N, ...) array;  y : (N,) labels (any dtype; the classes are the distinct values)
+    X : (N, ...) array
+    y : (N,) labels (any dtype; the classes are the distinct values)
     seed : None, int or numpy.random.Generator
 
     Returns
     -------
-    X_res : (K * min_c n_c, ...), y_res : (K * min_c n_c,), in random order (copies).
+    X_res : (K * min_c n_c, ...), with K the number of classes
+    y_res : (K * min_c n_c,)
+        Both in one random order (copies).
     """
     return _resample(X, y, seed, over=False)
 
@@ -211,7 +217,8 @@ def split(X, y, test_size=0.2, seed=None, stratify=True):
 
     Parameters
     ----------
-    X : (N, ...) array;  y : (N,) labels or targets
+    X : (N, ...) array
+    y : (N,) labels or targets
     test_size : float in (0, 1) (a fraction: ``n_test = ceil(test_size * N)``) or int in
         [1, N - 1] (a count); both parts get at least one row.
     seed : None, int or numpy.random.Generator
@@ -399,7 +406,8 @@ def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, strati
         ``fit(X, y, **fit_kwargs)`` and ``predict(X)`` (a scikit-learn estimator, e.g.
         ``fastdl.sklearn.MLPClassifier``), plus ``evaluate(X, y) -> {"loss": ...}`` for
         the ``"loss"`` metric.
-    X : (N, ...) array;  y : (N,) labels or (N, ...) targets
+    X : (N, ...) array
+    y : (N,) labels or (N, ...) targets
     k : int, the number of folds (see ``kfold``)
     seed : None, int or numpy.random.Generator
         The folds; and, when ``fit_kwargs`` has no ``seed`` and the model's ``fit`` takes

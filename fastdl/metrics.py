@@ -300,7 +300,8 @@ def accuracy(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
 def precision(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
               num_classes=None, *, backend=None):
     """Precision, ``tp / (tp + fp)``: of the samples predicted as the class, the
-    fraction that belong to it (scikit-learn's ``precision_score``)."""
+    fraction that belong to it (scikit-learn's ``precision_score``).
+    """
     return _score("precision", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend)
 
@@ -308,7 +309,8 @@ def precision(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
 def recall(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
            num_classes=None, *, backend=None):
     """Recall (sensitivity, true positive rate), ``tp / (tp + fn)``: of the samples of
-    the class, the fraction predicted as it (scikit-learn's ``recall_score``)."""
+    the class, the fraction predicted as it (scikit-learn's ``recall_score``).
+    """
     return _score("recall", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend)
 
@@ -317,7 +319,8 @@ def specificity(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0
                 num_classes=None, *, backend=None):
     """Specificity (true negative rate), ``tn / (tn + fp)``, one class against the rest:
     of the samples not in the class, the fraction not predicted as it.  With two
-    classes, the specificity of one is the recall of the other."""
+    classes, the specificity of one is the recall of the other.
+    """
     return _score("specificity", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend)
 
@@ -326,7 +329,8 @@ def npv(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
         num_classes=None, *, backend=None):
     """Negative predictive value, ``tn / (tn + fn)``, one class against the rest: of the
     samples not predicted as the class, the fraction not in it.  With two classes,
-    the npv of one is the precision of the other."""
+    the npv of one is the precision of the other.
+    """
     return _score("npv", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend)
 
@@ -334,7 +338,8 @@ def npv(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
 def f1(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0,
        num_classes=None, *, backend=None):
     """F1 score, ``2 tp / (2 tp + fp + fn)``, the harmonic mean of precision and recall
-    (scikit-learn's ``f1_score``)."""
+    (scikit-learn's ``f1_score``).
+    """
     return _score("fbeta", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend, beta=1.0)
 
@@ -343,7 +348,8 @@ def fbeta(y_true, y_pred, beta, average="binary", pos_label=1, zero_division=0.0
           num_classes=None, *, backend=None):
     """F-beta score, ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)``: recall weighted
     ``beta`` times as much as precision (scikit-learn's ``fbeta_score``).  ``beta``
-    must be finite and > 0."""
+    must be finite and > 0.
+    """
     beta = _check_beta(beta)
     return _score("fbeta", y_true, y_pred, average, pos_label, zero_division,
                   num_classes, backend, beta=beta)

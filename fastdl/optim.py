@@ -202,6 +202,8 @@ class Parameters:
         np.copyto(view, value, casting="same_kind")
 
     def grad_of(self, name: str) -> np.ndarray:
+        """The writable view into ``grad`` of parameter ``name``, with its shape (as
+        ``p[name]`` is the view into ``data``); ``KeyError`` for an unknown name."""
         return self._gviews[self._name(name)]
 
     def items(self):
@@ -213,6 +215,7 @@ class Parameters:
         return list(self._gviews.items())
 
     def keys(self):
+        """The parameter names, in order (``"dense_0.W"``, ``"dense_0.b"``, ...)."""
         return list(self._views)
 
     def __iter__(self):
@@ -391,6 +394,8 @@ class _Optimizer:
 
     @property
     def lr(self) -> float:
+        """The learning rate of the next ``step()``; settable (a float >= 0, checked),
+        as ``fit`` does with a schedule at each epoch's start."""
         return self._lr
 
     @lr.setter

@@ -239,6 +239,7 @@ class ReduceLROnPlateau(Schedule):
                 "cooldown_counter": self.cooldown_counter}
 
     def load_state_dict(self, d) -> None:
+        """Restore the state ``state_dict()`` returned (checked before anything changes)."""
         lr = check_hyper("lr", float(d["lr"]), lo=0.0)
         best = float(d["best"])
         wait = V.check_int("wait", int(d["wait"]), lo=0)

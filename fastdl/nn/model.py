@@ -461,7 +461,9 @@ class Sequential(Layer, register=False):
         ``loss`` defaults to the loss the model was fitted with; for a model never
         fitted it is guessed from its output: a final softmax means ``cross_entropy``,
         a final sigmoid ``binary_cross_entropy``, otherwise ``cross_entropy`` for more
-        than one output and ``mse`` for one.  ``y`` as in ``fit``."""
+        than one output and ``mse`` for one.  ``y`` as in ``fit``; ``class_weight`` weights
+        the loss as in ``fit``.  ``"accuracy"`` is there for the classification losses,
+        not for ``mse``."""
         X, loss = self._task(X, loss)
         y = _losses.check_y(y, X.shape[0], loss, self._out_shape(X.shape[1:]), self.dtype)
         weight = None

@@ -27,7 +27,8 @@ VANISH, EXPLODE = 1e-7, 1e3
 
 
 class GradientWarning(UserWarning):
-    """A layer's gradient norm vanished (< 1e-7) or exploded (> 1e3)."""
+    """A layer's gradient norm at an epoch's last step vanished (< 1e-7; exactly 0: no
+    gradient reaches the layer, e.g. dead ReLUs) or exploded (> 1e3); once per layer."""
 
 
 class DivergenceWarning(UserWarning):

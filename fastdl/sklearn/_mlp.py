@@ -243,7 +243,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     Parameters
     ----------
     loss : {"squared_error", "poisson"}, default="squared_error"
-    """ + _PARAMS_DOC.split("----------\n", 1)[1] + """
+""" + _PARAMS_DOC.split("----------\n", 1)[1] + """
     Attributes
     ----------
     As ``MLPClassifier``'s, without ``classes_``; ``validation_scores_`` are R^2 scores.
