@@ -3,7 +3,6 @@ readings, the load measurement from injected /proc/stat files, and the scoping o
 OpenMP's and BLAS's counts around a kernel call (no timing here)."""
 import os
 
-import numpy as np
 import pytest
 
 import fastdl
