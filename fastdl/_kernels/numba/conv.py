@@ -12,6 +12,11 @@ rebuilds each chunk's columns:
     dW.T (K, O) += cols @ dy_chunk.T,   dcols (K, q) = W.T @ dy_chunk,
     dx += col2im(dcols)
 
+When an image's positions fit in a chunk, chunks are whole images and are unfolded
+image by image (``_unfold_images``, ``_fold_images``: the Cython backend's scheme,
+described there and in docs/conv.md; LeNet's conv2 forward 0.48x and backward 0.39x
+the time of the run-by-run copies, one thread, measured on a loaded machine).
+
 The GEMMs are ``np.dot`` inside the kernel (SciPy's BLAS, multi-threaded); the
 passes around them are serial, as BLAS must not be called from a parallel region.
 The passes are inlined into the two drivers (``inline``): as separate kernels,
@@ -110,6 +115,105 @@ def _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, fold):
 
 
 @inline
+def _span(i, h, sh, ph, ho):
+    # the output rows [lo, hi) whose tap i reads inside the image: 0 <= r sh - ph + i < h
+    lo = -((i - ph) // sh) if ph > i else 0
+    hi = (h - 1 + ph - i) // sh + 1 if h - 1 + ph >= i else 0
+    lo = min(lo, ho)
+    return lo, max(min(hi, ho), lo)
+
+
+@inline
+def _unfold_images(x, cols, n0, m, sh, sw, ph, pw, kh, kw, ho, wo):
+    # im2col of the m whole images n0 .. n0 + m - 1 (q = m P columns), as the Cython
+    # backend's unfold_images: tap rows i >= sh are the row i - sh moved up one output
+    # row (one long copy an image, the last output row from x); only the first sh tap
+    # rows are gathered from x run by run.  Flat unsigned indices (see _unfold).
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    cf = cols.reshape(-1)
+    p_img = ho * wo
+    q = m * p_img
+    ssw = uint64(sw)
+    for cc in range(c):
+        for i in range(kh):
+            rlo, rhi = _span(i, h, sh, ph, ho)
+            for j in range(kw):
+                jlo, jhi = _span(j, w, sw, pw, wo)
+                row = ((cc * kh + i) * kw + j) * q
+                for mi in range(m):
+                    dst = uint64(row + mi * p_img)
+                    r0 = 0
+                    if i >= sh:
+                        src = dst - uint64(sh * kw * q - wo)
+                        for u in range(uint64(p_img - wo)):
+                            cf[dst + u] = cf[src + u]
+                        r0 = ho - 1
+                    a = ((n0 + mi) * c + cc) * h * w + (i - ph) * w + j - pw
+                    for r in range(r0, ho):
+                        d = dst + uint64(r * wo)
+                        if r < rlo or r >= rhi:
+                            for u in range(uint64(wo)):
+                                cf[d + u] = 0
+                            continue
+                        for u in range(uint64(jlo)):
+                            cf[d + u] = 0
+                        aa = uint64(a + r * sh * w + jlo * sw)
+                        dd = d + uint64(jlo)
+                        if sw == 1:
+                            for u in range(uint64(jhi - jlo)):
+                                cf[dd + u] = xf[aa + u]
+                        else:
+                            for u in range(uint64(jhi - jlo)):
+                                cf[dd + u] = xf[aa + u * ssw]
+                        for u in range(uint64(jhi), uint64(wo)):
+                            cf[d + u] = 0
+
+
+@inline
+def _fold_images(dx, cols, n0, m, sh, sw, ph, pw, kh, kw, ho, wo, acc):
+    # col2im of m whole images (dx += ...), as the Cython backend's fold_images: with
+    # stride 1 in rows the kh tap rows of each (channel, column tap) are first summed
+    # where they land (acc, (Ho + kh - 1) Wo), then added into dx row by row
+    c, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    xf = dx.reshape(-1)
+    cf = cols.reshape(-1)
+    p_img = ho * wo
+    q = m * p_img
+    ssw = uint64(sw)
+    for cc in range(c):
+        for j in range(kw):
+            jlo, jhi = _span(j, w, sw, pw, wo)
+            for mi in range(m):
+                a = ((n0 + mi) * c + cc) * h * w + j - pw  # dx[a + ih W + s sw]
+                if sh == 1:
+                    src = uint64((cc * kh * kw + j) * q + mi * p_img)
+                    for u in range(uint64(p_img)):
+                        acc[u] = cf[src + u]
+                    for u in range(uint64(p_img), uint64((ho + kh - 1) * wo)):
+                        acc[u] = 0
+                    for i in range(1, kh):
+                        src = uint64(((cc * kh + i) * kw + j) * q + mi * p_img)
+                        off = uint64(i * wo)
+                        for u in range(uint64(p_img)):
+                            acc[off + u] += cf[src + u]
+                    for r in range(ph, min(ho + kh - 1, h + ph)):
+                        aa = uint64(a + (r - ph) * w + jlo * sw)
+                        off = uint64(r * wo + jlo)
+                        for u in range(uint64(jhi - jlo)):
+                            xf[aa + u * ssw] += acc[off + u]
+                    continue
+                for i in range(kh):
+                    rlo, rhi = _span(i, h, sh, ph, ho)
+                    src = ((cc * kh + i) * kw + j) * q + mi * p_img
+                    for r in range(rlo, rhi):
+                        aa = uint64(a + (r * sh - ph + i) * w + jlo * sw)
+                        off = uint64(src + r * wo + jlo)
+                        for u in range(uint64(jhi - jlo)):
+                            xf[aa + u * ssw] += cf[off + u]
+
+
+@inline
 def _scatter(tmp, b, y, g0, q, act, alpha):
     # y[n, o, p] = tmp[o, t] + b[o] for g0 + t = n P + p, with relu or leaky_relu
     # applied on the way: per image, one contiguous run of p for each channel
@@ -195,21 +299,31 @@ def _gather(dy, dyt, db, g0, q):
         g += seg
 
 
+@inline
+def _whole_images(chunk, p_img):
+    # a chunk of whole images when one fits (_unfold_images' copies), else of positions
+    return chunk - chunk % p_img if chunk >= p_img else chunk
+
+
 @jit
 def _conv2d_forward(x, W, b, y, ws, sh, sw, ph, pw, act, alpha):
     n = x.shape[0]
     o, c, kh, kw = W.shape
     ho, wo = y.shape[2], y.shape[3]
     k = c * kh * kw
-    total = n * ho * wo
-    chunk = min(total, ws.shape[0] // (k + o))
+    p_img = ho * wo
+    total = n * p_img
+    chunk = _whole_images(min(total, ws.shape[0] // (k + o)), p_img)
     w2 = W.reshape((o, k))
     g0 = 0
     while g0 < total:
         q = min(chunk, total - g0)
         cols = ws[:k * q].reshape((k, q))
         tmp = ws[k * q:(k + o) * q].reshape((o, q))
-        _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        if chunk % p_img == 0:
+            _unfold_images(x, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho, wo)
+        else:
+            _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
         np.dot(w2, cols, tmp)
         _scatter(tmp, b, y, g0, q, act, alpha)
         g0 += q
@@ -221,11 +335,15 @@ def _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx):
     o, c, kh, kw = W.shape
     ho, wo = dy.shape[2], dy.shape[3]
     k = c * kh * kw
-    total = n * ho * wo
-    # ws: one chunk's share of dW, transposed (K, O), then cols (K, q) and dyt (O, q).
-    # dW is summed transposed because that GEMM's orientation ran faster in SciPy's
-    # OpenBLAS (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
-    chunk = min(total, (ws.shape[0] - o * k) // (k + o))
+    p_img = ho * wo
+    total = n * p_img
+    # ws: one chunk's share of dW, transposed (K, O), then cols (K, q) and dyt (O, q),
+    # then _fold_images' acc ((Ho + kh - 1) Wo).  dW is summed transposed because that
+    # GEMM's orientation ran faster in SciPy's OpenBLAS (88 against 68 GFLOP/s at
+    # LeNet's 16->32 5x5, one thread, measured)
+    nacc = (ho + kh - 1) * wo
+    chunk = _whole_images(min(total, (ws.shape[0] - o * k - nacc) // (k + o)), p_img)
+    acc = ws[o * k + (k + o) * chunk:o * k + (k + o) * chunk + nacc]
     w2 = W.reshape((o, k))
     dw2 = dW.reshape((o, k))
     part = ws[:o * k].reshape((k, o))
@@ -238,7 +356,10 @@ def _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx):
         base = o * k
         cols = ws[base:base + k * q].reshape((k, q))
         dyt = ws[base + k * q:base + (k + o) * q].reshape((o, q))
-        _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+        if chunk % p_img == 0:
+            _unfold_images(x, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho, wo)
+        else:
+            _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
         _gather(dy, dyt, db, g0, q)
         np.dot(cols, dyt.T, part)
         # np.dot has no beta: the first chunk's share is copied, the others added
@@ -252,7 +373,11 @@ def _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx):
                     dw2[i, j] += part[j, i]
         if need_dx:
             np.dot(w2.T, dyt, cols)  # cols is spent: it takes dcols
-            _unfold(dx, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
+            if chunk % p_img == 0:
+                _fold_images(dx, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho,
+                             wo, acc)
+            else:
+                _unfold(dx, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
         g0 += q
 
 
