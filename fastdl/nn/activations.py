@@ -45,10 +45,10 @@ class _Activation(Layer):
 
     name = ""
     keeps_shape = True
+    alpha = 0.0  # the kernels' slope argument; only LeakyReLU and ELU take one
 
-    def __init__(self, alpha=None):
+    def __init__(self):
         super().__init__()
-        self.alpha = 0.0 if alpha is None else float(alpha)
 
     def forward(self, x):
         self._x = x
@@ -108,7 +108,8 @@ class LeakyReLU(_Activation):
     name = "leaky_relu"
 
     def __init__(self, alpha=0.1):
-        super().__init__(check_alpha(alpha))
+        super().__init__()
+        self.alpha = check_alpha(alpha)
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -119,7 +120,8 @@ class ELU(_Activation):
     name = "elu"
 
     def __init__(self, alpha=1.0):
-        super().__init__(check_alpha(alpha, lo=0))
+        super().__init__()
+        self.alpha = check_alpha(alpha, lo=0)
 
     def get_config(self):
         return {"alpha": self.alpha}
