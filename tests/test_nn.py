@@ -390,3 +390,10 @@ def test_save_failure_leaves_previous_file(tmp_path, monkeypatch):
         m.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+@pytest.mark.parametrize("cls", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Softmax])
+def test_activation_layers_without_a_slope_refuse_alpha(cls):
+    # only LeakyReLU and ELU have a slope; an alpha given to the others was ignored
+    with pytest.raises(TypeError, match="alpha"):
+        cls(alpha=5.0)
