@@ -256,6 +256,8 @@ def _grad_arrays(grads) -> list[np.ndarray]:
         else:
             raise TypeError(f"{where}: expected a NumPy array, a Parameters object or a list "
                             f"of arrays, got {type(x).__name__}")
+        if type(a) is not np.ndarray:
+            a = a.view(np.ndarray)  # np.matrix would reshape to 2-D; a masked array is no Numba type
         if a.dtype not in V.FLOATS:
             raise TypeError(f"{where}: expected a float32 or float64 array, got {a.dtype}")
         if not a.flags.writeable:
@@ -268,8 +270,13 @@ def _grad_arrays(grads) -> list[np.ndarray]:
 
 
 def _sum_squares(a: np.ndarray, backend) -> float:
-    a = np.ascontiguousarray(a).reshape(-1)
+    a = V.aligned(np.ascontiguousarray(a)).reshape(-1)
     return kernel("sum_squares", backend)(a)
+
+
+def _kernel_ready(a: np.ndarray) -> bool:
+    # the in-place kernels take flat, C-contiguous, aligned buffers; others go through NumPy
+    return a.flags.c_contiguous and a.flags.aligned
 
 
 def clip_grad_norm_(grads, max_norm, *, backend=None) -> float:
@@ -301,7 +308,7 @@ def clip_grad_norm_(grads, max_norm, *, backend=None) -> float:
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:  # also NaN
         for a in arrays:
-            if a.flags.c_contiguous:
+            if _kernel_ready(a):
                 kernel("scale", backend)(a.reshape(-1), coef)
             else:
                 a *= coef
@@ -316,7 +323,7 @@ def clip_grad_value_(grads, clip, *, backend=None) -> None:
     clip = check_hyper("clip", clip, lo=0.0)
     _config.check_backend(backend)
     for a in arrays:
-        if a.flags.c_contiguous:
+        if _kernel_ready(a):
             kernel("clip_value", backend)(a.reshape(-1), clip)
         else:
             np.clip(a, -clip, clip, out=a)

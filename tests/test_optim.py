@@ -9,7 +9,7 @@ import pytest
 import fastdl
 import fastdl.functional as F
 from fastdl.optim import SGD, Adam, Parameters, clip_grad_norm_, clip_grad_value_
-from conftest import assert_close, rng
+from conftest import BACKENDS, assert_close, rng
 
 SHAPES = {"0.W": (64, 32), "0.b": (32,), "2.W": (32, 10), "2.b": (10,)}
 
@@ -516,3 +516,21 @@ def test_load_state_dict_refuses_a_step_beyond_the_kernels():
     with pytest.raises(ValueError, match="step"):
         opt.load_state_dict(d)
     assert opt.steps == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", ["matrix", "misaligned"])
+def test_clipping_odd_arrays(backend, make):
+    # an np.matrix reached the kernels 2-D; a misaligned buffer reached them as it was
+    g = np.arange(1.0, 9.0, dtype=np.float32)
+    if make == "matrix":
+        a = np.asmatrix(g.copy())
+    else:
+        a = np.empty(4 * g.size + 1, np.uint8)[1:].view(np.float32)
+        a[...] = g
+    want = g * np.float32(2.0 / (np.linalg.norm(g) + 1e-6))
+    total = fastdl.clip_grad_norm_(a, 2.0, backend=backend)
+    assert total == pytest.approx(float(np.linalg.norm(g)), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(a).reshape(-1), want, rtol=1e-6)
+    fastdl.clip_grad_value_(a, 0.5, backend=backend)
+    np.testing.assert_allclose(np.asarray(a).reshape(-1), np.clip(want, -0.5, 0.5), rtol=1e-6)
