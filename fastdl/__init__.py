@@ -1,6 +1,5 @@
 """fastdl: compiled CPU kernels for deep learning, with a NumPy reference,
 a Numba backend and a Cython backend behind one API (``fastdl.functional``)."""
-from fastdl import _config  # sets OMP_WAIT_POLICY before any OpenMP runtime loads
 from fastdl._config import (backends, get_backend, get_num_threads, info, set_backend,
                             set_num_threads, use_backend)
 
