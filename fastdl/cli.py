@@ -512,8 +512,8 @@ def _add_train_arguments(t):
     add("--backend", choices=("numpy", "numba", "cython"), default=None,
         help="kernels to train with (default: the fastest available, cython when built)")
     add("--threads", type=positive, default=None, metavar="N",
-        help="threads for the kernels and BLAS (default: OMP_NUM_THREADS if set, "
-             "else all cores)")
+        help="threads for the kernels and BLAS (default: OMP_NUM_THREADS if set, else "
+             "the cores this process may use, fewer while other processes keep them busy)")
     add("--output", default=None, metavar="PATH",
         help=f"where to save the trained model (default: {RUNS}/digits-MODEL.npz, "
              "the folder created if missing)")
