@@ -88,7 +88,10 @@ def kernel(name: str, backend: str | None = None):
         module = importlib.import_module(modname)
         if fresh or not _cache:
             _threads.find_blas()  # the module may have loaded a BLAS (SciPy's, for Cython)
-        fn = _threads.scoped(getattr(module, name), blas=op.kind == "gemm")
+        # SERIAL_BLAS: the module's kernels that run their own threads over
+        # single-threaded BLAS calls (Scoped in fastdl/_kernels/cython/_threads.pyx)
+        fn = _threads.scoped(getattr(module, name), blas=op.kind == "gemm",
+                             serial_blas=name in getattr(module, "SERIAL_BLAS", ()))
         _cache[key] = fn
     return fn
 

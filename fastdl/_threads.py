@@ -397,15 +397,16 @@ def blas_spin_seconds() -> float:
     return 2.0 ** t / 1.5e9
 
 
-def scoped(fn, blas: bool = False):
+def scoped(fn, blas: bool = False, serial_blas: bool = False):
     """``fn`` run with fastdl's thread count, the caller's restored afterwards;
-    ``blas``: ``fn`` calls BLAS (``Scoped`` says why that matters)."""
+    ``blas``: ``fn`` calls BLAS; ``serial_blas``: ``fn`` runs its own threads, each
+    calling BLAS single-threaded (``Scoped`` says why both matter)."""
     effective_threads()  # the count decided before the first call
     omp = _omp()
     if omp is None:
         return _PyScoped(fn)
     omp.set_blas_spin(blas_spin_seconds())
-    return omp.Scoped(fn, blas)
+    return omp.Scoped(fn, blas, serial_blas)
 
 
 # ---------------------------------------------------------------------------- fork

@@ -2,6 +2,7 @@
 strides, paddings and workspace sizes; the reference against an independent loop,
 PyTorch (when importable) and finite differences; the API contract."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -309,16 +310,100 @@ def test_two_threads_do_not_share_a_workspace(compiled):
         except Exception as e:  # noqa: BLE001 (reported below)
             errors.append(e)
 
+    run_in_threads(run, [(0, x), (1, x2)], 5)
+    assert not errors, errors
+
+
+def run_in_threads(run, args, min_chunk):
+    # run(*a) for each a in its own Python thread, all at once, with chunks of
+    # min_chunk positions (many, so that a shared workspace would be overwritten)
     saved = C.WORKSPACE_BYTES, C._MIN_CHUNK
-    C.WORKSPACE_BYTES, C._MIN_CHUNK = 0, 5
+    C.WORKSPACE_BYTES, C._MIN_CHUNK = 0, min_chunk
     try:
-        threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate((x, x2))]
+        threads = [threading.Thread(target=run, args=a) for a in args]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     finally:
         C.WORKSPACE_BYTES, C._MIN_CHUNK = saved
+
+
+_spin_waited = []
+
+
+@pytest.fixture
+def on_threads():
+    """A function that sets fastdl's count (not adapting to the load), with no
+    OpenBLAS spin window to run a call on one thread; the state put back afterwards."""
+    from fastdl import _threads as T
+
+    saved, omp = dict(T._state), T._omp()
+
+    def use(n):
+        T.set_num_threads(n)
+        if omp is not None:
+            omp.set_blas_spin(0.0)
+    use(1)
+    if not _spin_waited:  # past any spin window a call before these tests opened
+        time.sleep(T.blas_spin_seconds())
+        _spin_waited.append(True)
+    yield use
+    T._state.clear()
+    T._state.update(saved)
+    T._reset(saved["adaptive"])
+    if omp is not None:
+        omp.set_blas_spin(T.blas_spin_seconds())
+
+
+def _forward_backward(shape, dtype, backend, seed=0):
+    x, W, b, stride, padding = make(shape, dtype, seed)
+    y = F.conv2d_forward(x, W, b, stride, padding, "tanh", backend=backend)
+    dy = make((shape[0], shape[4], *y.shape[2:], 1, 1, 1, 1, 0), dtype, seed + 1)[0]
+    return (y, *F.conv2d_backward(dy, x, W, stride, padding, backend=backend))
+
+
+THREAD_SHAPES = SHAPES + [(9, 4, 12, 12, 6, 3, 3, 1, 1), (16, 3, 10, 10, 8, 5, 5, 1, 2)]
+
+
+@pytest.mark.parametrize("min_chunk", [None, 7, 100, 150, 300], ids=lambda m: f"q{m}")
+@pytest.mark.parametrize("shape", THREAD_SHAPES, ids=IDS + ["n9", "n16"])
+def test_same_results_on_one_and_two_threads(compiled, dtype, shape, min_chunk, on_threads,
+                                             monkeypatch):
+    # the Cython kernels split the chunks over their threads, each with its own slice
+    # of the workspace and its own dW, db; the sums' order differs, nothing else.
+    # Chunks of positions (7), of one whole image or a few (100 - 300: the backward
+    # pass runs parallel only over those)
+    if min_chunk is not None:
+        monkeypatch.setattr(C, "WORKSPACE_BYTES", 0)
+        monkeypatch.setattr(C, "_MIN_CHUNK", min_chunk)
+    on_threads(1)
+    one = _forward_backward(shape, dtype, compiled)
+    on_threads(2)
+    two = _forward_backward(shape, dtype, compiled)
+    ref = _forward_backward(shape, dtype, "numpy")
+    for name, a, b, r in zip(("y", "dx", "dW", "db"), one, two, ref):
+        assert_close(b, a, dtype, scale=20, err_msg=name)
+        assert_close(b, r, dtype, scale=20, err_msg=name)
+
+
+def test_two_python_threads_on_two_threads(compiled, on_threads):
+    # two Python threads, each calling the kernels on two OpenMP threads at once
+    on_threads(2)
+    shapes = [(9, 4, 12, 12, 6, 3, 3, 1, 1), (16, 3, 10, 10, 8, 5, 5, 1, 2)]
+    expect = [_forward_backward(s, np.float64, "numpy", i) for i, s in enumerate(shapes)]
+    errors = []
+
+    def run(i):
+        try:
+            for _ in range(10):
+                got = _forward_backward(shapes[i], np.float64, compiled, i)
+                for a, e in zip(got, expect[i]):
+                    np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    run_in_threads(run, [(0,), (1,)], 150)
     assert not errors, errors
 
 

@@ -3,12 +3,15 @@
 A layer that calls the registry's kernels directly (validated, C-contiguous, aligned
 arrays of one dtype) passes the workspace itself:
 
-    ws = workspace(workspace_size(x.shape, W.shape, (Ho, Wo), dtype), dtype)
-    kernel("conv2d_forward")(x, W, b, y, ws, sh, sw, ph, pw, activation, alpha)
-    ws = workspace(workspace_size(x.shape, W.shape, (Ho, Wo), dtype, backward=True), dtype)
-    kernel("conv2d_backward")(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw)   # dx may be None
+    fn = kernel("conv2d_forward")
+    ws = workspace(workspace_size(x.shape, W.shape, (Ho, Wo), dtype, False, _threads_for(fn)),
+                   dtype)
+    fn(x, W, b, y, ws, sh, sw, ph, pw, activation, alpha)
+    (conv2d_backward likewise, with backward=True; dx may be None)
 
-``workspace`` is per Python thread, so layers and threads need no buffers of their own.
+``workspace`` is per Python thread, so layers and threads need no buffers of their own;
+``_threads_for`` gives one slice of it to each OpenMP thread of a kernel that runs its
+own (the Cython one).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import threading
 
 import numpy as np
 
+from fastdl import _threads
 from fastdl import _validate as V
 from fastdl._registry import kernel
 from fastdl.functional.dense import ACTIVATIONS
@@ -57,19 +61,26 @@ def _pair(name: str, value, lo: int) -> tuple[int, int]:
     return V.check_int(name, a, lo), V.check_int(name, b, lo)
 
 
-def workspace_size(x_shape, W_shape, out_hw, dtype, backward=False) -> int:
+def workspace_size(x_shape, W_shape, out_hw, dtype, backward=False, threads=1) -> int:
     """Elements of the workspace that ``conv2d_forward`` (``backward`` False) or
-    ``conv2d_backward`` takes for these shapes: (K + O) q, plus, for the backward pass,
-    O K (a transposed share of dW) and (Ho + kh - 1) Wo (the col2im of one image and
-    input channel), with q positions a chunk, K = C kh kw."""
+    ``conv2d_backward`` takes for these shapes on ``threads`` threads: for each thread
+    (K + O) q, plus, for the backward pass, O K + O (a thread's share of dW, transposed,
+    and of db) and (Ho + kh - 1) Wo (the col2im of one image and input channel), with
+    q positions a chunk, K = C kh kw."""
     n = x_shape[0]
     o, c, kh, kw = W_shape
     k = c * kh * kw
     total = n * out_hw[0] * out_hw[1]
     q = min(_MAX_CHUNK, WORKSPACE_BYTES // ((k + o) * np.dtype(dtype).itemsize))
     q = max(1, min(max(q, _MIN_CHUNK), total))
-    extra = o * k + (out_hw[0] + kh - 1) * out_hw[1] if backward else 0
-    return (k + o) * q + extra
+    extra = o * k + o + (out_hw[0] + kh - 1) * out_hw[1] if backward else 0
+    return ((k + o) * q + extra) * threads
+
+
+def _threads_for(fn) -> int:
+    # the kernels that run their own threads (the registry's SERIAL_BLAS) take one
+    # workspace slice a thread; the others one slice, whatever the count
+    return _threads.effective_threads() if getattr(fn, "serial_blas", False) else 1
 
 
 def workspace(size: int, dtype) -> np.ndarray:
@@ -159,8 +170,10 @@ def conv2d_forward(x, W, b=None, stride=1, padding=0, activation=None, *, alpha=
     out = V.make_out(out, (x.shape[0], W.shape[0], ho, wo), x.dtype)
     if given:
         x, W, b = V.copy_overlapping(out, (x, W, b))
-    ws = workspace(workspace_size(x.shape, W.shape, (ho, wo), x.dtype), x.dtype)
-    kernel("conv2d_forward", backend)(x, W, b, out, ws, *stride, *padding, activation, alpha)
+    fn = kernel("conv2d_forward", backend)
+    ws = workspace(workspace_size(x.shape, W.shape, (ho, wo), x.dtype, False, _threads_for(fn)),
+                   x.dtype)
+    fn(x, W, b, out, ws, *stride, *padding, activation, alpha)
     return out
 
 
@@ -216,7 +229,8 @@ def conv2d_backward(dy, x, W, stride=1, padding=0, need_dx=True, *, out=None, ba
             if np.may_share_memory(a, b):
                 raise ValueError(f"{a_name} and {b_name}: the results must not share memory")
         dy, x, W = V.copy_overlapping(a, (dy, x, W))
-    ws = workspace(workspace_size(x.shape, W.shape, (ho, wo), x.dtype, backward=True),
+    fn = kernel("conv2d_backward", backend)
+    ws = workspace(workspace_size(x.shape, W.shape, (ho, wo), x.dtype, True, _threads_for(fn)),
                    x.dtype)
-    kernel("conv2d_backward", backend)(dy, x, W, dx, dW, db, ws, *stride, *padding)
+    fn(dy, x, W, dx, dW, db, ws, *stride, *padding)
     return dx, dW, db

@@ -161,13 +161,24 @@ cdef class Scoped:
     threads spin for ``set_blas_spin`` seconds, each on a CPU of its own; a parallel
     region started then shares a CPU with one of them and waits for the scheduler.
     So until then every other scoped call runs on one thread (OpenMP's count 1: the
-    Cython kernels' prange regions run serially, and ``numba_parallel_here`` says no)."""
+    Cython kernels' prange regions run serially, and ``numba_parallel_here`` says no).
+
+    ``serial_blas``: ``fn`` parallelises itself (a prange region whose threads each
+    call BLAS on a product of their own, as the Cython convolution) and wants BLAS on
+    one thread: OpenMP gets the count, BLAS 1 (a GEMM too small to pay for a second
+    thread ran slower on two, and an OpenBLAS thread pool inside each OpenMP thread
+    would oversubscribe the CPUs).  Such a call runs a parallel region, so it too runs
+    on one thread while OpenBLAS's threads spin, and it leaves none spinning.  BLAS's
+    count is process-wide: while another Python thread's scoped call is under way, it
+    stays that call's (still correct, OpenBLAS serialises its pool)."""
     cdef readonly object fn
     cdef readonly bint blas
+    cdef readonly bint serial_blas
 
-    def __init__(self, fn, bint blas=False):
+    def __init__(self, fn, bint blas=False, bint serial_blas=False):
         self.fn = fn
-        self.blas = blas
+        self.blas = blas and not serial_blas
+        self.serial_blas = serial_blas
 
     def __call__(self, *args, **kwargs):
         global _blas_until
@@ -181,7 +192,7 @@ cdef class Scoped:
         prev = openmp.omp_get_max_threads()
         if prev != want:
             openmp.omp_set_num_threads(want)
-        _blas_enter(want)
+        _blas_enter(1 if self.serial_blas else want)
         try:
             return self.fn(*args, **kwargs)
         finally:
@@ -192,7 +203,7 @@ cdef class Scoped:
                 _blas_until = _now() + _blas_spin
 
     def __repr__(self):
-        return f"Scoped({self.fn!r}, blas={self.blas})"
+        return f"Scoped({self.fn!r}, blas={self.blas}, serial_blas={self.serial_blas})"
 
     @property
     def __wrapped__(self):

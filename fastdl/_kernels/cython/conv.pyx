@@ -16,11 +16,24 @@ chunk's columns:
     dW (O, K) += dy_chunk (O, q) @ cols.T,   dcols (K, q) = W.T @ dy_chunk,
     dx += col2im(dcols)
 
+Threads: each OpenMP thread takes whole chunks (``prange``, dynamic: a thread slowed
+by another process leaves its chunks to the others) in a slice of ``ws`` of its own,
+and calls BLAS single-threaded (the registry's ``SERIAL_BLAS``: a chunk's GEMM is too
+small for a multi-threaded BLAS call to pay, and on two threads it ran slower than on
+one).  ``ws`` holds one slice a thread (fastdl/functional/conv.py sizes it); a
+shorter one means fewer threads or smaller chunks, never a wrong result.  The
+backward pass sums dW and db per thread, then adds the threads' sums (so on several
+threads their rounding depends on which thread took which chunk); dx is written one
+image at a time by the thread holding it, so it runs parallel only over chunks of
+whole images.
+
 Row-major arrays are column-major transposes; each GEMM below says which product it
 computes.  K, O and q reach BLAS as its 32-bit int: the public layer refuses a K or O
 beyond it, and q is at most the workspace's length.
 """
 from cython cimport floating
+from cython.parallel cimport prange
+cimport openmp
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -28,6 +41,9 @@ from fastdl._kernels.cython._helpers cimport (
     fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
     ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU,
     ACT_SOFTMAX)
+
+# kernels that run their own threads over single-threaded BLAS calls (fastdl/_registry.py)
+SERIAL_BLAS = ("conv2d_forward", "conv2d_backward")
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
@@ -330,83 +346,90 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
     cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
-    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, chunk, g0, q
+    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, chunk, g0, q, ci
+    cdef Py_ssize_t slc
+    cdef int nthr
     cdef floating *cols
     cdef floating *tmp
+    cdef floating *wsp
+    cdef floating *xp
+    cdef const floating *Wp
+    cdef floating *outp
     if total == 0 or o == 0:
         return
     if b is not None:
         bv = b
         bp = &bv[0]
-    chunk = whole_images(min(total, ws.shape[0] // (k + o)), p_img)
+    nthr = openmp.omp_get_max_threads()
+    chunk = plan(ws.shape[0], 0, k + o, p_img, total, &nthr, False)
+    slc = ws.shape[0] // nthr
+    wsp, xp, Wp, outp = &ws[0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0], &out[0, 0, 0, 0]
     with nogil:
-        g0 = 0
-        while g0 < total:
+        for ci in prange((total + chunk - 1) // chunk, num_threads=nthr, schedule="dynamic"):
+            g0 = ci * chunk
             q = min(chunk, total - g0)
-            cols = &ws[0]
+            cols = wsp + openmp.omp_get_thread_num() * slc
             tmp = cols + k * q
             if chunk % p_img == 0:
-                unfold_images(&x[0, 0, 0, 0], c, h, w, cols, g0 // p_img, q // p_img, sh,
-                              sw, ph, pw, kh, kw, ho, wo)
+                unfold_images(xp, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh,
+                              kw, ho, wo)
             else:
-                unfold(<floating *>&x[0, 0, 0, 0], c, h, w, cols, g0, q, sh, sw, ph, pw, kh,
-                       kw, ho, wo, False)
+                unfold(xp, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
             # tmp (O, q) = W (O, K) @ cols (K, q); column-major: tmp^T = cols^T W^T
-            gemm(c'N', c'N', <int>q, <int>o, <int>k, 1, cols, <int>q, &W[0, 0, 0, 0], <int>k,
-                 0, tmp, <int>q)
-            scatter(tmp, bp, &out[0, 0, 0, 0], o, ho * wo, g0, q, act, <floating>alpha)
-            g0 += q
-
-
-cdef void _conv2d_backward(const floating *dy, floating *x, const floating *W, floating *dx,
-                           floating *dW, floating *db, floating *ws, Py_ssize_t chunk,
-                           Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                           Py_ssize_t o, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ho,
-                           Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
-                           Py_ssize_t pw) noexcept nogil:
-    # ws: dWt (K, O), the transpose of dW, summed over the chunks; then cols (K, q) and
-    # dyt (O, q); then fold_images' acc, (Ho + kh - 1) Wo.  dW is summed transposed
-    # because that GEMM's orientation ran faster in SciPy's OpenBLAS (88 against 68
-    # GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
-    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, g0 = 0, q, i, j
-    cdef floating *dwt = ws
-    cdef floating *cols = ws + o * k
-    cdef floating *acc = cols + (k + o) * chunk
-    cdef floating *dyt
-    cdef floating beta = 0
-    for i in range(o):
-        db[i] = 0
-    if dx != NULL:
-        for i in range(n * c * h * w):
-            dx[i] = 0
-    while g0 < total:
-        q = min(chunk, total - g0)
-        dyt = cols + k * q
-        if chunk % p_img == 0:
-            unfold_images(x, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw,
-                          ho, wo)
-        else:
-            unfold(x, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
-        gather(dy, dyt, db, o, ho * wo, g0, q)
-        # dWt (K, O) += cols (K, q) @ dyt.T; column-major: dWt^T (O, K) = dyt (O, q) cols^T,
-        # dyt and cols being column-major (q, O) and (q, K)
-        gemm(c'T', c'N', <int>o, <int>k, <int>q, 1, dyt, <int>q, cols, <int>q, beta, dwt,
-             <int>o)
-        beta = 1
-        if dx != NULL:
-            # dcols (K, q) = W.T (K, O) @ dyt (O, q), into cols (spent);
-            # column-major: dcols^T (q, K) = dyt^T (q, O) W (O, K)
-            gemm(c'N', c'T', <int>q, <int>k, <int>o, 1, dyt, <int>q, W, <int>k, 0, cols,
+            gemm(c'N', c'N', <int>q, <int>o, <int>k, 1, cols, <int>q, Wp, <int>k, 0, tmp,
                  <int>q)
-            if chunk % p_img == 0:
-                fold_images(dx, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh,
-                            kw, ho, wo, acc)
-            else:
-                unfold(dx, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
-        g0 += q
-    for i in range(o):
-        for j in range(k):
-            dW[i * k + j] = dwt[j * o + i]
+            scatter(tmp, bp, outp, o, p_img, g0, q, act, <floating>alpha)
+
+
+cdef Py_ssize_t plan(Py_ssize_t size, Py_ssize_t extra, Py_ssize_t per, Py_ssize_t p_img,
+                     Py_ssize_t total, int *nthr, bint whole) noexcept nogil:
+    # positions a chunk when each of nthr[0] threads takes a slice size // nthr of the
+    # workspace, extra + per q elements for a chunk of q; fewer threads (nthr[0] is
+    # updated) while there are fewer chunks than threads, or, with ``whole``, while a
+    # slice holds no whole image (col2im's positions of one image go to one thread)
+    cdef int t = nthr[0] if nthr[0] > 1 else 1
+    cdef Py_ssize_t chunk = 0
+    while t >= 1:
+        chunk = whole_images(min(total, (size // t - extra) // per), p_img)
+        if t == 1:
+            break
+        if chunk >= 1 and (chunk >= p_img or not whole) and (total + chunk - 1) // chunk >= t:
+            break
+        t -= 1
+    nthr[0] = t
+    return chunk
+
+
+cdef void backward_chunk(const floating *dy, floating *x, const floating *W, floating *dx,
+                         floating *dwt, floating *dbt, floating *cols, floating *acc,
+                         Py_ssize_t g0, Py_ssize_t q, bint whole, Py_ssize_t c, Py_ssize_t h,
+                         Py_ssize_t w, Py_ssize_t o, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw,
+                         Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    # one chunk of q positions from g0: dwt (K, O) and dbt (O,) added to, dx (if any)
+    # added to; cols holds (K + O) q (cols, then dyt), acc (Ho + kh - 1) Wo.  dW is
+    # summed transposed because that GEMM's orientation ran faster in SciPy's OpenBLAS
+    # (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one thread, measured)
+    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo
+    cdef floating *dyt = cols + k * q
+    if whole:
+        unfold_images(x, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw,
+                      ho, wo)
+    else:
+        unfold(x, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+    gather(dy, dyt, dbt, o, p_img, g0, q)
+    # dWt (K, O) += cols (K, q) @ dyt.T; column-major: dWt^T (O, K) = dyt (O, q) cols^T,
+    # dyt and cols being column-major (q, O) and (q, K)
+    gemm(c'T', c'N', <int>o, <int>k, <int>q, 1, dyt, <int>q, cols, <int>q, 1, dwt, <int>o)
+    if dx != NULL:
+        # dcols (K, q) = W.T (K, O) @ dyt (O, q), into cols (spent);
+        # column-major: dcols^T (q, K) = dyt^T (q, O) W (O, K)
+        gemm(c'N', c'T', <int>q, <int>k, <int>o, 1, dyt, <int>q, W, <int>k, 0, cols, <int>q)
+        if whole:
+            fold_images(dx, c, h, w, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw,
+                        ho, wo, acc)
+        else:
+            unfold(dx, c, h, w, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
@@ -415,13 +438,21 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     Py_ssize_t ph, Py_ssize_t pw):
     """dx (skipped when None), dW, db from dy, the gradient at the pre-activation output.
     dy (N, O, Ho, Wo), x (N, C, H, W), W (O, C, kh, kw), dx like x, dW like W, db (O,),
-    ws (at least O K + K + O elements)."""
+    ws (at least O K + O + (Ho + kh - 1) Wo + K + O elements)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = W.shape[0], kh = W.shape[2], kw = W.shape[3]
     cdef Py_ssize_t ho = dy.shape[2], wo = dy.shape[3]
-    cdef Py_ssize_t k = c * kh * kw, total = n * ho * wo
+    cdef Py_ssize_t k = c * kh * kw, p_img = ho * wo, total = n * p_img, extra, chunk
+    cdef Py_ssize_t slc, ci, g0, i, j, t
+    cdef int nthr
     cdef floating[:, :, :, ::1] dxv
     cdef floating *dxp = NULL
+    cdef floating *wsp
+    cdef floating *part
+    cdef floating *dWp
+    cdef const floating *dyp
+    cdef floating *xp
+    cdef const floating *Wp
     if need_zero_only(dy.size, W.size):
         dW[...] = 0
         db[...] = 0
@@ -431,12 +462,34 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     if dx is not None:
         dxv = dx
         dxp = &dxv[0, 0, 0, 0]
+    # a thread's slice: dWt (K, O), dbt (O,), then the chunk's cols (K, q) and dyt (O, q),
+    # then fold_images' acc ((Ho + kh - 1) Wo)
+    extra = o * k + o + (ho + kh - 1) * wo
+    nthr = openmp.omp_get_max_threads()
+    chunk = plan(ws.shape[0], extra, k + o, p_img, total, &nthr, dx is not None)
+    slc = ws.shape[0] // nthr
+    wsp, dyp, xp, Wp = &ws[0], &dy[0, 0, 0, 0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0]
+    dWp = &dW[0, 0, 0, 0]
     with nogil:
-        _conv2d_backward(&dy[0, 0, 0, 0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0], dxp,
-                         &dW[0, 0, 0, 0], &db[0], &ws[0],
-                         whole_images(min(total, (ws.shape[0] - o * k - (ho + kh - 1) * wo)
-                                          // (k + o)), ho * wo),
-                         n, c, h, w, o, kh, kw, ho, wo, sh, sw, ph, pw)
+        memset(wsp, 0, (o * k + o) * sizeof(floating))
+        for t in range(1, nthr):
+            memset(wsp + t * slc, 0, (o * k + o) * sizeof(floating))
+        if dxp != NULL:
+            memset(dxp, 0, n * c * h * w * sizeof(floating))
+        for ci in prange((total + chunk - 1) // chunk, num_threads=nthr, schedule="dynamic"):
+            g0 = ci * chunk
+            part = wsp + openmp.omp_get_thread_num() * slc
+            backward_chunk(dyp, xp, Wp, dxp, part, part + o * k, part + o * k + o,
+                           part + o * k + o + (k + o) * chunk, g0, min(chunk, total - g0),
+                           chunk % p_img == 0, c, h, w, o, kh, kw, ho, wo, sh, sw, ph, pw)
+        # the threads' sums, dW transposed back
+        for t in range(1, nthr):
+            for i in range(o * k + o):
+                wsp[i] += wsp[t * slc + i]
+        for i in range(o):
+            db[i] = wsp[o * k + i]
+            for j in range(k):
+                dWp[i * k + j] = wsp[j * o + i]
 
 
 cdef inline Py_ssize_t whole_images(Py_ssize_t chunk, Py_ssize_t p_img) noexcept nogil:
