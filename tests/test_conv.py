@@ -339,6 +339,11 @@ def on_threads():
     from fastdl import _threads as T
 
     saved, omp = dict(T._state), T._omp()
+    try:  # the Cython kernels' chunks split over the threads (off by default)
+        from fastdl._kernels.cython import conv as cy
+    except ImportError:
+        cy = None
+    was = cy.set_parallel_chunks(True) if cy is not None else None
 
     def use(n):
         T.set_num_threads(n)
@@ -349,6 +354,8 @@ def on_threads():
         time.sleep(T.blas_spin_seconds())
         _spin_waited.append(True)
     yield use
+    if cy is not None:
+        cy.set_parallel_chunks(was)
     T._state.clear()
     T._state.update(saved)
     T._reset(saved["adaptive"])

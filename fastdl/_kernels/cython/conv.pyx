@@ -16,7 +16,8 @@ chunk's columns:
     dW (O, K) += dy_chunk (O, q) @ cols.T,   dcols (K, q) = W.T @ dy_chunk,
     dx += col2im(dcols)
 
-Threads: each OpenMP thread takes whole chunks (``prange``, dynamic: a thread slowed
+Threads (when ``set_parallel_chunks(True)``; off by default, see there): each OpenMP
+thread takes whole chunks (``prange``, dynamic: a thread slowed
 by another process leaves its chunks to the others) in a slice of ``ws`` of its own,
 and calls BLAS single-threaded (the registry's ``SERIAL_BLAS``: a chunk's GEMM is too
 small for a multi-threaded BLAS call to pay, and on two threads it ran slower than on
@@ -44,6 +45,23 @@ from fastdl._kernels.cython._helpers cimport (
 
 # kernels that run their own threads over single-threaded BLAS calls (fastdl/_registry.py)
 SERIAL_BLAS = ("conv2d_forward", "conv2d_backward")
+
+# Off by default: measured 2026-12-07 on 2 vCPUs with the machine's load at 2-3 (one
+# other process busy), LeNet's conv2 forward + backward (N = 64) took 29.9 ms on two
+# OpenMP threads against 12.3 ms on one (conv1: 24.0 against 2.1 ms): each parallel
+# region waits at its end for a thread the scheduler has not run yet.  Off, a call
+# runs its chunks on the calling thread with BLAS on one thread: on two threads as
+# fast as on one.  docs/conv.md has the measurements and the command.
+cdef bint _parallel_chunks = False
+
+
+def set_parallel_chunks(bint on):
+    """Split the chunks over OpenMP's threads (True) or run them on the calling thread
+    (False, the default); returns the previous setting."""
+    global _parallel_chunks
+    prev = _parallel_chunks
+    _parallel_chunks = on
+    return prev
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
@@ -360,7 +378,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     if b is not None:
         bv = b
         bp = &bv[0]
-    nthr = openmp.omp_get_max_threads()
+    nthr = openmp.omp_get_max_threads() if _parallel_chunks else 1
     chunk = plan(ws.shape[0], 0, k + o, p_img, total, &nthr, False)
     slc = ws.shape[0] // nthr
     wsp, xp, Wp, outp = &ws[0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0], &out[0, 0, 0, 0]
@@ -465,7 +483,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     # a thread's slice: dWt (K, O), dbt (O,), then the chunk's cols (K, q) and dyt (O, q),
     # then fold_images' acc ((Ho + kh - 1) Wo)
     extra = o * k + o + (ho + kh - 1) * wo
-    nthr = openmp.omp_get_max_threads()
+    nthr = openmp.omp_get_max_threads() if _parallel_chunks else 1
     chunk = plan(ws.shape[0], extra, k + o, p_img, total, &nthr, dx is not None)
     slc = ws.shape[0] // nthr
     wsp, dyp, xp, Wp = &ws[0], &dy[0, 0, 0, 0], <floating *>&x[0, 0, 0, 0], &W[0, 0, 0, 0]
