@@ -97,6 +97,13 @@ def targets(report) -> list[dict]:
         if d["name"].startswith("dense_forward+relu") and "best" in d:
             add(f"{d['name']}: fastdl / bare np.matmul (paired)",
                 d.get("paired_vs_baseline", {}).get(d["best"]), 1.05)
+    for d in report.get("cnn", []):
+        add(f"{d['name']}: fastdl / PyTorch", d.get("vs_torch", {}).get("fastdl"), 0.8)
+    for d in report.get("sklearn", []):
+        add(f"{d['name']}: fastdl / scikit-learn", d.get("fastdl_vs_sklearn"), 0.25)
+    for d in report.get("distributed", []):
+        add(f"{d['name']}: 2 ranks x 1 thread / 1 process x 2 threads",
+            d.get("vs_1 process x 2 threads", {}).get("2 ranks x 1 thread"), 1.25)
     order = report.get("import_order")
     if order:
         for o, v in order["dense_paired_vs_matmul"].items():
@@ -230,6 +237,15 @@ def _extra_text(report):
         lines += ["", d["name"] + " (" + d["note"] + "):"]
         for c, t in d["median_s"].items():
             lines.append(f"  {c:<14} {fmt_time(t):>10}  accuracy {d['accuracy'][c]:.3f}")
+    for key, base in (("cnn", "torch"), ("distributed", "1 process x 2 threads")):
+        for d in report.get(key, []):
+            lines += ["", d["name"] + " (" + d["note"] + "):"]
+            for c, t in d["median_s"].items():
+                ex = ", ".join(f"{k} {v:.3g}" for k, v in d["extra"].get(c, {}).items())
+                vs = d.get("vs_" + base, {}).get(c)
+                lines.append(f"  {c:<22} {fmt_time(t):>10}"
+                             + (f"  {vs:.2f}x {base}" if vs is not None and c != base else "")
+                             + (f"  ({ex})" if ex else ""))
     o = report.get("import_order")
     if o:
         lines += ["", "import order (fastdl's own process; first import named):"]

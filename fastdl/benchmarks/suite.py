@@ -114,6 +114,49 @@ def sklearn_row(quick, threads):
                       note="fit time (s) and held-out accuracy, each library in its own process")
 
 
+def cnn_row(quick, threads):
+    """A CNN epoch (worker_cnn.py's workload), fastdl against PyTorch, each in its own
+    process; None without PyTorch or the convolution layers."""
+    if not (torch_available() and _has_conv()):
+        return None
+    epochs = 1 if quick else 3
+    jobs = {lib: [sys.executable, script("worker_cnn.py"), "--library", lib, "--epochs",
+                  str(epochs), "--threads", str(threads or 0)] for lib in ("fastdl", "torch")}
+
+    def read(out, label):
+        return {label: {"samples": out["epochs_seconds"], "accuracy": [out["accuracy"]]}}
+    return ProcessRow("CNN epoch conv5x5(16)-pool-conv5x5(32)-pool-128-10, 8000 28x28 images, "
+                      "batch 64, Adam", "cnn", jobs, read=read,
+                      note=f"epoch time and test accuracy after {epochs} epochs, each library "
+                           "in its own process at its default thread count")
+
+
+def distributed_row(threads):
+    """2 ranks x 1 thread under mpirun against one process of 2 threads (batch 256, the
+    784-512-256-10 MLP); None without the mpi extra."""
+    try:
+        from fastdl.distributed import bench as dbench
+        if not dbench.R.is_available() or dbench._mpirun() is None:
+            return None
+    except ImportError:
+        return None
+    jobs = {"2 ranks x 1 thread": dbench.fit_command(2, 1, epochs=3),
+            "1 process x 2 threads": dbench.fit_command(0, 2, epochs=3)}
+    return ProcessRow("MPI data-parallel MLP epoch 784-512-256-10, batch 256, 8192 rows",
+                      "distributed", jobs, read=dbench.read_fit,
+                      note="epoch time; allreduce share of the distributed epoch")
+
+
+def _pair_json(row, base):
+    med = runner.medians(row)
+    d = {"name": row.name, "note": row.note,
+         "median_s": {c: m["samples"] for c, m in med.items()},
+         "extra": {c: {k: v for k, v in m.items() if k != "samples"} for c, m in med.items()}}
+    if base in med:
+        d["vs_" + base] = {c: m["samples"] / med[base]["samples"] for c, m in med.items()}
+    return d
+
+
 def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, process_rounds=None,
         startup=True, scenarios=None, progress=True, tiny=False, sample=None, pre=None,
         epochs=None, keep_openblas=False, sklearn=True):
@@ -174,6 +217,16 @@ def run(quick=False, threads=None, use_torch=True, only=None, rounds=None, proce
     if row is not None:
         runner.run_rows([row], process_rounds, env, progress=say)
         report["sklearn"] = [_sklearn_json(row)]
+
+    if not only:
+        row = cnn_row(quick or tiny, threads)
+        if row is not None:
+            runner.run_rows([row], process_rounds, env, progress=say)
+            report["cnn"] = [_pair_json(row, "torch")]
+        row = distributed_row(threads) if not (quick or tiny) else None
+        if row is not None:
+            runner.run_rows([row], process_rounds, env, progress=say)
+            report["distributed"] = [_pair_json(row, "1 process x 2 threads")]
 
     if scenarios:
         report["import_order"] = import_orders(size, conv, threads, rounds, sample, pre, n_rows,

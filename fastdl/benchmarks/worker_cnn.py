@@ -1,6 +1,6 @@
 """A CNN training epoch, fastdl against PyTorch, each library in its own process.
 
-The workload (issue 20's target): conv5x5(16)-ReLU-maxpool2-conv5x5(32)-ReLU-maxpool2-
+The workload: conv5x5(16)-ReLU-maxpool2-conv5x5(32)-ReLU-maxpool2-
 dense(128)-ReLU-dense(10) on 8,000 28x28 one-channel images, batch 64, Adam(lr=1e-3),
 softmax cross-entropy, float32, shuffled every epoch.  The images are MNIST-like and
 made here, the same in both processes, from scikit-learn's 8x8 digits (no download):
@@ -8,14 +8,14 @@ each is a digit upscaled to 20x20 (bilinear), put at a random place in a 28x28 f
 plus Gaussian noise (std 0.05), clipped to [0, 1]; the 2,000 test images come from
 digits that no training image was made from.
 
-    python bench/cnn_epoch.py --library fastdl [--epochs 3] [--threads 1] [--backend B]
-    python bench/cnn_epoch.py --library torch  [--epochs 3] [--threads 1]
+    python fastdl/benchmarks/worker_cnn.py --library fastdl [--epochs 3] [--threads 1] [--backend B]
+    python fastdl/benchmarks/worker_cnn.py --library torch  [--epochs 3] [--threads 1]
 
 prints one JSON line: ``epoch_seconds`` (the median over the epochs; the kernels were
 compiled and warmed on a throwaway model first), ``epochs_seconds`` (each), ``accuracy``
 (on the test images after the epochs), and the library, threads and versions.
 
-    python bench/cnn_epoch.py --compare [--rounds 3] [--epochs 3] [--threads 1]
+    python fastdl/benchmarks/worker_cnn.py --compare [--rounds 3] [--epochs 3] [--threads 1]
 
 runs fresh processes, alternated (fastdl, torch, fastdl, ...), and prints the medians,
 the ratio fastdl / torch and the load average before and after.  The PyTorch process
@@ -70,7 +70,8 @@ def _fastdl(train, test, epochs, threads, backend):
     import fastdl
     from fastdl import callbacks, nn, optim
 
-    fastdl.set_num_threads(threads)
+    if threads:  # 0: fastdl's default count
+        fastdl.set_num_threads(threads)
 
     def build(seed):
         return nn.Sequential(
@@ -104,7 +105,8 @@ def _torch(train, test, epochs, threads):
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
+    if threads:  # 0: PyTorch's default count
+        torch.set_num_threads(threads)
 
     def build(seed):
         torch.manual_seed(seed)
@@ -187,7 +189,7 @@ def main(argv=None):
     p.add_argument("--library", choices=("fastdl", "torch"))
     p.add_argument("--compare", action="store_true")
     p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="0: each library's default")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backend", default=None)
     a = p.parse_args(argv)
