@@ -26,10 +26,14 @@ threads, 0.42-0.67 s on 1.  A thread too many costs far more than one too few, s
 thread is dropped as soon as others take ``DOWN`` of its CPU, and added back only when
 ``UP`` of a further CPU was free for ``UP_PERIODS`` periods in a row.
 
-Waiting.  Idle threads spin before they sleep: libgomp's for a few milliseconds,
-OpenBLAS's for about 0.1 s after each call.  For that long after a multi-threaded
-BLAS call, ``Scoped`` runs the other kernels on one thread, so that no parallel region
-shares a CPU with a spinning OpenBLAS thread (``blas_spin_seconds``).  Numba's
+Waiting.  Idle threads spin before they sleep: libgomp's for a few
+milliseconds, OpenBLAS's for about 0.1 s after each multi-threaded call, and a
+parallel region started then shares a CPU with a spinning thread.  So the Cython
+dense and convolution kernels split their products between OpenMP threads, each
+calling BLAS on one thread (``serial_blas``): OpenBLAS's pool never wakes, and one
+OpenMP pool runs every region of a training step.  Where a kernel does run BLAS's
+own threads (the Numba and NumPy backends' GEMMs), ``Scoped`` runs the other kernels
+on one thread for ``blas_spin_seconds`` afterwards.  Numba's
 threading layer is ``omp`` where Numba has it (the libgomp.so.1 the Cython kernels
 use: one OpenMP thread pool for both backends), else ``workqueue``, which is not
 thread-safe, so there only the main thread launches parallel kernels

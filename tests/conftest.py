@@ -3,6 +3,8 @@
 Every backend is always tested: a missing backend makes its tests fail (through
 ``fastdl._config.check_backend``) rather than skip, and ``test_config.py`` says
 which one is missing."""
+import time
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,30 @@ def compiled(request):
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+_spin_waited = []
+
+
+@pytest.fixture
+def on_threads():
+    """A function that sets fastdl's count (not adapting to the load), with no
+    OpenBLAS spin window to run a call on one thread; the state put back afterwards."""
+    from fastdl import _threads as T
+
+    saved, omp = dict(T._state), T._omp()
+
+    def use(n):
+        T.set_num_threads(n)
+        if omp is not None:
+            omp.set_blas_spin(0.0)
+    use(1)
+    if not _spin_waited:  # past any spin window a call before these tests opened
+        time.sleep(T.blas_spin_seconds())
+        _spin_waited.append(True)
+    yield use
+    T._state.clear()
+    T._state.update(saved)
+    T._reset(saved["adaptive"])
+    if omp is not None:
+        omp.set_blas_spin(T.blas_spin_seconds())

@@ -2,7 +2,6 @@
 strides, paddings and workspace sizes; the reference against an independent loop,
 PyTorch (when importable) and finite differences; the API contract."""
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -327,40 +326,6 @@ def run_in_threads(run, args, min_chunk):
             t.join()
     finally:
         C.WORKSPACE_BYTES, C._MIN_CHUNK = saved
-
-
-_spin_waited = []
-
-
-@pytest.fixture
-def on_threads():
-    """A function that sets fastdl's count (not adapting to the load), with no
-    OpenBLAS spin window to run a call on one thread; the state put back afterwards."""
-    from fastdl import _threads as T
-
-    saved, omp = dict(T._state), T._omp()
-    try:  # the Cython kernels' chunks split over the threads (off by default)
-        from fastdl._kernels.cython import conv as cy
-    except ImportError:
-        cy = None
-    was = cy.set_parallel_chunks(True) if cy is not None else None
-
-    def use(n):
-        T.set_num_threads(n)
-        if omp is not None:
-            omp.set_blas_spin(0.0)
-    use(1)
-    if not _spin_waited:  # past any spin window a call before these tests opened
-        time.sleep(T.blas_spin_seconds())
-        _spin_waited.append(True)
-    yield use
-    if cy is not None:
-        cy.set_parallel_chunks(was)
-    T._state.clear()
-    T._state.update(saved)
-    T._reset(saved["adaptive"])
-    if omp is not None:
-        omp.set_blas_spin(T.blas_spin_seconds())
 
 
 def _forward_backward(shape, dtype, backend, seed=0):

@@ -157,3 +157,60 @@ def test_property_forward(n, k, m, act, be, dt, seed):
     x, W, b = make(n, k, m, dt, seed)
     assert_close(F.dense_forward(x, W, b, act, backend=be),
                  F.dense_forward(x, W, b, act, backend="numpy"), dt, scale=10)
+
+
+# ------------------------------------------------- the Cython products split over threads
+SPLIT_SHAPES = [(40, 33, 70), (70, 33, 40), (300, 64, 257), (5, 9, 200), (200, 9, 5),
+                (8, 100, 20), (20, 100, 8)]
+
+
+@pytest.fixture
+def split_everything():
+    """The Cython dense kernels split every product over the threads, however small."""
+    from fastdl._kernels.cython import dense as cy
+
+    old = cy.set_gemm_parallel_flops(0)
+    yield cy
+    cy.set_gemm_parallel_flops(old)
+
+
+def test_split_plan(split_everything):
+    # one block a thread along the longer side of the column-major output, block
+    # starts a multiple of 16 elements; too small a side stays whole
+    plan = split_everything.split_plan
+    assert plan(512, 32, 784, 2) == (2, True, 256)
+    assert plan(10, 1024, 256, 2) == (2, False, 512)
+    assert plan(100, 30, 5, 4) == (4, True, 32)
+    assert plan(100, 30, 5, 1) == (1, True, 100)
+    assert plan(31, 8, 5, 2) == (1, True, 31)
+    split_everything.set_gemm_parallel_flops(2e6)
+    assert plan(100, 100, 99, 2)[0] == 1      # 1.98 MFLOP: one thread
+    assert plan(100, 100, 100, 2)[0] == 2
+
+
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+@pytest.mark.parametrize("act", ACTS, ids=str)
+def test_split_forward_same_on_one_and_two_threads(dtype, shape, act, split_everything,
+                                                   on_threads):
+    # blocks of rows and of columns of y, each finished with the bias and the
+    # activation by its thread (softmax over column blocks: in a pass of its own)
+    x, W, b = make(*shape, dtype)
+    on_threads(1)
+    one = F.dense_forward(x, W, b, act, backend="cython")
+    on_threads(2)
+    two = F.dense_forward(x, W, b, act, backend="cython")
+    assert_close(two, one, dtype, scale=10)
+    assert_close(two, F.dense_forward(x, W, b, act, backend="numpy"), dtype, scale=10)
+
+
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+def test_split_backward_same_on_one_and_two_threads(dtype, shape, split_everything,
+                                                    on_threads):
+    x, W, _ = make(*shape, dtype)
+    dy = rng(1).standard_normal((shape[0], shape[2])).astype(dtype)
+    ref = F.dense_backward(dy, x, W, backend="numpy")
+    for n in (1, 2, 3):
+        on_threads(n)
+        got = F.dense_backward(dy, x, W, backend="cython")
+        for name, g, r in zip(("dx", "dW", "db"), got, ref):
+            assert_close(g, r, dtype, scale=10, err_msg=f"{name} on {n} threads")

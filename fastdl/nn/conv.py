@@ -20,7 +20,8 @@ import numpy as np
 
 from fastdl import _validate as V
 from fastdl import init as _init
-from fastdl.functional.conv import _BLAS_INT_MAX, _pair, workspace, workspace_size
+from fastdl.functional.conv import (_BLAS_INT_MAX, _pair, _threads_for, workspace,
+                                   workspace_size)
 from fastdl.functional.pool import ARGMAX_DTYPE
 from fastdl.nn.activations import apply_activation, apply_activation_backward
 from fastdl.nn.base import Layer, fmt_shape
@@ -135,13 +136,15 @@ class Conv2D(Layer):
 
     # forward / backward -------------------------------------------------------
     def _workspace(self, x_shape, out_hw, dtype, backward):
-        key = (x_shape, dtype, backward)
+        # one slice for each thread of a kernel that runs its own (functional/conv.py)
+        threads = _threads_for(self._k("conv2d_backward" if backward else "conv2d_forward"))
+        key = (x_shape, dtype, backward, threads)
         size = self._ws_sizes.get(key)
         if size is None:
             if len(self._ws_sizes) >= 16:
                 self._ws_sizes.clear()
             size = self._ws_sizes[key] = workspace_size(
-                x_shape, self.W.shape, out_hw, dtype, backward=backward)
+                x_shape, self.W.shape, out_hw, dtype, backward=backward, threads=threads)
         return workspace(size, dtype)
 
     def forward(self, x):

@@ -16,8 +16,7 @@ chunk's columns:
     dW (O, K) += dy_chunk (O, q) @ cols.T,   dcols (K, q) = W.T @ dy_chunk,
     dx += col2im(dcols)
 
-Threads (when ``set_parallel_chunks(True)``; off by default, see there): each OpenMP
-thread takes whole chunks (``prange``, dynamic: a thread slowed
+Threads (``set_parallel_chunks``, on by default): each OpenMP thread takes whole chunks (``prange``, dynamic: a thread slowed
 by another process leaves its chunks to the others) in a slice of ``ws`` of its own,
 and calls BLAS single-threaded (the registry's ``SERIAL_BLAS``: a chunk's GEMM is too
 small for a multi-threaded BLAS call to pay, and on two threads it ran slower than on
@@ -46,18 +45,20 @@ from fastdl._kernels.cython._helpers cimport (
 # kernels that run their own threads over single-threaded BLAS calls (fastdl/_registry.py)
 SERIAL_BLAS = ("conv2d_forward", "conv2d_backward")
 
-# Off by default: measured 2026-12-07 on 2 vCPUs with the machine's load at 2-3 (one
-# other process busy), LeNet's conv2 forward + backward (N = 64) took 29.9 ms on two
-# OpenMP threads against 12.3 ms on one (conv1: 24.0 against 2.1 ms): each parallel
-# region waits at its end for a thread the scheduler has not run yet.  Off, a call
-# runs its chunks on the calling thread with BLAS on one thread: on two threads as
-# fast as on one.  docs/conv.md has the measurements and the command.
-cdef bint _parallel_chunks = False
+# On by default.  Measured 2026-12-07 on 2 vCPUs, quiet: LeNet conv1 forward + backward
+# (N = 64) 0.94 ms on two threads against 1.72 ms on one, conv2 2.89 against 5.43 ms;
+# the CNN epoch of fastdl/benchmarks/worker_cnn.py 0.58-0.61 s against 1.09 s.  With
+# a count fixed at 2 beside a busy process it was 2-10x slower than one thread (each
+# region waits for a thread the scheduler has not run yet); fastdl's default count
+# drops to one thread then (fastdl/_threads.py): beside two busy processes the epoch
+# took 1.5-1.9 s at the default, 1.7-2.0 s on one thread.  Off, a call runs its chunks
+# on the calling thread with BLAS on one thread.
+cdef bint _parallel_chunks = True
 
 
 def set_parallel_chunks(bint on):
-    """Split the chunks over OpenMP's threads (True) or run them on the calling thread
-    (False, the default); returns the previous setting."""
+    """Split the chunks over OpenMP's threads (True, the default) or run them on the
+    calling thread (False); returns the previous setting."""
     global _parallel_chunks
     prev = _parallel_chunks
     _parallel_chunks = on

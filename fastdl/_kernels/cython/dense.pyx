@@ -2,12 +2,22 @@
 # distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
 # distutils: libraries = m
 """Dense layer, Cython backend: GEMM through scipy.linalg.cython_blas, then one
-fused pass for the bias and the activation (prange over rows above a size).
+fused pass for the bias and the activation.
 
 x is (N, K), W is (K, M), b is (M,), y is (N, M):  y = act(x @ W + b).
 
 Row-major arrays are column-major transposes, so y = x @ W is computed as the
 column-major product y^T = W^T x^T: gemm(c'N', c'N', M, N, K, W, x, y).
+
+Threads: fastdl's threads are OpenMP's.  A product large enough (``GEMM_PARALLEL_FLOPS``)
+is split into one block of the output a thread (``split``), each computed by a
+single-threaded BLAS call (the registry's ``SERIAL_BLAS``) and, in the forward pass,
+finished by the same thread with the bias and an elementwise activation while the
+block is in its cache.  OpenBLAS's own thread pool never runs: its idle threads spun
+for about 0.1 s after each multi-threaded call, and every OpenMP region started in
+that window (the activation, the loss, Adam) shared a CPU with one of them; fastdl
+then ran those kernels on one thread (fastdl/_threads.py).  OpenMP's idle threads
+spin for a few milliseconds too, but they are the threads the next region needs.
 
 Sizes: BLAS (scipy.linalg.cython_blas) takes 32-bit ints.  N never reaches it whole:
 the products run over blocks of at most BLAS_INT_MAX rows (one block in practice), so
@@ -15,6 +25,7 @@ any N works; K and M are leading dimensions and must fit, or the kernels raise
 ValueError (a size cast to int used to wrap, and the output was never written).
 """
 from cython cimport floating
+cimport openmp
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -22,9 +33,27 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 from fastdl._kernels.cython._helpers cimport (
     fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
     ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_SILU,
-    ACT_SOFTMAX, PARALLEL_THRESHOLD)
+    ACT_SOFTMAX)
 
-cdef Py_ssize_t DENSE_PARALLEL_THRESHOLD = 1 << 22
+# Kernels that run their threads over single-threaded BLAS calls (fastdl/_registry.py)
+SERIAL_BLAS = ("dense_forward", "dense_backward")
+
+# A product of fewer flops (2 r c k) runs on one thread: a parallel region costs a few
+# microseconds, and a block narrower than SPLIT_ALIGN columns runs BLAS's slow edge
+# kernels.  Module variables so that the tests can force the split on small arrays.
+cdef double GEMM_PARALLEL_FLOPS = 2e6
+cdef Py_ssize_t SPLIT_ALIGN = 16   # block starts stay 64-byte aligned in float32
+
+
+def set_gemm_parallel_flops(double value):
+    """Set the smallest product split over threads (tests only; 2e6 by default);
+    returns the previous value."""
+    global GEMM_PARALLEL_FLOPS
+    if not value >= 0:
+        raise ValueError(f"value: expected a number >= 0, got {value}")
+    old = GEMM_PARALLEL_FLOPS
+    GEMM_PARALLEL_FLOPS = value
+    return old
 
 # The largest size BLAS's int takes; a module variable so that the tests can lower it
 # (set_blas_int_max) and run the blocked path on small arrays.
@@ -63,6 +92,67 @@ cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
         sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
     else:
         dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
+
+
+cdef struct Split:
+    # the output of a column-major product C (r, c) cut into nt blocks of ``step`` rows
+    # (by_rows) or columns; block t starts at t * step
+    int nt
+    bint by_rows
+    Py_ssize_t step
+
+
+cdef inline Split split(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want) noexcept nogil:
+    # along the longer side, blocks a multiple of SPLIT_ALIGN, at most ``want`` of them
+    cdef Split sp
+    cdef Py_ssize_t d
+    sp.by_rows = r >= c
+    d = r if sp.by_rows else c
+    sp.nt = 1
+    sp.step = d
+    if want > 1 and 2.0 * r * c * k >= GEMM_PARALLEL_FLOPS and d >= 2 * SPLIT_ALIGN:
+        sp.step = (d + want - 1) // want
+        sp.step = (sp.step + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
+        sp.nt = <int>((d + sp.step - 1) // sp.step)
+    return sp
+
+
+def split_plan(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want):
+    """(blocks, by_rows, step): how a column-major product C (r, c) = A (r, k) B (k, c)
+    is split on ``want`` threads (tests)."""
+    cdef Split sp = split(r, c, k, want)
+    return sp.nt, bool(sp.by_rows), sp.step
+
+
+cdef inline void gemm_block(Split sp, int t, char ta, char tb, Py_ssize_t r, Py_ssize_t c,
+                            Py_ssize_t k, floating *a, Py_ssize_t lda, floating *b,
+                            Py_ssize_t ldb, floating beta, floating *cc,
+                            Py_ssize_t ldc) noexcept nogil:
+    # block t of C = op(A) op(B) + beta C: rows [lo, hi) of C take the same rows of
+    # op(A), columns the same columns of op(B)
+    cdef Py_ssize_t lo = t * sp.step
+    cdef Py_ssize_t hi = min(lo + sp.step, r if sp.by_rows else c)
+    if hi <= lo:
+        return
+    if sp.by_rows:
+        gemm(ta, tb, <int>(hi - lo), <int>c, <int>k, 1, a + (lo if ta == c'N' else lo * lda),
+             <int>lda, b, <int>ldb, beta, cc + lo, <int>ldc)
+    else:
+        gemm(ta, tb, <int>r, <int>(hi - lo), <int>k, 1, a, <int>lda,
+             b + (lo * ldb if tb == c'N' else lo), <int>ldb, beta, cc + lo * ldc, <int>ldc)
+
+
+cdef void par_gemm(char ta, char tb, Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, floating *a,
+                   Py_ssize_t lda, floating *b, Py_ssize_t ldb, floating beta, floating *cc,
+                   Py_ssize_t ldc) noexcept nogil:
+    # C = op(A) op(B) + beta C, split over OpenMP's threads (one block each)
+    cdef Split sp = split(r, c, k, openmp.omp_get_max_threads())
+    cdef int t
+    if sp.nt == 1:
+        gemm_block(sp, 0, ta, tb, r, c, k, a, lda, b, ldb, beta, cc, ldc)
+        return
+    for t in prange(sp.nt, num_threads=sp.nt, schedule="static", chunksize=1):
+        gemm_block(sp, t, ta, tb, r, c, k, a, lda, b, ldb, beta, cc, ldc)
 
 
 cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, Py_ssize_t m,
@@ -128,37 +218,55 @@ cdef inline void bias_act_row(floating *row, const floating *b, bint has_bias, P
             row[j] = (row[j] - mx) - lse
 
 
+cdef inline void forward_block(Split sp, int t, const floating *x, const floating *W,
+                               const floating *b, floating *y, Py_ssize_t n, Py_ssize_t k,
+                               Py_ssize_t m, int act, floating alpha) noexcept nogil:
+    # block t of y (n, m) = x (n, k) @ W (k, m), then its bias and activation, unless
+    # the activation needs whole rows that the block cuts (softmax over a column block)
+    cdef Py_ssize_t i, lo = t * sp.step
+    cdef Py_ssize_t hi = min(lo + sp.step, m if sp.by_rows else n)
+    cdef bint has_bias = b != NULL
+    # y^T (M, n) = W_cm (M, K) x^T (K, n): rows of y^T are columns of y
+    gemm_block(sp, t, c'N', c'N', m, n, k, <floating *>W, m, <floating *>x, k, 0, y, m)
+    if hi <= lo or (act == 0 and not has_bias):
+        return
+    if not sp.by_rows:     # rows [lo, hi) of y
+        for i in range(lo, hi):
+            bias_act_row(y + i * m, b, has_bias, m, act, alpha)
+    elif act < ACT_SOFTMAX:  # columns [lo, hi) of y
+        for i in range(n):
+            bias_act_row(y + i * m + lo, b + lo if has_bias else NULL, has_bias, hi - lo,
+                         act, alpha)
+
+
 cdef void _dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating *b,
                          floating[:, ::1] y, int act, floating alpha) noexcept nogil:
-    # K, M <= BLAS_INT_MAX (check_blas_dims); N any, in row blocks
+    # K, M <= BLAS_INT_MAX (check_blas_dims); N any, in row blocks of y
     cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = W.shape[1]
     cdef Py_ssize_t i, j, r0, nb
-    cdef bint has_bias = b != NULL
+    cdef Split sp
+    cdef int t
     if n == 0 or m == 0:
         return
     if k == 0:
         for i in range(n):
             for j in range(m):
                 y[i, j] = 0
-    else:
-        r0 = 0
-        while r0 < n:
-            nb = min(n - r0, BLAS_INT_MAX)
-            gemm(c'N', c'N', <int>m, <int>nb, <int>k, 1, <floating *>&W[0, 0], <int>m,
-                 <floating *>&x[r0, 0], <int>k, 0, &y[r0, 0], <int>m)
-            r0 += nb
-    if act == 0 and not has_bias:
+            bias_act_row(&y[i, 0], b, b != NULL, m, act, alpha)
         return
-    # The fused pass runs right after a multi-threaded GEMM whose BLAS threads are
-    # still spinning on the other core: waking OpenMP threads against them cost more
-    # than the pass itself (15% of the layer at 256x512, measured), so the pass is
-    # serial unless the output is large enough to be worth a parallel region.
-    if n * m >= DENSE_PARALLEL_THRESHOLD:
-        for i in prange(n, schedule="static"):
-            bias_act_row(&y[i, 0], b, has_bias, m, act, alpha)
-    else:
-        for i in range(n):
-            bias_act_row(&y[i, 0], b, has_bias, m, act, alpha)
+    r0 = 0
+    while r0 < n:
+        nb = min(n - r0, BLAS_INT_MAX)
+        sp = split(m, nb, k, openmp.omp_get_max_threads())
+        if sp.nt == 1:
+            forward_block(sp, 0, &x[r0, 0], &W[0, 0], b, &y[r0, 0], nb, k, m, act, alpha)
+        else:
+            for t in prange(sp.nt, num_threads=sp.nt, schedule="static", chunksize=1):
+                forward_block(sp, t, &x[r0, 0], &W[0, 0], b, &y[r0, 0], nb, k, m, act, alpha)
+        if act >= ACT_SOFTMAX and sp.by_rows:  # the rows the column blocks cut
+            for i in range(r0, r0 + nb):
+                bias_act_row(&y[i, 0], b, b != NULL, m, act, alpha)
+        r0 += nb
 
 
 def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, b, floating[:, ::1] out,
@@ -215,10 +323,10 @@ def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
                 nb = min(n - r0, BLAS_INT_MAX)
                 if dx is not None:
                     # dx^T (K, nb) = W_cm^T (K, M) dy^T (M, nb)
-                    gemm(c'T', c'N', <int>k, <int>nb, <int>m, 1, <floating *>&W[0, 0], <int>m,
-                         <floating *>&dy[r0, 0], <int>m, 0, &dxv[r0, 0], <int>k)
+                    par_gemm(c'T', c'N', k, nb, m, <floating *>&W[0, 0], m,
+                             <floating *>&dy[r0, 0], m, 0, &dxv[r0, 0], k)
                 # dW^T (M, K) (+)= dy^T (M, nb) x (nb, K): the first block overwrites
-                gemm(c'N', c'T', <int>m, <int>k, <int>nb, 1, <floating *>&dy[r0, 0], <int>m,
-                     <floating *>&x[r0, 0], <int>k, 0 if r0 == 0 else 1, &dW[0, 0], <int>m)
+                par_gemm(c'N', c'T', m, k, nb, <floating *>&dy[r0, 0], m,
+                         <floating *>&x[r0, 0], k, 0 if r0 == 0 else 1, &dW[0, 0], m)
                 r0 += nb
         _col_sum(dy, db)
