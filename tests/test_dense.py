@@ -186,6 +186,7 @@ def test_split_plan(split_everything):
     split_everything.set_gemm_parallel_flops(2e6)
     assert plan(100, 100, 99, 2)[0] == 1      # 1.98 MFLOP: one thread
     assert plan(100, 100, 100, 2)[0] == 2
+    assert plan(200, 100, 100, 64) == (4, True, 64)   # 4 MFLOP: blocks of 1 or more
 
 
 @pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
@@ -214,3 +215,36 @@ def test_split_backward_same_on_one_and_two_threads(dtype, shape, split_everythi
         got = F.dense_backward(dy, x, W, backend="cython")
         for name, g, r in zip(("dx", "dW", "db"), got, ref):
             assert_close(g, r, dtype, scale=10, err_msg=f"{name} on {n} threads")
+
+
+def test_split_from_two_python_threads_at_once(split_everything, on_threads):
+    # two Python threads, each splitting its products over two OpenMP threads: four
+    # single-threaded BLAS calls at once, each into its own block
+    import threading
+
+    on_threads(2)
+    shapes = [(300, 64, 257), (8, 100, 20)]
+    data = [make(*s, np.float64, seed=i) for i, s in enumerate(shapes)]
+    dys = [rng(9 + i).standard_normal((s[0], s[2])) for i, s in enumerate(shapes)]
+    expect = [(F.dense_forward(x, W, b, "tanh", backend="numpy"),
+               *F.dense_backward(dy, x, W, backend="numpy"))
+              for (x, W, b), dy in zip(data, dys)]
+    errors = []
+
+    def run(i):
+        (x, W, b), dy = data[i], dys[i]
+        try:
+            for _ in range(30):
+                got = (F.dense_forward(x, W, b, "tanh", backend="cython"),
+                       *F.dense_backward(dy, x, W, backend="cython"))
+                for g, e in zip(got, expect[i]):
+                    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

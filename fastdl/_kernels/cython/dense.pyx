@@ -104,13 +104,19 @@ cdef struct Split:
 
 cdef inline Split split(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want) noexcept nogil:
     # along the longer side, blocks a multiple of SPLIT_ALIGN, at most ``want`` of them
+    # and none of fewer than GEMM_PARALLEL_FLOPS / 2 (many threads on a small product
+    # wait for each other longer than they compute)
     cdef Split sp
     cdef Py_ssize_t d
+    cdef double flops
     sp.by_rows = r >= c
     d = r if sp.by_rows else c
     sp.nt = 1
     sp.step = d
-    if want > 1 and 2.0 * r * c * k >= GEMM_PARALLEL_FLOPS and d >= 2 * SPLIT_ALIGN:
+    flops = 2.0 * r * c * k
+    if GEMM_PARALLEL_FLOPS > 0 and want > 2 * flops / GEMM_PARALLEL_FLOPS:
+        want = <int>(2 * flops / GEMM_PARALLEL_FLOPS)  # blocks of half of it or more
+    if want > 1 and d >= 2 * SPLIT_ALIGN:
         sp.step = (d + want - 1) // want
         sp.step = (sp.step + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
         sp.nt = <int>((d + sp.step - 1) // sp.step)
