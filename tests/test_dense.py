@@ -160,8 +160,8 @@ def test_property_forward(n, k, m, act, be, dt, seed):
 
 
 # ------------------------------------------------- the Cython products split over threads
-SPLIT_SHAPES = [(40, 33, 70), (70, 33, 40), (300, 64, 257), (5, 9, 200), (200, 9, 5),
-                (8, 100, 20), (20, 100, 8)]
+SPLIT_SHAPES = [(40, 33, 140), (140, 33, 40), (300, 64, 257), (5, 9, 200), (200, 9, 5),
+                (8, 200, 20), (20, 200, 8)]
 
 
 @pytest.fixture
@@ -176,17 +176,19 @@ def split_everything():
 
 def test_split_plan(split_everything):
     # one block a thread along the longer side of the column-major output, block
-    # starts a multiple of 16 elements; too small a side stays whole
+    # starts a multiple of 16 elements, at most one block per 64 of that side
     plan = split_everything.split_plan
     assert plan(512, 32, 784, 2) == (2, True, 256)
     assert plan(10, 1024, 256, 2) == (2, False, 512)
-    assert plan(100, 30, 5, 4) == (4, True, 32)
-    assert plan(100, 30, 5, 1) == (1, True, 100)
-    assert plan(31, 8, 5, 2) == (1, True, 31)
+    assert plan(300, 30, 5, 4) == (4, True, 80)
+    assert plan(200, 30, 5, 4) == (3, True, 80)
+    assert plan(300, 30, 5, 1) == (1, True, 300)
+    assert plan(127, 8, 5, 2) == (1, True, 127)
+    assert plan(128, 8, 5, 2) == (2, True, 64)
     split_everything.set_gemm_parallel_flops(2e6)
-    assert plan(100, 100, 99, 2)[0] == 1      # 1.98 MFLOP: one thread
-    assert plan(100, 100, 100, 2)[0] == 2
-    assert plan(200, 100, 100, 64) == (4, True, 64)   # 4 MFLOP: blocks of 1 or more
+    assert plan(128, 100, 77, 2)[0] == 1      # 1.97 MFLOP: one thread
+    assert plan(128, 100, 79, 2)[0] == 2
+    assert plan(1000, 100, 20, 64) == (4, True, 256)  # 4 MFLOP: blocks of 1 or more
 
 
 @pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)

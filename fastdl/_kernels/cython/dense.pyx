@@ -43,6 +43,10 @@ SERIAL_BLAS = ("dense_forward", "dense_backward")
 # kernels.  Module variables so that the tests can force the split on small arrays.
 cdef double GEMM_PARALLEL_FLOPS = 2e6
 cdef Py_ssize_t SPLIT_ALIGN = 16   # block starts stay 64-byte aligned in float32
+# At most one block per MIN_BLOCK rows or columns: on many threads a 1-D split of a
+# 512-wide layer would otherwise hand BLAS 16-column blocks, which it runs at a
+# fraction of its rate (a guard: only 2 threads were measured here)
+cdef Py_ssize_t MIN_BLOCK = 64
 
 
 def set_gemm_parallel_flops(double value):
@@ -103,9 +107,9 @@ cdef struct Split:
 
 
 cdef inline Split split(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want) noexcept nogil:
-    # along the longer side, blocks a multiple of SPLIT_ALIGN, at most ``want`` of them
-    # and none of fewer than GEMM_PARALLEL_FLOPS / 2 (many threads on a small product
-    # wait for each other longer than they compute)
+    # along the longer side, blocks a multiple of SPLIT_ALIGN, at most ``want`` of them,
+    # one per MIN_BLOCK of that side, and none of fewer than GEMM_PARALLEL_FLOPS / 2
+    # (many threads on a small product wait for each other longer than they compute)
     cdef Split sp
     cdef Py_ssize_t d
     cdef double flops
@@ -116,7 +120,9 @@ cdef inline Split split(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want) noex
     flops = 2.0 * r * c * k
     if GEMM_PARALLEL_FLOPS > 0 and want > 2 * flops / GEMM_PARALLEL_FLOPS:
         want = <int>(2 * flops / GEMM_PARALLEL_FLOPS)  # blocks of half of it or more
-    if want > 1 and d >= 2 * SPLIT_ALIGN:
+    if want > d // MIN_BLOCK:
+        want = <int>(d // MIN_BLOCK)
+    if want > 1:
         sp.step = (d + want - 1) // want
         sp.step = (sp.step + SPLIT_ALIGN - 1) // SPLIT_ALIGN * SPLIT_ALIGN
         sp.nt = <int>((d + sp.step - 1) // sp.step)
