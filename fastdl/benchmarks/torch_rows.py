@@ -1,6 +1,7 @@
 """PyTorch's side of the kernel rows: the same operation on the same arrays (specs.py),
-forward and backward through autograd where fastdl's row times both, into preallocated
-outputs where fastdl's does.  Imported by path in PyTorch's own worker process
+into preallocated outputs where fastdl's row writes into them (the activations, softmax
+and log_softmax through ATen's out= forms, dense, the optimizers), else forward and
+backward through autograd, as fastdl's row allocates its results too.  Imported by path in PyTorch's own worker process
 (worker_kernels.py), which never imports fastdl."""
 from __future__ import annotations
 
@@ -34,16 +35,52 @@ def fwd_bwd(torch, fn, x, dy=None):
 
 
 def _activation(torch, spec, d):
-    tf = torch.nn.functional
-    act = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-           "leaky_relu": lambda t: tf.leaky_relu(t, 0.1), "elu": lambda t: tf.elu(t, 1.0),
-           "gelu": lambda t: tf.gelu(t, approximate="none"), "silu": tf.silu}[spec["act"]]
-    return fwd_bwd(torch, act, d["x"], d["dy"])
+    # into preallocated outputs through ATen's out= forms (as fastdl's row): through
+    # autograd, fresh 40 MB tensors page-faulted at every call and took 3-5x as long
+    A = torch.ops.aten
+    x, dy = torch.from_numpy(d["x"]), torch.from_numpy(d["dy"])
+    y, dx = torch.empty_like(x), torch.empty_like(x)
+    fwd, bwd = {
+        "sigmoid": (lambda: torch.sigmoid(x, out=y),
+                    lambda: A.sigmoid_backward.grad_input(dy, y, grad_input=dx)),
+        "tanh": (lambda: torch.tanh(x, out=y),
+                 lambda: A.tanh_backward.grad_input(dy, y, grad_input=dx)),
+        "relu": (lambda: torch.clamp_min(x, 0, out=y),
+                 lambda: A.threshold_backward.grad_input(dy, y, 0, grad_input=dx)),
+        "leaky_relu": (lambda: A.leaky_relu.out(x, 0.1, out=y),
+                       lambda: A.leaky_relu_backward.grad_input(dy, x, 0.1, False,
+                                                                grad_input=dx)),
+        "elu": (lambda: A.elu.out(x, 1.0, 1, 1, out=y),
+                lambda: A.elu_backward.grad_input(dy, 1.0, 1, 1, True, y, grad_input=dx)),
+        "gelu": (lambda: A.gelu.out(x, approximate="none", out=y),
+                 lambda: A.gelu_backward.grad_input(dy, x, approximate="none",
+                                                    grad_input=dx)),
+        "silu": (lambda: A.silu.out(x, out=y),
+                 lambda: A.silu_backward.grad_input(dy, x, grad_input=dx)),
+    }[spec["act"]]
+
+    def f():
+        fwd()
+        bwd()
+    f.outputs = (y, dx)  # for a check against fastdl's reference
+    return f
 
 
 def _softmax_pair(torch, spec, d):
-    fn = torch.softmax if spec["fn"] == "softmax" else torch.log_softmax
-    return fwd_bwd(torch, lambda t: fn(t, -1), d["x"], d["dy"])
+    # preallocated, as fastdl's row (see _activation)
+    A = torch.ops.aten
+    x, dy = torch.from_numpy(d["x"]), torch.from_numpy(d["dy"])
+    y, dx = torch.empty_like(x), torch.empty_like(x)
+    if spec["fn"] == "softmax":
+        fwd, bwd, kw = A._softmax.out, A._softmax_backward_data.out, {"grad_input": dx}
+    else:  # the same op, its out argument named otherwise
+        fwd, bwd, kw = A._log_softmax.out, A._log_softmax_backward_data.out, {"out": dx}
+
+    def f():
+        fwd(x, -1, False, out=y)
+        bwd(dy, y, -1, torch.float32, **kw)
+    f.outputs = (y, dx)
+    return f
 
 
 def _sce(torch, spec, d):
