@@ -110,10 +110,18 @@ def _torch(train, test, epochs, threads):
 
     def build(seed):
         torch.manual_seed(seed)
-        return nn.Sequential(
+        model = nn.Sequential(
             nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
             nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10))
+        # fastdl's initialisation (He normal, zero biases), so that the accuracies
+        # compare the training, not two starting points (PyTorch's default starts
+        # smaller: 0.913 against fastdl's 0.934 after 3 epochs)
+        for layer in model:
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        return model
 
     X, y = torch.from_numpy(train[0]), torch.from_numpy(train[1])
     loss_fn = nn.CrossEntropyLoss()
