@@ -8,8 +8,11 @@ fastdl/reference/softmax.py); prange over rows above PARALLEL_THRESHOLD elements
 The exp loops carry no reduction, so gcc vectorises them: the forward's exp(x - max)
 with the inline float32 exp_nonpos (_fastmath.h; float64: libmvec's exp through
 FASTDL_LIBMVEC), the log-softmax backward's exp(y) with libmvec's.  The row max and
-sums use eight independent accumulators, which gcc turns into vector max/add without
-reassociating anything itself (no -ffast-math, so NaN and Inf keep their IEEE meaning).
+sums are OpenMP SIMD reductions (one partial result per vector lane; no -ffast-math,
+so NaN and Inf keep their IEEE meaning elsewhere).  They replaced eight scalar
+accumulators, which gcc did not vectorise: softmax forward + backward at 64x32000 went
+from 1.63 + 1.38 to 0.86 + 0.74 ms on one thread (2026-12-07, Zen 4), level with Numba's
+fastmath reductions.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -17,69 +20,56 @@ from cython.parallel cimport prange
 from fastdl._kernels.cython._helpers cimport fexp, fexp_nonpos, flog, PARALLEL_THRESHOLD
 
 
+cdef extern from *:
+    """
+    /* The row reductions as OpenMP SIMD reductions: gcc keeps one partial result per
+       vector lane (no -ffast-math needed, and nothing else reassociated). */
+    #define FASTDL_ROW_REDUCE(T, S)                                                   \
+    static inline T fastdl_row_max_##S(const T *a, Py_ssize_t c) {                 \
+        T m = a[0];                                                                 \
+        _Pragma("omp simd reduction(max:m)")                                       \
+        for (Py_ssize_t j = 0; j < c; j++) m = a[j] > m ? a[j] : m;                \
+        return m;                                                                   \
+    }                                                                               \
+    static inline T fastdl_row_sum_##S(const T *a, Py_ssize_t c) {                 \
+        T s = 0;                                                                    \
+        _Pragma("omp simd reduction(+:s)")                                         \
+        for (Py_ssize_t j = 0; j < c; j++) s += a[j];                               \
+        return s;                                                                   \
+    }                                                                               \
+    static inline T fastdl_row_dot_##S(const T *a, const T *b, Py_ssize_t c) {     \
+        T s = 0;                                                                    \
+        _Pragma("omp simd reduction(+:s)")                                         \
+        for (Py_ssize_t j = 0; j < c; j++) s += a[j] * b[j];                        \
+        return s;                                                                   \
+    }
+    FASTDL_ROW_REDUCE(float, f)
+    FASTDL_ROW_REDUCE(double, d)
+    """
+    float fastdl_row_max_f(const float *a, Py_ssize_t c) nogil
+    double fastdl_row_max_d(const double *a, Py_ssize_t c) nogil
+    float fastdl_row_sum_f(const float *a, Py_ssize_t c) nogil
+    double fastdl_row_sum_d(const double *a, Py_ssize_t c) nogil
+    float fastdl_row_dot_f(const float *a, const float *b, Py_ssize_t c) nogil
+    double fastdl_row_dot_d(const double *a, const double *b, Py_ssize_t c) nogil
+
+
 cdef inline floating row_max(const floating *a, Py_ssize_t c) noexcept nogil:
     # max of a[0:c], c >= 1.  A NaN may be skipped here; it still turns the whole
     # row into NaN through the sum of exponentials, as in the reference.
-    cdef floating m0 = a[0], m1 = a[0], m2 = a[0], m3 = a[0]
-    cdef floating m4 = a[0], m5 = a[0], m6 = a[0], m7 = a[0]
-    cdef Py_ssize_t j = 0
-    while j + 8 <= c:
-        m0 = a[j] if a[j] > m0 else m0
-        m1 = a[j + 1] if a[j + 1] > m1 else m1
-        m2 = a[j + 2] if a[j + 2] > m2 else m2
-        m3 = a[j + 3] if a[j + 3] > m3 else m3
-        m4 = a[j + 4] if a[j + 4] > m4 else m4
-        m5 = a[j + 5] if a[j + 5] > m5 else m5
-        m6 = a[j + 6] if a[j + 6] > m6 else m6
-        m7 = a[j + 7] if a[j + 7] > m7 else m7
-        j += 8
-    while j < c:
-        m0 = a[j] if a[j] > m0 else m0
-        j += 1
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
+    if floating is float:
+        return fastdl_row_max_f(a, c)
+    else:
+        return fastdl_row_max_d(a, c)
 
 
 cdef inline floating row_dot(const floating *a, const floating *b, bint with_b,
                              Py_ssize_t c) noexcept nogil:
-    # sum of a[j] * b[j] (with_b) or of a[j], in eight interleaved partial sums:
-    # no serial chain of dependent adds, and a smaller rounding error than one sum
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t j = 0
-    if with_b:
-        while j + 8 <= c:
-            s0 += a[j] * b[j]
-            s1 += a[j + 1] * b[j + 1]
-            s2 += a[j + 2] * b[j + 2]
-            s3 += a[j + 3] * b[j + 3]
-            s4 += a[j + 4] * b[j + 4]
-            s5 += a[j + 5] * b[j + 5]
-            s6 += a[j + 6] * b[j + 6]
-            s7 += a[j + 7] * b[j + 7]
-            j += 8
-        while j < c:
-            s0 += a[j] * b[j]
-            j += 1
+    # sum of a[j] * b[j] (with_b) or of a[j]
+    if floating is float:
+        return fastdl_row_dot_f(a, b, c) if with_b else fastdl_row_sum_f(a, c)
     else:
-        while j + 8 <= c:
-            s0 += a[j]
-            s1 += a[j + 1]
-            s2 += a[j + 2]
-            s3 += a[j + 3]
-            s4 += a[j + 4]
-            s5 += a[j + 5]
-            s6 += a[j + 6]
-            s7 += a[j + 7]
-            j += 8
-        while j < c:
-            s0 += a[j]
-            j += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        return fastdl_row_dot_d(a, b, c) if with_b else fastdl_row_sum_d(a, c)
 
 
 cdef inline void softmax_row(const floating *x, floating *out, Py_ssize_t c,
