@@ -26,8 +26,11 @@ compile_args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 native = os.environ.get("FASTDL_NATIVE", "") not in ("", "0")
 # losses.pyx picks its instruction set at load time (gcc target_clones on its row
 # functions); measured here, adding -march=native to it made the softmax
-# cross-entropy row pass 5x slower, so it keeps the generic flags.
-NATIVE_SKIP = {"losses"}
+# cross-entropy row pass 5x slower, so it keeps the generic flags.  pool.pyx too:
+# on Zen 4, -march=native's 512-bit vectors made max_pool2d 2x2 3.3x slower (LeNet's
+# 64x16x24x24: 1.42 ms against 0.43 ms generic, one thread; its output rows of 12
+# never fill a vector, and the rest runs scalar); the other pooling kernels ran the same.
+NATIVE_SKIP = {"losses", "pool"}
 link_args = ["-fopenmp"]
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SETUP = os.path.join(ROOT, "setup.py")
