@@ -205,6 +205,37 @@ def test_both_sides_of_a_row_get_the_same_arrays():
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_torch_preallocated_rows_compute_what_fastdl_does():
+    # PyTorch's activation and softmax rows go through ATen's out= forms: each must
+    # compute the operation of fastdl's row (an argument in the wrong slot would not)
+    torch = pytest.importorskip("torch")
+    import fastdl.functional as F
+    from fastdl.benchmarks import torch_rows
+    from fastdl.benchmarks.rows import ACT_PARAMS
+
+    checked = 0
+    for spec in specs.kernel_specs("tiny"):
+        if spec["group"] not in ("activation", "softmax"):
+            continue
+        d = specs.make_data(spec)
+        x, dy = d["x"], d["dy"]
+        if spec["group"] == "activation":
+            name, kw = spec["act"], ACT_PARAMS.get(spec["act"], {})
+            y = getattr(F, name)(x, backend="numpy", **kw)
+            dx = getattr(F, name + "_backward")(dy, x, backend="numpy", **kw)
+        else:
+            name = spec["fn"]
+            y = getattr(F, name)(x, backend="numpy")
+            dx = getattr(F, name + "_backward")(dy, y, backend="numpy")
+        f = torch_rows.competitor(torch, spec)
+        f()
+        for got, want in zip(f.outputs, (y, dx)):
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5,
+                                       err_msg=spec["name"])
+        checked += 1
+    assert checked == 9
+
+
 def test_floor_kernels_move_what_they_claim():
     # the floors must touch every byte they are credited with (else a floor is a lie)
     k = floors.kernels()

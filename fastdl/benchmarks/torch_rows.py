@@ -1,8 +1,8 @@
 """PyTorch's side of the kernel rows: the same operation on the same arrays (specs.py),
 into preallocated outputs where fastdl's row writes into them (the activations, softmax
 and log_softmax through ATen's out= forms, dense, the optimizers), else forward and
-backward through autograd, as fastdl's row allocates its results too.  Imported by path in PyTorch's own worker process
-(worker_kernels.py), which never imports fastdl."""
+backward through autograd, as fastdl's row allocates its results too.  Imported by
+path in PyTorch's own worker process (worker_kernels.py), which never imports fastdl."""
 from __future__ import annotations
 
 import numpy as np

@@ -175,6 +175,18 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+class WeightLayer(Layer, register=False):
+    """A layer whose parameters are a weight ``W`` and, when ``self.bias``, a bias ``b``:
+    views into the model's flat buffer, with their gradients ``dW`` and ``db``."""
+
+    def bind(self, params, prefix: str) -> None:
+        super().bind(params, prefix)
+        self.W = params[prefix + "W"]
+        self.dW = params.grad_of(prefix + "W")
+        self.b = params[prefix + "b"] if self.bias else None
+        self.db = params.grad_of(prefix + "b") if self.bias else None
+
+
 def walk_layers(layers):
     """Every layer of ``layers`` and, depth first, the layers inside each."""
     for layer in layers:

@@ -24,7 +24,7 @@ from fastdl.functional.conv import (_BLAS_INT_MAX, _pair, _threads_for, workspac
                                    workspace_size)
 from fastdl.functional.pool import ARGMAX_DTYPE
 from fastdl.nn.activations import apply_activation, apply_activation_backward
-from fastdl.nn.base import Layer, fmt_shape
+from fastdl.nn.base import Layer, WeightLayer, fmt_shape
 from fastdl.nn.layers import Dense
 
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "Flatten"]
@@ -58,7 +58,7 @@ def _spatial_out(layer, shape, khw, stride, padding):
                  for d, k, s in zip(padded, khw, stride))
 
 
-class Conv2D(Layer):
+class Conv2D(WeightLayer):
     """2-D convolution (cross-correlation, as ``torch.nn.Conv2d``) with zero padding.
 
     ``y[n, o] = act(b[o] + sum_c W[o, c] (*) xpad[n, c])``: ``x (N, C, H, W) -> y (N, O,
@@ -102,13 +102,6 @@ class Conv2D(Layer):
             shapes["b"] = (self.out_channels,)
         return shapes
 
-    def bind(self, params, prefix):
-        super().bind(params, prefix)
-        self.W = params[prefix + "W"]
-        self.dW = params.grad_of(prefix + "W")
-        self.b = params[prefix + "b"] if self.bias else None
-        self.db = params.grad_of(prefix + "b") if self.bias else None
-
     def init_params(self, rng):
         W, shape = self.W, self.W.shape
         fans = {"he": _init.he_normal, "he_normal": _init.he_normal,
@@ -135,9 +128,9 @@ class Conv2D(Layer):
         return (self.out_channels, ho, wo)
 
     # forward / backward -------------------------------------------------------
-    def _workspace(self, x_shape, out_hw, dtype, backward):
-        # one slice for each thread of a kernel that runs its own (functional/conv.py)
-        threads = _threads_for(self._k("conv2d_backward" if backward else "conv2d_forward"))
+    def _workspace(self, fn, x_shape, out_hw, dtype, backward):
+        # one slice for each thread of a kernel ``fn`` that runs its own (functional/conv.py)
+        threads = _threads_for(fn)
         key = (x_shape, dtype, backward, threads)
         size = self._ws_sizes.get(key)
         if size is None:
@@ -156,14 +149,14 @@ class Conv2D(Layer):
         act = self.activation
         self._x = x
         y = self._buf("y", shape, dt)
-        ws = self._workspace(x.shape, (ho, wo), dt, False)
+        conv = self._k("conv2d_forward")
+        ws = self._workspace(conv, x.shape, (ho, wo), dt, False)
         if act is None or act in _FUSED:
-            self._k("conv2d_forward")(x, self.W, self.b, y, ws, sh, sw, ph, pw, act,
-                                      self.alpha)
+            conv(x, self.W, self.b, y, ws, sh, sw, ph, pw, act, self.alpha)
             self._z = y
         else:
             z = self._buf("z", shape, dt)
-            self._k("conv2d_forward")(x, self.W, self.b, z, ws, sh, sw, ph, pw, None, 0.0)
+            conv(x, self.W, self.b, z, ws, sh, sw, ph, pw, None, 0.0)
             if act in _CHANNEL_SOFTMAX:
                 _channel_softmax(act, z, y)
             else:
@@ -187,9 +180,9 @@ class Conv2D(Layer):
         dx = self._buf("dx", x.shape, dt) if need_dx else None
         # the kernel always writes db: without a bias it goes to a scratch buffer
         db = self.db if self.bias else self._buf("db", (self.out_channels,), dt)
-        ws = self._workspace(x.shape, dy.shape[2:], dt, True)
-        self._k("conv2d_backward")(dz, x, self.W, dx, self.dW, db, ws, *self.stride,
-                                   *self.padding)
+        conv_back = self._k("conv2d_backward")
+        ws = self._workspace(conv_back, x.shape, dy.shape[2:], dt, True)
+        conv_back(dz, x, self.W, dx, self.dW, db, ws, *self.stride, *self.padding)
         return dx
 
     def get_config(self):

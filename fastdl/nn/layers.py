@@ -22,7 +22,7 @@ from fastdl.functional.dense import ACTIVATIONS
 from fastdl.functional.maxout import ARGMAX_DTYPE
 from fastdl.nn.activations import (ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh,
                                    apply_activation, apply_activation_backward, check_alpha)
-from fastdl.nn.base import LAYER_TYPES, Layer, layer_config, propagate_shape, \
+from fastdl.nn.base import LAYER_TYPES, Layer, WeightLayer, layer_config, propagate_shape, \
     required_input_shape
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
@@ -41,7 +41,7 @@ def _vector_shape(layer, n, shape):
                                              if len(shape) > 1 else ""))
 
 
-class Dense(Layer):
+class Dense(WeightLayer):
     """Fully connected layer ``y = act(x @ W + b)``; ``W: (in, out)``, ``b: (out,)``.
 
     ``init`` is ``"he"`` (He normal, std sqrt(2/in)), ``"he_uniform"``, ``"xavier"``
@@ -93,13 +93,6 @@ class Dense(Layer):
         if self.bias:
             shapes["b"] = (self.out_features,)
         return shapes
-
-    def bind(self, params, prefix):
-        super().bind(params, prefix)
-        self.W = params[prefix + "W"]
-        self.dW = params.grad_of(prefix + "W")
-        self.b = params[prefix + "b"] if self.bias else None
-        self.db = params.grad_of(prefix + "b") if self.bias else None
 
     def init_params(self, rng):
         fi, fo, dt = self.in_features, self.out_features, self.W.dtype

@@ -39,8 +39,7 @@ from fastdl._kernels.cython._helpers cimport (
 SERIAL_BLAS = ("dense_forward", "dense_backward")
 
 # A product of fewer flops (2 r c k) runs on one thread: a parallel region costs a few
-# microseconds, and a block narrower than SPLIT_ALIGN columns runs BLAS's slow edge
-# kernels.  Module variables so that the tests can force the split on small arrays.
+# microseconds.  A module variable so that the tests can force the split on small arrays.
 cdef double GEMM_PARALLEL_FLOPS = 2e6
 cdef Py_ssize_t SPLIT_ALIGN = 16   # block starts stay 64-byte aligned in float32
 # At most one block per MIN_BLOCK rows or columns: on many threads a 1-D split of a
@@ -136,6 +135,11 @@ def split_plan(Py_ssize_t r, Py_ssize_t c, Py_ssize_t k, int want):
     return sp.nt, bool(sp.by_rows), sp.step
 
 
+cdef inline Py_ssize_t block_end(Split sp, int t, Py_ssize_t r, Py_ssize_t c) noexcept nogil:
+    # block t of C (r, c) covers [t * step, block_end) of its split side
+    return min((t + 1) * sp.step, r if sp.by_rows else c)
+
+
 cdef inline void gemm_block(Split sp, int t, char ta, char tb, Py_ssize_t r, Py_ssize_t c,
                             Py_ssize_t k, floating *a, Py_ssize_t lda, floating *b,
                             Py_ssize_t ldb, floating beta, floating *cc,
@@ -143,7 +147,7 @@ cdef inline void gemm_block(Split sp, int t, char ta, char tb, Py_ssize_t r, Py_
     # block t of C = op(A) op(B) + beta C: rows [lo, hi) of C take the same rows of
     # op(A), columns the same columns of op(B)
     cdef Py_ssize_t lo = t * sp.step
-    cdef Py_ssize_t hi = min(lo + sp.step, r if sp.by_rows else c)
+    cdef Py_ssize_t hi = block_end(sp, t, r, c)
     if hi <= lo:
         return
     if sp.by_rows:
@@ -236,7 +240,7 @@ cdef inline void forward_block(Split sp, int t, const floating *x, const floatin
     # block t of y (n, m) = x (n, k) @ W (k, m), then its bias and activation, unless
     # the activation needs whole rows that the block cuts (softmax over a column block)
     cdef Py_ssize_t i, lo = t * sp.step
-    cdef Py_ssize_t hi = min(lo + sp.step, m if sp.by_rows else n)
+    cdef Py_ssize_t hi = block_end(sp, t, m, n)
     cdef bint has_bias = b != NULL
     # y^T (M, n) = W_cm (M, K) x^T (K, n): rows of y^T are columns of y
     gemm_block(sp, t, c'N', c'N', m, n, k, <floating *>W, m, <floating *>x, k, 0, y, m)
