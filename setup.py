@@ -24,13 +24,10 @@ from setuptools.command.build_ext import build_ext
 
 compile_args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 native = os.environ.get("FASTDL_NATIVE", "") not in ("", "0")
-# losses.pyx picks its instruction set at load time (gcc target_clones on its row
-# functions); measured here, adding -march=native to it made the softmax
-# cross-entropy row pass 5x slower, so it keeps the generic flags.  pool.pyx too:
-# on Zen 4, -march=native's 512-bit vectors made max_pool2d 2x2 3.3x slower (LeNet's
+# pool.pyx keeps the generic flags: on Zen 4, -march=native's 512-bit vectors made max_pool2d 2x2 3.3x slower (LeNet's
 # 64x16x24x24: 1.42 ms against 0.43 ms generic, one thread; its output rows of 12
 # never fill a vector, and the rest runs scalar); the other pooling kernels ran the same.
-NATIVE_SKIP = {"losses", "pool"}
+NATIVE_SKIP = {"pool"}
 link_args = ["-fopenmp"]
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SETUP = os.path.join(ROOT, "setup.py")
@@ -114,9 +111,14 @@ class BuildExt(build_ext):
                                compiler_directives=CYTHON_DIRECTIVES, force=self.force,
                                shared_utility_qualified_name=SHARED)
         by_name = {e.name: e for e in translated}
-        for ext in self.extensions:  # keep setuptools' objects (it set attributes on them)
-            ext.sources = by_name[ext.name].sources
-            ext.depends = by_name[ext.name].depends
+        # keep setuptools' objects (it set attributes on them), but take every setting
+        # cythonize merged from the modules' "# distutils:" lines: copying only the
+        # sources once dropped FASTDL_LIBMVEC and libm, and the exp/log loops ran scalar
+        for ext in self.extensions:
+            new = by_name[ext.name]
+            for key in Dependencies.distutils_settings:
+                if key != "name" and hasattr(new, key):
+                    setattr(ext, key, getattr(new, key))
         # the largest first, so that the last job to finish is a short one
         self.extensions.sort(key=lambda e: -os.path.getsize(e.sources[0]))
         super().run()

@@ -11,7 +11,8 @@
  * (Cody-Waite).  n is rounded by adding 1.5 * 2^23, which leaves n in the low mantissa
  * bits of t = x log2(e) + 1.5 * 2^23: no rint (a libm call on SSE2 builds), and 2^(n + k)
  * comes from t's bits by integer arithmetic.  e^r = 1 + r + r^2 P(r) (_math._EXP_P[32]).
- * Accuracy is the Numba functions' (exp 1.02 ulp, expm1 1.01, tanh 1.33); GELU's own
+ * Accuracy is the Numba functions' (exp 1.02 ulp, expm1 1.01, tanh 1.33, log and log1p
+ * under 1 ulp); GELU's own
  * (every float32 in [-16, 16] against float64): gelu 6.9 ulp where its result is normal,
  * gelu' 15.7 ulp outside +-0.1 of its zero at -0.752 (where the sum cancels, as it did
  * before); 8.3 and 20.3 ulp in a build without FMA.  The tests compare every backend
@@ -85,6 +86,53 @@ static inline float fastdl_expm1_nonpos_f(float x) {
     b = ((int32_t)n + 127) << 23;  /* 2^n, n in [-26, 0] */
     memcpy(&s, &b, sizeof s);
     return s * q + (s - 1.0f);
+}
+
+/* x = m 2^k with m in [sqrt(1/2), sqrt 2), for positive normal x (musl's logf trick, as
+ * _math._reduce_bits): offsetting the bits makes the exponent field roll over at sqrt(1/2).
+ * Returns m - 1 (exact, Sterbenz) and sets *k. */
+static inline float fastdl_log_split_f(float x, float *k) {
+    uint32_t ix;
+    float m;
+    memcpy(&ix, &x, sizeof ix);
+    ix += (127u << 23) - 0x3F3504F3u;
+    *k = (float)((int32_t)(ix >> 23) - 127);
+    ix = (ix & 0x7FFFFFu) + 0x3F3504F3u;
+    memcpy(&m, &ix, sizeof m);
+    return m - 1.0f;
+}
+
+/* k ln2 + log(1 + f) + c for f in [sqrt(1/2) - 1, sqrt 2 - 1], as _math._log_reduced
+ * (fdlibm's form, the same coefficients: 0.0068 eps) */
+static inline float fastdl_log_reduced_f(float k, float f, float c) {
+    float s = f / (2.0f + f), z = s * s, hfsq = 0.5f * f * f;
+    float r = z * ((0.29873073f * z + 0.39977497f) * z + 0.66666776f);
+    return k * 0.693145751953125f
+           - ((hfsq - (s * (hfsq + r) + (k * 1.4286068202862268e-06f + c))) - f);
+}
+
+/* log x, as _math.log (float32): a subnormal x is first scaled by 2^25 (exact); +inf and
+ * NaN pass through, 0 gives -inf and a negative x NaN, by selects. */
+static inline float fastdl_log_f(float x) {
+    int sub = x < 1.1754943508222875e-38f;
+    float k, f, y;
+    f = fastdl_log_split_f(sub ? x * 33554432.0f : x, &k);
+    y = fastdl_log_reduced_f(sub ? k - 25.0f : k, f, 0.0f);
+    y = x < INFINITY ? y : x;
+    return x > 0.0f ? y : (x == 0.0f ? -INFINITY : NAN);
+}
+
+/* log(1 + x), as _math.log1p (float32): u = 1 + x; where k = 0 (u in [sqrt(1/2),
+ * sqrt 2)), f = x itself, exact; elsewhere f = m - 1 and c = ((1 + x) - u) / u corrects
+ * the rounding of u.  -1 gives -inf, below it NaN; +inf and NaN pass through. */
+static inline float fastdl_log1p_f(float x) {
+    float u = 1.0f + x, k, f, c, y;
+    f = fastdl_log_split_f(u, &k);
+    f = k == 0.0f ? x : f;
+    c = k == 0.0f ? 0.0f : (x - (u - 1.0f)) / u;
+    y = fastdl_log_reduced_f(k, f, c);
+    y = x < INFINITY ? y : x;
+    return x > -1.0f ? y : (x == -1.0f ? -INFINITY : NAN);
 }
 
 /* tanh, as _math.tanh (float32): below 0.625 a + a^3 P(a^2); from there 1 - 2 / (e^2a + 1),

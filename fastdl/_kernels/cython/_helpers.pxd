@@ -55,12 +55,14 @@ cdef extern from *:
     #endif
     """
 
-# float32 exp (x <= 0), expm1 (x <= 0), tanh, gelu and gelu', inline (the Numba
+# float32 exp (x <= 0), expm1 (x <= 0), log, log1p, tanh, gelu and gelu', inline (the Numba
 # backend's algorithms; why and how in _fastmath.h beside this file).
 cdef extern from "_fastmath.h":
     float exp_nonpos_f "fastdl_exp_nonpos_f"(float x) noexcept nogil
     float expm1_nonpos_f "fastdl_expm1_nonpos_f"(float x) noexcept nogil
     float tanh_f "fastdl_tanh_f"(float x) noexcept nogil
+    float log_f "fastdl_log_f"(float x) noexcept nogil
+    float log1p_f "fastdl_log1p_f"(float x) noexcept nogil
     float gelu_f "fastdl_gelu_f"(float x) noexcept nogil
     float gelu_d_f "fastdl_gelu_d_f"(float x) noexcept nogil
 
@@ -112,14 +114,14 @@ cdef inline floating fexpm1_nonpos(floating x) noexcept nogil:
 
 cdef inline floating flog(floating x) noexcept nogil:
     if floating is float:
-        return logf(x)
+        return log_f(x)  # inline, not libmvec's logf call
     else:
         return log(x)
 
 
 cdef inline floating flog1p(floating x) noexcept nogil:
     if floating is float:
-        return log1pf(x)
+        return log1p_f(x)  # inline, not libmvec's log1pf call
     else:
         return log1p(x)
 

@@ -11,19 +11,20 @@ dlogits rescaled in place; prange over rows above PARALLEL_THRESHOLD elements.
 Why the row pass is a handful of C functions (the verbatim block below) rather
 than Cython loops: (1) glibc's expf/exp are scalar calls here (no -ffast-math,
 so gcc does not use libmvec), and the row exp is most of the work, so the block
-has its own branch-free exp that gcc inlines and vectorises; (2) the build has
-no -march, so plain loops are 4 lanes of SSE2, while ``target_clones`` compiles
+has its own branch-free exp that gcc inlines and vectorises; (2) a generic build
+has no -march, so plain loops are 4 lanes of SSE2, while ``target_clones`` compiles
 these functions for AVX-512, AVX2+FMA and baseline x86-64 and lets the loader
 pick (measured here, AVX2: the exp loop 3.4x faster than its SSE2 build);
 (3) gcc keeps a float sum or max sequential without -ffast-math, while explicit
 GCC vector types (four 16-byte accumulators) give independent partial results
 combined in a fixed order (the same bits in every clone).
 
-The elementwise losses with a log or exp (BCE, BCE on logits, KL) call libm,
-which FASTDL_LIBMVEC (above; see _helpers.pxd) lets gcc vectorise through glibc's
-libmvec.  A sum of such terms is computed BLOCK terms at a time: the terms go to
-a stack buffer by a plain loop (vectorised), and the buffer is summed by eight
-float64 partial sums (sum_block); a running ``s += term`` would stay scalar.
+The elementwise losses with a log or exp (BCE, BCE on logits, KL) use the inline
+float32 log, log1p and exp of _fastmath.h, and libm in float64, which FASTDL_LIBMVEC
+(above; see _helpers.pxd) lets gcc vectorise through glibc's libmvec.  A sum of
+such terms is computed BLOCK terms at a time: the terms go to a stack buffer by a
+plain loop (vectorised), and the buffer is summed by eight float64 partial sums
+(sum_block); a running ``s += term`` would stay scalar.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -38,11 +39,13 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
-    /* Each row function is compiled for AVX-512, AVX2+FMA and baseline x86-64; the
-       dynamic loader picks one for the CPU (ifunc).  Other compilers and platforms
-       get the baseline code only. */
+    /* In a generic build, each row function is compiled for AVX-512, AVX2+FMA and
+       baseline x86-64, and the dynamic loader picks one for the CPU (ifunc).  A build
+       for the machine's own instruction set (FASTDL_NATIVE=1) needs no clones, and gcc 12
+       crashed compiling them under -march=native.  Other compilers and platforms get the
+       baseline code only. */
     #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 \\
-        && defined(__x86_64__) && defined(__linux__)
+        && defined(__x86_64__) && defined(__linux__) && !defined(__AVX2__)
     #define FDL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
     #else
     #define FDL_CLONES
@@ -654,8 +657,9 @@ cdef inline floating bce_grad_s(floating p, floating y, floating lo, floating hi
                                 floating k) noexcept nogil:
     cdef floating pc = clip(p, lo, hi)
     cdef floating g = (pc - y) / (pc * (<floating>1 - pc)) * k
-    # the clipped loss is flat outside [lo, hi]
-    return 0 if (p < lo or p > hi) else g
+    # the clipped loss is flat outside [lo, hi]; "|", not "or": a short-circuit is a
+    # branch, and the loop stayed scalar (9x slower than Numba's)
+    return 0 if ((p < lo) | (p > hi)) else g
 
 
 def binary_cross_entropy_backward(const floating[::1] p, const floating[::1] y,
