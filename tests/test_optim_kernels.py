@@ -264,6 +264,28 @@ def test_nan_and_inf_propagate_elementwise(backend, dtype):
     assert math.isnan(w[0]) and w[1] == pytest.approx(0.9)
 
 
+@pytest.mark.parametrize("n", [5, 100_003])  # serial and parallel paths
+def test_moments_below_the_smallest_normal_are_stored_as_zero(backend, dtype, n):
+    # with a zero gradient the moments decay geometrically: 1.05 tiny becomes 0.945 tiny
+    # (Adam's m, beta1 0.9; the velocity, momentum 0.9) and 1.0005 tiny 0.9995 tiny
+    # (v, beta2 0.999), subnormal, stored as 0; 2 tiny stays normal; NaN stays
+    tiny = np.finfo(dtype).tiny
+    start = np.tile(np.array([1.05 * tiny, -1.05 * tiny, 2 * tiny, np.nan, 1.0], dtype), n // 5)
+    kept = np.isin(np.arange(start.size) % 5, [2, 4])
+    w, g = np.ones_like(start), np.zeros_like(start)
+    m, v = start.copy(), np.abs(start)
+    v[~kept & ~np.isnan(start)] = dtype(1.0005 * tiny)
+    F.adam_update_(w, g, m, v, 1, lr=1e-3, backend=backend)
+    vel = start.copy()
+    F.sgd_update_(np.ones_like(start), g, 0.1, momentum=0.9, velocity=vel, backend=backend)
+    for got, decay in ((m, 0.9), (v, 0.999), (vel, 0.9)):
+        flushed = ~kept & ~np.isnan(start)
+        assert np.all(got[flushed] == 0), got[:5]
+        np.testing.assert_allclose(got[kept], decay * np.abs(start[kept]), rtol=1e-6)
+        assert np.all(np.isnan(got[np.isnan(start)]))
+    assert not np.any(np.isnan(w[kept]))
+
+
 # ---- bad input: a clear error, every array unchanged ----
 
 def _arrays(dtype=np.float32, n=5):

