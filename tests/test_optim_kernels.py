@@ -286,6 +286,24 @@ def test_moments_below_the_smallest_normal_are_stored_as_zero(backend, dtype, n)
     assert not np.any(np.isnan(w[kept]))
 
 
+def test_subnormal_arithmetic_is_left_on_after_an_update(backend):
+    # the Cython Adam flushes subnormals in each thread's FP control word during the
+    # update; afterwards, on the calling thread and on the OpenMP threads that run the
+    # next parallel kernel (scale: above PARALLEL_THRESHOLD), they are computed again.
+    # Compared as bits: with denormals-are-zero left on, a float comparison would read
+    # the subnormal as 0 too
+    n = 100_003
+    tiny = np.finfo(np.float32).tiny
+    half = (np.float32(tiny) * np.float32(0.5)).view(np.uint32)
+    assert half == 1 << 22  # 2**-127: the subnormal with the top mantissa bit
+    w, m, v = np.ones(n, np.float32), np.full(n, 1.05 * tiny, np.float32), np.ones(n, np.float32)
+    F.adam_update_(w, np.zeros(n, np.float32), m, v, 1, lr=1e-3, backend=backend)
+    assert (np.float32(tiny) * np.float32(0.5)).view(np.uint32) == half
+    x = np.full(n, tiny, np.float32)
+    kernel("scale", "cython" if "cython" in COMPILED else backend)(x, 0.5)
+    assert np.all(x.view(np.uint32) == half)
+
+
 # ---- bad input: a clear error, every array unchanged ----
 
 def _arrays(dtype=np.float32, n=5):

@@ -23,6 +23,33 @@ from fastdl._kernels.cython._helpers cimport PARALLEL_THRESHOLD, fabs_, fsqrt
 cdef enum:
     MAX_CHUNKS = 256
 
+# Adam's update runs with the calling thread's MXCSR set to flush subnormal results to
+# zero and read subnormal operands as zero, and restored before the range function
+# returns (each thread its own: nothing outlives the call).  Storing the moments flushed
+# (``flushed``) is not enough: while m decays from 1e-35 to 1e-38, lr m is subnormal at
+# every step.  Over the 536k float32 parameters of the benchmark MLP, 256 steps with
+# the gradients of a trained model (97% zeros) took 51 ms without, 31 ms with (29 ms with
+# a constant gradient).  The difference to the reference: values below 1.2e-38 (float32).
+# gcc keeps the loops between the two MXCSR writes (ldmxcsr is a volatile builtin that
+# memory accesses do not cross; checked in the disassembly).
+cdef extern from *:
+    """
+    #if defined(__x86_64__) || defined(__SSE__)
+    #include <xmmintrin.h>
+    static inline unsigned fdl_ftz_begin(void) {
+        unsigned csr = _mm_getcsr();
+        _mm_setcsr(csr | 0x8040u);  /* flush-to-zero and denormals-are-zero */
+        return csr;
+    }
+    static inline void fdl_ftz_end(unsigned csr) { _mm_setcsr(csr); }
+    #else
+    static inline unsigned fdl_ftz_begin(void) { return 0; }
+    static inline void fdl_ftz_end(unsigned csr) { (void)csr; }
+    #endif
+    """
+    unsigned fdl_ftz_begin() noexcept nogil
+    void fdl_ftz_end(unsigned csr) noexcept nogil
+
 
 cdef inline floating sign_s(floating w) noexcept nogil:
     # sign(0) = w keeps the sign of zero and lets NaN through, as np.sign does
@@ -139,6 +166,7 @@ cdef void adam_range(const floating *g, floating *w, floating *m, floating *v, P
                      floating l2x2) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating wi
+    cdef unsigned csr = fdl_ftz_begin()
     if plain:
         for i in range(lo, hi):
             adam_s(g[i], w[i], w, m, v, i, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay)
@@ -147,6 +175,7 @@ cdef void adam_range(const floating *g, floating *w, floating *m, floating *v, P
             wi = w[i]
             adam_s(grad_s(g[i], wi, scale, clip, l1, l2x2), wi, w, m, v, i, b1, c1, b2, c2,
                    step_size, inv_sqrt_bc2, eps, decay)
+    fdl_ftz_end(csr)
 
 
 cdef void scale_range(floating *x, Py_ssize_t lo, Py_ssize_t hi, floating alpha) noexcept nogil:
