@@ -78,6 +78,10 @@ def test_bench_report_has_every_part(tiny_report, tmp_path):
     assert {t["target"].split(":")[0] for t in r["targets"]} >= {t["name"]}
     text = benchmarks.format_table(r)
     assert "vs ref" in text and "(floor)" in text and "paired" in text and "targets:" in text
+    if TORCH:  # beside the vs-PyTorch target, the least ratio the products alone allow
+        (vs,) = [x for x in r["targets"] if x["target"] == f"{t['name']}: fastdl / PyTorch"]
+        assert vs["bound"] == pytest.approx(t["floor"]["median_s"] / t["median_s"]["torch"])
+        assert f"the bare matrix products alone: {vs['bound']:.3f}" in text
     path = tmp_path / "b.json"
     path.write_text(json.dumps(r, default=float))
     page = subprocess.run([sys.executable, "-m", "fastdl.benchmarks.report", str(path)],
@@ -157,9 +161,16 @@ def test_scenarios_report_ratios_to_the_quiet_run(monkeypatch):
     order = suite.import_orders("tiny", False, None, 1, 0.001, 0.0, 64, 1, 1, None, None)
     assert order["mlp_vs_best"]["fastdl"] == pytest.approx(1.1)
     assert order["dense_paired_vs_matmul"]["numpy"] == 1.02
-    met = {t["target"]: t["met"] for t in report.targets({"scenarios": sc,
-                                                          "import_order": order})}
+    got = {t["target"]: t for t in report.targets({"scenarios": sc, "import_order": order,
+                                                    "machine": {"cpu": {"count": 2}}})}
+    met = {k: t["met"] for k, t in got.items()}
     assert met["1 busy process: fastdl / its quiet time"] is False   # 2.5 > 2.0
+    # the estimate beside each load target: one thread at its share of 2 CPUs
+    q = rows["quiet"]["median_s"]
+    assert got["1 busy process: fastdl / its quiet time"]["bound"] == \
+        pytest.approx(q["fastdl 1 thread"] / q["fastdl"])
+    assert got["2 busy processes: fastdl / its quiet time"]["bound"] == \
+        pytest.approx(1.5 * q["fastdl 1 thread"] / q["fastdl"])
     assert met["2 busy processes: fastdl / its quiet time"] is True  # 2.5 <= 3.0
     assert met["1 busy process: fastdl / fastdl on 1 thread"] is True
 
