@@ -146,15 +146,20 @@ def test_thread_count_reaches_kernels_called_from_other_threads():
 _CONCURRENT_PROBE = """
 import threading
 import numpy as np, numba, fastdl, fastdl.functional as F
+from fastdl._registry import kernel
 fastdl.set_num_threads(2)
 x = np.linspace(-5, 5, 1 << 20).astype(np.float32)
 ref = F.sigmoid(x, backend="numpy")
+ref_sq = kernel("sum_squares", "numpy")(x)
 bad = []
 
 def work():
+    # an elementwise kernel, and the one that picks its parallel twin by itself
     for _ in range(20):
         if not np.allclose(F.sigmoid(x, backend="numba"), ref, rtol=1e-5):
             bad.append(1)
+        if not np.isclose(kernel("sum_squares", "numba")(x), ref_sq, rtol=1e-9):
+            bad.append(2)
 
 threads = [threading.Thread(target=work) for _ in range(3)]
 for t in threads:

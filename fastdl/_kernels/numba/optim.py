@@ -13,6 +13,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from fastdl import _config
+from fastdl._threads import effective_threads
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit, jit_pair, pick
 from fastdl._kernels.numba._scalar import const
 
@@ -200,11 +201,13 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
 
 def sum_squares(x):
     n = x.shape[0]
-    if n < _config.PARALLEL_THRESHOLD or _config.get_num_threads() == 1:
+    # the parallel kernel only where this thread may launch one (as pick: on the
+    # workqueue layer, two threads launching at once aborted the process)
+    if n < _config.PARALLEL_THRESHOLD or not _config.numba_parallel_here():
         partial = np.zeros(1)
         _sumsq_serial(x, partial)
         return float(partial[0])
-    partial = np.zeros(_config.get_num_threads())
+    partial = np.zeros(effective_threads())
     _sumsq_parallel(x, partial)
     return float(math.fsum(partial))
 
