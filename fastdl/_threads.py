@@ -28,12 +28,13 @@ thread is dropped as soon as others take ``DOWN`` of its CPU, and added back onl
 
 Waiting.  Idle threads spin before they sleep: libgomp's for a few
 milliseconds, OpenBLAS's for about 0.1 s after each multi-threaded call, and a
-parallel region started then shares a CPU with a spinning thread.  So the Cython
-dense and convolution kernels split their products between OpenMP threads, each
-calling BLAS on one thread (``serial_blas``): OpenBLAS's pool never wakes, and one
-OpenMP pool runs every region of a training step.  Where a kernel does run BLAS's
-own threads (the Numba and NumPy backends' GEMMs), ``Scoped`` runs the other kernels
-on one thread for ``blas_spin_seconds`` afterwards.  Numba's
+parallel region started then shares a CPU with a spinning thread.  So the dense
+kernels (Cython and Numba) and the Cython convolution split their products between
+OpenMP threads, each calling BLAS on one thread (``serial_blas``): OpenBLAS's pool
+never wakes, and one OpenMP pool runs every region of a training step.  Where a
+kernel does run BLAS's own threads (the Numba convolution, the NumPy backend's
+GEMMs), ``Scoped`` runs the other kernels on one thread for ``blas_spin_seconds``
+afterwards.  Numba's
 threading layer is ``omp`` where Numba has it (the libgomp.so.1 the Cython kernels
 use: one OpenMP thread pool for both backends), else ``workqueue``, which is not
 thread-safe, so there only the main thread launches parallel kernels
@@ -373,15 +374,16 @@ _py_due = 0.0
 class _PyScoped:
     """``Scoped`` without the Cython backend: BLAS counts only (no OpenMP here)."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, serial_blas=False):
         self.fn = self.__wrapped__ = fn
+        self.serial_blas = serial_blas
 
     def __call__(self, *args, **kwargs):
         global _py_due
         if _state["adaptive"] and time.monotonic() >= _py_due:
             _py_due = time.monotonic() + PERIOD
             update()
-        want = effective_threads()
+        want = 1 if self.serial_blas else effective_threads()
         saved = [(put, n) for get, put in _py_blas if (n := get()) != want]
         for put, _ in saved:
             put(want)
@@ -408,7 +410,7 @@ def scoped(fn, blas: bool = False, serial_blas: bool = False):
     effective_threads()  # the count decided before the first call
     omp = _omp()
     if omp is None:
-        return _PyScoped(fn)
+        return _PyScoped(fn, serial_blas)
     omp.set_blas_spin(blas_spin_seconds())
     return omp.Scoped(fn, blas, serial_blas)
 

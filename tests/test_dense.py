@@ -159,19 +159,22 @@ def test_property_forward(n, k, m, act, be, dt, seed):
                  F.dense_forward(x, W, b, act, backend="numpy"), dt, scale=10)
 
 
-# ------------------------------------------------- the Cython products split over threads
+# ---------------------------------- the compiled backends' products split over threads
 SPLIT_SHAPES = [(40, 33, 140), (140, 33, 40), (300, 64, 257), (5, 9, 200), (200, 9, 5),
                 (8, 200, 20), (20, 200, 8)]
 
 
-@pytest.fixture
-def split_everything():
-    """The Cython dense kernels split every product over the threads, however small."""
-    from fastdl._kernels.cython import dense as cy
+@pytest.fixture(params=["cython", "numba"])
+def split_everything(request):
+    """A compiled backend's dense kernels split every product over the threads, however
+    small; the backend's dense module, its name as ``.backend``."""
+    import importlib
 
-    old = cy.set_gemm_parallel_flops(0)
-    yield cy
-    cy.set_gemm_parallel_flops(old)
+    mod = importlib.import_module(f"fastdl._kernels.{request.param}.dense")
+    old = mod.set_gemm_parallel_flops(0)
+    mod.backend = request.param
+    yield mod
+    mod.set_gemm_parallel_flops(old)
 
 
 def test_split_plan(split_everything):
@@ -198,10 +201,11 @@ def test_split_forward_same_on_one_and_two_threads(dtype, shape, act, split_ever
     # blocks of rows and of columns of y, each finished with the bias and the
     # activation by its thread (softmax over column blocks: in a pass of its own)
     x, W, b = make(*shape, dtype)
+    be = split_everything.backend
     on_threads(1)
-    one = F.dense_forward(x, W, b, act, backend="cython")
+    one = F.dense_forward(x, W, b, act, backend=be)
     on_threads(2)
-    two = F.dense_forward(x, W, b, act, backend="cython")
+    two = F.dense_forward(x, W, b, act, backend=be)
     assert_close(two, one, dtype, scale=10)
     assert_close(two, F.dense_forward(x, W, b, act, backend="numpy"), dtype, scale=10)
 
@@ -214,7 +218,7 @@ def test_split_backward_same_on_one_and_two_threads(dtype, shape, split_everythi
     ref = F.dense_backward(dy, x, W, backend="numpy")
     for n in (1, 2, 3):
         on_threads(n)
-        got = F.dense_backward(dy, x, W, backend="cython")
+        got = F.dense_backward(dy, x, W, backend=split_everything.backend)
         for name, g, r in zip(("dx", "dW", "db"), got, ref):
             assert_close(g, r, dtype, scale=10, err_msg=f"{name} on {n} threads")
 
@@ -224,6 +228,7 @@ def test_split_from_two_python_threads_at_once(split_everything, on_threads):
     # single-threaded BLAS calls at once, each into its own block
     import threading
 
+    be = split_everything.backend
     on_threads(2)
     shapes = [(300, 64, 257), (8, 100, 20)]
     data = [make(*s, np.float64, seed=i) for i, s in enumerate(shapes)]
@@ -237,8 +242,8 @@ def test_split_from_two_python_threads_at_once(split_everything, on_threads):
         (x, W, b), dy = data[i], dys[i]
         try:
             for _ in range(30):
-                got = (F.dense_forward(x, W, b, "tanh", backend="cython"),
-                       *F.dense_backward(dy, x, W, backend="cython"))
+                got = (F.dense_forward(x, W, b, "tanh", backend=be),
+                       *F.dense_backward(dy, x, W, backend=be))
                 for g, e in zip(got, expect[i]):
                     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
         except Exception as e:  # noqa: BLE001 (reported below)

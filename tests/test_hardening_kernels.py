@@ -10,6 +10,7 @@ import pytest
 import fastdl.functional as F
 from fastdl import augment, metrics
 from fastdl._kernels.cython import dense as cython_dense
+from fastdl._kernels.numba import dense as numba_dense
 from conftest import BACKENDS, assert_close, rng
 
 HUGE = 2 ** 1024  # an int that float() refuses
@@ -19,23 +20,25 @@ HUGE = 2 ** 1024  # an int that float() refuses
 
 @pytest.fixture
 def small_blas_int():
-    """BLAS's largest int lowered to 7, so that N = 23 rows take the blocked path that
-    N >= 2**31 takes (8 GB and more: not testable as such)."""
-    old = cython_dense.set_blas_int_max(7)
+    """BLAS's largest int lowered to 7 in both compiled backends, so that N = 23 rows
+    take the blocked path that N >= 2**31 takes (8 GB and more: not testable as such)."""
+    old = cython_dense.set_blas_int_max(7), numba_dense.set_blas_int_max(7)
     yield 7
-    cython_dense.set_blas_int_max(old)
+    cython_dense.set_blas_int_max(old[0])
+    numba_dense.set_blas_int_max(old[1])
 
 
+@pytest.mark.parametrize("backend", ["cython", "numba"])
 @pytest.mark.parametrize("act", [None, "relu", "softmax"])
-def test_cython_dense_over_blocks_of_rows(small_blas_int, dtype, act):
+def test_compiled_dense_over_blocks_of_rows(small_blas_int, dtype, act, backend):
     r = rng(0)
     x, W, b = (r.standard_normal((23, 5)).astype(dtype), r.standard_normal((5, 6)).astype(dtype),
                r.standard_normal(6).astype(dtype))
     dy = r.standard_normal((23, 6)).astype(dtype)
-    assert_close(F.dense_forward(x, W, b, act, backend="cython"),
+    assert_close(F.dense_forward(x, W, b, act, backend=backend),
                  F.dense_forward(x, W, b, act, backend="numpy"), dtype, scale=10)
     # dW sums over the row blocks (beta = 1 after the first): 4 blocks here
-    for got, ref in zip(F.dense_backward(dy, x, W, backend="cython"),
+    for got, ref in zip(F.dense_backward(dy, x, W, backend=backend),
                         F.dense_backward(dy, x, W, backend="numpy")):
         assert_close(got, ref, dtype, scale=10)
 
@@ -48,16 +51,20 @@ def test_cython_dense_refuses_what_blas_int_cannot_take(small_blas_int):
         F.dense_forward(np.ones((3, 2)), np.ones((2, 8)), backend="cython")
     with pytest.raises(ValueError, match="x: K = 8 columns"):
         F.dense_backward(np.ones((3, 2)), x, W, backend="cython")
-    # the backends without the limit
+    # the backends without the limit (Numba's hands such products to NumPy's BLAS)
     for backend in ("numpy", "numba"):
         np.testing.assert_array_equal(F.dense_forward(x, W, backend=backend), x @ W)
+        dy = np.ones((3, 2))
+        for got, ref in zip(F.dense_backward(dy, x, W, backend=backend), (dy @ W.T, x.T @ dy)):
+            np.testing.assert_array_equal(got, ref)
 
 
-def test_set_blas_int_max_checks_its_value():
+@pytest.mark.parametrize("module", [cython_dense, numba_dense], ids=["cython", "numba"])
+def test_set_blas_int_max_checks_its_value(module):
     with pytest.raises(ValueError, match="value"):
-        cython_dense.set_blas_int_max(0)
+        module.set_blas_int_max(0)
     with pytest.raises(ValueError, match="value"):
-        cython_dense.set_blas_int_max(2 ** 31)
+        module.set_blas_int_max(2 ** 31)
 
 
 # ---- item 8 ---------------------------------------------------------------------------

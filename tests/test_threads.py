@@ -250,3 +250,15 @@ def test_scoped_calls_run_serially_while_blas_threads_spin(threads_state, monkey
     omp.set_blas_spin(0.0)
     gemm()
     assert probe() == 2
+
+
+def test_python_scoped_gives_blas_one_thread_for_serial_blas_kernels(threads_state,
+                                                                       monkeypatch):
+    # without the Cython extension, Scoped's Python stand-in sets each OpenBLAS's count:
+    # fastdl's for a kernel, 1 for one that runs its own threads over BLAS calls
+    counts = [7]
+    monkeypatch.setattr(T, "_py_blas", [(lambda: counts[0], lambda n: counts.__setitem__(0, n))])
+    fastdl.set_num_threads(2)
+    assert T._PyScoped(lambda: counts[0])() == 2
+    assert T._PyScoped(lambda: counts[0], serial_blas=True)() == 1
+    assert counts == [7]

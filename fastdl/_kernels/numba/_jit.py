@@ -87,9 +87,9 @@ def jit_pair(fn=None, *, fastmath=None):
 
 def pick(pair, n: int, threshold: int = _config.PARALLEL_THRESHOLD):
     """The serial kernel below ``threshold`` elements, on one thread, or where this thread
-    may not launch parallel kernels (``_config.numba_parallel_here``), else the parallel one."""
-    if (n < threshold or _config.get_num_threads() == 1
-            or not _config.numba_parallel_here()):
+    may not launch parallel kernels (``_config.numba_parallel_here``, which says no on one
+    thread), else the parallel one."""
+    if n < threshold or not _config.numba_parallel_here():
         return pair[0]
     return pair[1]
 
