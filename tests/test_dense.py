@@ -255,3 +255,21 @@ def test_split_from_two_python_threads_at_once(split_everything, on_threads):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_numba_kernels_take_any_layout_when_called_directly(dtype):
+    # the Numba kernels hand BLAS blocks by address, which assumes C order: other
+    # layouts, which only a direct caller passes, go to NumPy's matmul instead
+    from fastdl._registry import kernel
+
+    x, W, b = make(40, 33, 140, dtype)
+    dy = rng(3).standard_normal((40, 140)).astype(dtype)
+    y_ref = F.dense_forward(x, W, b, "relu", backend="numpy")
+    grads_ref = F.dense_backward(dy, x, W, backend="numpy")
+    out = np.zeros((40, 280), dtype)[:, ::2]
+    kernel("dense_forward", "numba")(np.asfortranarray(x), W, b, out, "relu", 0.0)
+    assert_close(out, y_ref, dtype, scale=10)
+    dx, dW, db = np.empty((33, 40), dtype).T, np.empty((33, 140), dtype), np.empty(140, dtype)
+    kernel("dense_backward", "numba")(np.asfortranarray(dy), x, np.asfortranarray(W), dx, dW, db)
+    for got, ref in zip((dx, dW, db), grads_ref):
+        assert_close(got, ref, dtype, scale=10)

@@ -132,10 +132,13 @@ def _blocks_wanted():
     return effective_threads() if _config.numba_parallel_here() else 1
 
 
-def _blas_sizes(*sizes):
+def _blas_takes(sizes, arrays):
     # BLAS takes 32-bit ints: a leading dimension beyond them goes to np.matmul (NumPy's
-    # BLAS takes 64-bit sizes); N goes to BLAS in blocks of at most BLAS_INT_MAX rows
-    return max(sizes) <= _blas.BLAS_INT_MAX
+    # BLAS takes 64-bit sizes); N goes to BLAS in blocks of at most BLAS_INT_MAX rows.
+    # The blocks' addresses assume C order: an array in another layout (the functional
+    # API never passes one; a direct caller might) goes to np.matmul too
+    return (max(sizes) <= _blas.BLAS_INT_MAX
+            and all(a.flags.c_contiguous for a in arrays if a is not None))
 
 
 def dense_forward(x, W, b, out, activation, alpha):
@@ -147,7 +150,7 @@ def dense_forward(x, W, b, out, activation, alpha):
         b = _zeros(m, out.dtype)
     if n == 0 or m == 0:
         return
-    if k == 0 or not _blas_sizes(k, m):
+    if k == 0 or not _blas_takes((k, m), (x, W, out)):
         np.matmul(x, W, out=out)
         if bias_pass:
             _bias_act_k[0](out, b, code, out.dtype.type(alpha))
@@ -182,7 +185,7 @@ def _zeros(m, dtype):
 def dense_backward(dy, x, W, dx, dW, db):
     n, m = dy.shape
     k = x.shape[1]
-    if n == 0 or k == 0 or m == 0 or not _blas_sizes(k, m):
+    if n == 0 or k == 0 or m == 0 or not _blas_takes((k, m), (dy, x, W, dx, dW)):
         # BLAS refuses empty leading dimensions; NumPy's takes 64-bit sizes
         if dx is not None:
             np.matmul(dy, W.T, out=dx)
