@@ -340,6 +340,24 @@ def test_streaming_store_sizes(dtype, act):
         assert_close(d, dx_ref, dtype, err_msg=backend)
 
 
+def test_numba_kernels_stream_only_into_c_order():
+    # stream() writes at out's address plus the index: a strided out of streaming size,
+    # which only a direct caller passes, must take the ordinary loops (it was written
+    # as if contiguous: wrong values, and beyond the array for a negative stride).
+    # float32 only: each layout compiles the kernels anew
+    pytest.importorskip("numba")
+    from fastdl._registry import kernel
+
+    dtype = np.float32
+    n = STREAM_BYTES // np.dtype(dtype).itemsize + 37
+    x, dy = sample(n, dtype, seed=13)
+    for out in (np.zeros(2 * n, dtype)[::2], np.zeros(n, dtype)[::-1]):
+        kernel("relu", "numba")(x, out)
+        np.testing.assert_array_equal(out, np.maximum(x, 0))
+        kernel("relu_backward", "numba")(dy, x, out)
+        np.testing.assert_array_equal(out, np.where(x > 0, dy, 0))
+
+
 def test_numba_streaming_drivers_compute_every_activation(dtype):
     # the Numba streaming drivers stream relu and leaky_relu only; given any other
     # activation code they must still compute that activation (once they computed

@@ -28,9 +28,11 @@ ALIGN = 32  # bytes: one AVX vector
 
 @intrinsic
 def stream(typingctx, dst, lo, src):
+    # dst in C order only: the stores go to dst's address plus the index (a strided dst
+    # is a typing error, not stores between its elements)
     if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
             and dst.dtype == src.dtype and isinstance(dst.dtype, types.Float)
-            and isinstance(lo, types.Integer)):
+            and dst.layout == "C" and isinstance(lo, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):

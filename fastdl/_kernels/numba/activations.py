@@ -239,9 +239,11 @@ _backward_k = (_backward, _backward_chunks)
 
 def _streams(out, act):
     # (the streaming kernels check out's alignment themselves too: they are the ones
-    # that would fault)
+    # that would fault).  stream() writes at out's address plus the index, which is
+    # out's element only in C order: a strided out (the functional API never passes
+    # one; a direct caller might) takes the ordinary loops
     return (STREAMS and act in (ACT_RELU, ACT_LEAKY_RELU) and out.nbytes >= STREAM_MIN_BYTES
-            and out.flags.aligned)
+            and out.flags.aligned and out.flags.c_contiguous)
 
 
 def _fwd(x, out, act, alpha=0.0):
