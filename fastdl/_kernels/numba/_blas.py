@@ -35,7 +35,7 @@ GEMM_PARALLEL_FLOPS = 2e6  # a product of fewer flops (2 r c k) runs on one thre
 SPLIT_ALIGN = 16           # block starts stay 64-byte aligned in float32
 MIN_BLOCK = 64             # at most one block per 64 rows or columns
 
-_N, _T = ord("N"), ord("T")
+_N = ord("N")  # BLAS's "no transpose", as the kernels pass it
 
 _GEMM = {np.dtype(np.float32): get_cython_function_address("scipy.linalg.cython_blas", "sgemm"),
          np.dtype(np.float64): get_cython_function_address("scipy.linalg.cython_blas", "dgemm")}

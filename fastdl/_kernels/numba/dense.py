@@ -87,6 +87,13 @@ def _bias_act_row(row, b, act, alpha):
                 row[j] = (row[j] - mx) - lse
 
 
+@jit
+def _bias_act(y, b, act, alpha):
+    # the pass after np.matmul, where BLAS cannot take the product (serial: rare sizes)
+    for i in range(y.shape[0]):
+        _bias_act_row(y[i], b, act, alpha)
+
+
 def _forward(f, x, W, b, y, act, alpha, bias_pass, nt, by_rows, step):
     # y^T (M, N) = W_cm (M, K) x^T (K, N), one block a thread, each finished with the
     # bias and the activation by its thread while it is in cache, unless the
@@ -153,7 +160,7 @@ def dense_forward(x, W, b, out, activation, alpha):
     if k == 0 or not _blas_takes((k, m), (x, W, out)):
         np.matmul(x, W, out=out)
         if bias_pass:
-            _bias_act_k[0](out, b, code, out.dtype.type(alpha))
+            _bias_act(out, b, code, out.dtype.type(alpha))
         return
     f, want = gemm_function(out.dtype), _blocks_wanted()
     rows = _blas.BLAS_INT_MAX
@@ -164,12 +171,6 @@ def dense_forward(x, W, b, out, activation, alpha):
                            bias_pass, nt, by_rows, step)
 
 
-def _bias_act(y, b, act, alpha):
-    for i in range(y.shape[0]):
-        _bias_act_row(y[i], b, act, alpha)
-
-
-_bias_act_k = jit_pair(_bias_act)
 _ZEROS = {}
 
 
