@@ -29,12 +29,11 @@ thread is dropped as soon as others take ``DOWN`` of its CPU, and added back onl
 Waiting.  Idle threads spin before they sleep: libgomp's for a few
 milliseconds, OpenBLAS's for about 0.1 s after each multi-threaded call, and a
 parallel region started then shares a CPU with a spinning thread.  So the dense
-kernels (Cython and Numba) and the Cython convolution split their products between
+and convolution kernels (Cython and Numba) split their products between
 OpenMP threads, each calling BLAS on one thread (``serial_blas``): OpenBLAS's pool
 never wakes, and one OpenMP pool runs every region of a training step.  Where a
-kernel does run BLAS's own threads (the Numba convolution, the NumPy backend's
-GEMMs), ``Scoped`` runs the other kernels on one thread for ``blas_spin_seconds``
-afterwards.  Numba's
+kernel does run BLAS's own threads (the NumPy backend's GEMMs), ``Scoped`` runs the
+other kernels on one thread for ``blas_spin_seconds`` afterwards.  Numba's
 threading layer is ``omp`` where Numba has it (the libgomp.so.1 the Cython kernels
 use: one OpenMP thread pool for both backends), else ``workqueue``, which is not
 thread-safe, so there only the main thread launches parallel kernels

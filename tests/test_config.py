@@ -151,15 +151,26 @@ fastdl.set_num_threads(2)
 x = np.linspace(-5, 5, 1 << 20).astype(np.float32)
 ref = F.sigmoid(x, backend="numpy")
 ref_sq = kernel("sum_squares", "numpy")(x)
+img = np.linspace(-1, 1, 8 * 3 * 10 * 10).astype(np.float32).reshape(8, 3, 10, 10)
+filt = np.linspace(-1, 1, 4 * 3 * 3 * 3).astype(np.float32).reshape(4, 3, 3, 3)
+ref_conv = F.conv2d_forward(img, filt, None, 1, 1, backend="numpy")
+ref_grads = F.conv2d_backward(ref_conv, img, filt, 1, 1, backend="numpy")
 bad = []
 
 def work():
-    # an elementwise kernel, and the one that picks its parallel twin by itself
+    # an elementwise kernel, the one that picks its parallel twin by itself, and the
+    # convolution, whose kernels run their own threads over BLAS
     for _ in range(20):
         if not np.allclose(F.sigmoid(x, backend="numba"), ref, rtol=1e-5):
             bad.append(1)
         if not np.isclose(kernel("sum_squares", "numba")(x), ref_sq, rtol=1e-9):
             bad.append(2)
+        if not np.allclose(F.conv2d_forward(img, filt, None, 1, 1, backend="numba"),
+                           ref_conv, rtol=1e-4, atol=1e-4):
+            bad.append(3)
+        got = F.conv2d_backward(ref_conv, img, filt, 1, 1, backend="numba")
+        if not all(np.allclose(a, r, rtol=1e-4, atol=1e-3) for a, r in zip(got, ref_grads)):
+            bad.append(4)
 
 threads = [threading.Thread(target=work) for _ in range(3)]
 for t in threads:

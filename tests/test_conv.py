@@ -342,7 +342,7 @@ THREAD_SHAPES = SHAPES + [(9, 4, 12, 12, 6, 3, 3, 1, 1), (16, 3, 10, 10, 8, 5, 5
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=IDS + ["n9", "n16"])
 def test_same_results_on_one_and_two_threads(compiled, dtype, shape, min_chunk, on_threads,
                                              monkeypatch):
-    # the Cython kernels split the chunks over their threads, each with its own slice
+    # the compiled kernels split the chunks over their threads, each with its own slice
     # of the workspace and its own dW, db; the sums' order differs, nothing else.
     # Chunks of positions (7), of one whole image or a few (100 - 300: the backward
     # pass runs parallel only over those)

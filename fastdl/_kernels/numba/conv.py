@@ -17,27 +17,35 @@ image by image (``_unfold_images``, ``_fold_images``: the Cython backend's schem
 described there and in docs/conv.md; LeNet's conv2 forward 0.48x and backward 0.39x
 the time of the run-by-run copies, one thread, measured on a loaded machine).
 
-The GEMMs are ``np.dot`` inside the kernel (SciPy's BLAS, multi-threaded); the
-passes around them are serial, as BLAS must not be called from a parallel region.
-The passes are inlined into the two drivers (``inline``): as separate kernels,
-each driver's first call compiled them again into itself (Numba re-optimises the
-code it links in), 9 s of CPU per dtype for forward and backward, 6 s inlined.
+Threads, as in the Cython backend: each thread takes every nthr-th chunk (a prange
+over the threads) in a slice of ``ws`` of its own (fastdl/functional/conv.py sizes
+it, one slice a thread), and calls SciPy's ``sgemm``/``dgemm`` by address on one BLAS
+thread (``_blas.gemm``; the registry's ``SERIAL_BLAS``).  With ``np.dot`` inside a
+serial driver, OpenBLAS's own threads ran the GEMMs, and Scoped's spin rule then put
+every other kernel of a training step on one thread.  The backward pass sums dW and
+db per thread, then adds the threads' sums; dx is written one image at a time by
+the thread holding it, so it runs parallel only over chunks of whole images
+(``_plan``).  The passes are inlined into the drivers (``inline``): as separate
+kernels, each driver's first call compiled them again into itself (Numba
+re-optimises the code it links in), 9 s of CPU per dtype for forward and backward,
+6 s inlined.
 """
 import numpy as np
-# np.dot inside a Numba kernel calls SciPy's BLAS, which Numba would load only when it
-# compiles the first one: loaded here, with the module, the registry finds it and
-# gives it fastdl's thread count (found by measurement: after set_num_threads(1) it
-# still ran every GEMM on 2 threads, and LeNet's conv2 took 1.3 s instead of 9 ms on
-# a loaded machine)
-import scipy.linalg.cython_blas  # noqa: F401
-from numba import uint64
+from numba import prange, uint64
 
-from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit
+from fastdl import _config
+from fastdl._kernels.numba._blas import gemm, gemm_function
+from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit, jit_pair
 from fastdl._kernels.numba import activations
 from fastdl._kernels.numba._math import exp_nonpos, log
 from fastdl._kernels.numba._scalar import (ACT_LEAKY_RELU, ACT_RELU, ACT_SOFTMAX, const,
                                            leaky_relu_s, relu_s)
 from fastdl._kernels.numba.dense import ACT_CODES, _zeros
+from fastdl._threads import effective_threads
+
+# kernels that run their own threads over single-threaded BLAS calls (fastdl/_registry.py)
+SERIAL_BLAS = ("conv2d_forward", "conv2d_backward")
+_N, _T = ord("N"), ord("T")  # BLAS's transpose flags
 
 # the activations fused into the output pass; the others run as a second pass over y
 # (the activation kernels, or _softmax_channels).  Each activation's loop fused here
@@ -305,80 +313,118 @@ def _whole_images(chunk, p_img):
     return chunk - chunk % p_img if chunk >= p_img else chunk
 
 
-@jit
-def _conv2d_forward(x, W, b, y, ws, sh, sw, ph, pw, act, alpha):
+@inline
+def _columns(x, ws, at, o, g0, q, chunk, sh, sw, ph, pw, kh, kw, ho, wo):
+    # the chunk's columns cols (K, q), unfolded from x into ws[at:], and the (O, q)
+    # block after them: (cols, block)
+    k = x.shape[1] * kh * kw
+    cols = ws[at:at + k * q].reshape((k, q))
+    p_img = ho * wo
+    if chunk % p_img == 0:
+        _unfold_images(x, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho, wo)
+    else:
+        _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
+    return cols, ws[at + k * q:at + (k + o) * q].reshape((o, q))
+
+
+def _plan(size, extra, per, p_img, total, nthr, whole):
+    # (threads, chunk): positions a chunk when each of ``nthr`` threads takes a slice
+    # size // nthr of the workspace, extra + per q elements for a chunk of q; fewer
+    # threads while there are fewer chunks than threads, or, with ``whole``, while a
+    # slice holds no whole image (col2im's positions of one image go to one thread).
+    # The Cython backend's plan, in Python
+    t = max(nthr, 1)
+    while True:
+        chunk = _whole_images(min(total, (size // t - extra) // per), p_img)
+        if t == 1:
+            return 1, chunk
+        if chunk >= 1 and (chunk >= p_img or not whole) and -(-total // chunk) >= t:
+            return t, chunk
+        t -= 1
+
+
+def _forward_chunks(f, x, W, b, y, ws, sh, sw, ph, pw, act, alpha, nthr, chunk):
+    # thread t takes the chunks t, t + nthr, ... in its slice of ws: cols (K, q), then
+    # tmp (O, q) = W (O, K) @ cols, scattered into y with the bias and the activation
     n = x.shape[0]
     o, c, kh, kw = W.shape
     ho, wo = y.shape[2], y.shape[3]
     k = c * kh * kw
     p_img = ho * wo
     total = n * p_img
-    chunk = _whole_images(min(total, ws.shape[0] // (k + o)), p_img)
-    w2 = W.reshape((o, k))
-    g0 = 0
-    while g0 < total:
-        q = min(chunk, total - g0)
-        cols = ws[:k * q].reshape((k, q))
-        tmp = ws[k * q:(k + o) * q].reshape((o, q))
-        if chunk % p_img == 0:
-            _unfold_images(x, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho, wo)
-        else:
-            _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
-        np.dot(w2, cols, tmp)
-        _scatter(tmp, b, y, g0, q, act, alpha)
-        g0 += q
+    nchunks = (total + chunk - 1) // chunk
+    slc = ws.shape[0] // nthr
+    for t in prange(nthr):
+        base = t * slc
+        for ci in range(t, nchunks, nthr):
+            g0 = ci * chunk
+            q = min(chunk, total - g0)
+            cols, tmp = _columns(x, ws, base, o, g0, q, chunk, sh, sw, ph, pw, kh, kw, ho, wo)
+            # tmp (O, q) = W (O, K) @ cols (K, q); column-major: tmp^T = cols^T W^T
+            gemm(f, _N, _N, q, o, k, ws, base, q, W, 0, k, 0, ws, base + k * q, q)
+            _scatter(tmp, b, y, g0, q, act, alpha)
 
 
-@jit(fastmath=FASTMATH_REDUCE)
-def _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx):
+_forward_k = jit_pair(_forward_chunks)
+
+
+def _backward_chunks(f, dy, x, W, dx, ws, sh, sw, ph, pw, need_dx, nthr, chunk, extra):
+    # thread t takes the chunks t, t + nthr, ... in its slice of ws: its sums dWt (K, O)
+    # and dbt (O,), then the chunk's cols (K, q) and dyt (O, q), then _fold_images' acc
+    # ((Ho + kh - 1) Wo).  dW is summed transposed because that GEMM's orientation ran
+    # faster in SciPy's OpenBLAS (88 against 68 GFLOP/s at LeNet's 16->32 5x5, one
+    # thread, measured).  dx is written one image at a time by the thread holding it
+    # (_plan gives one thread unless chunks are whole images)
     n = x.shape[0]
     o, c, kh, kw = W.shape
     ho, wo = dy.shape[2], dy.shape[3]
     k = c * kh * kw
     p_img = ho * wo
     total = n * p_img
-    # ws: one chunk's share of dW, transposed (K, O), then cols (K, q) and dyt (O, q),
-    # then _fold_images' acc ((Ho + kh - 1) Wo).  dW is summed transposed because that
-    # GEMM's orientation ran faster in SciPy's OpenBLAS (88 against 68 GFLOP/s at
-    # LeNet's 16->32 5x5, one thread, measured)
-    nacc = (ho + kh - 1) * wo
-    chunk = _whole_images(min(total, (ws.shape[0] - o * k - nacc) // (k + o)), p_img)
-    acc = ws[o * k + (k + o) * chunk:o * k + (k + o) * chunk + nacc]
-    w2 = W.reshape((o, k))
+    nchunks = (total + chunk - 1) // chunk
+    slc = ws.shape[0] // nthr
+    for t in prange(nthr):
+        base = t * slc
+        part = ws[base:base + o * k + o]
+        part[:] = 0
+        dbt = part[o * k:]
+        cb = base + o * k + o
+        acc = ws[cb + (k + o) * chunk:base + extra + (k + o) * chunk]
+        for ci in range(t, nchunks, nthr):
+            g0 = ci * chunk
+            q = min(chunk, total - g0)
+            cols, dyt = _columns(x, ws, cb, o, g0, q, chunk, sh, sw, ph, pw, kh, kw, ho, wo)
+            _gather(dy, dyt, dbt, g0, q)
+            # dWt (K, O) += cols (K, q) @ dyt.T; column-major: dWt^T (O, K) = dyt (O, q)
+            # cols^T, dyt and cols being column-major (q, O) and (q, K)
+            gemm(f, _T, _N, o, k, q, ws, cb + k * q, q, ws, cb, q, 1, ws, base, o)
+            if need_dx:
+                # dcols (K, q) = W.T (K, O) @ dyt (O, q), into cols (spent);
+                # column-major: dcols^T (q, K) = dyt^T (q, O) W (O, K)
+                gemm(f, _N, _T, q, k, o, ws, cb + k * q, q, W, 0, k, 0, ws, cb, q)
+                if chunk % p_img == 0:
+                    _fold_images(dx, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw,
+                                 ho, wo, acc)
+                else:
+                    _unfold(dx, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
+
+
+_backward_k = jit_pair(_backward_chunks, fastmath=FASTMATH_REDUCE)
+
+
+@jit(fastmath=FASTMATH_REDUCE)
+def _sum_parts(ws, nthr, slc, dW, db):
+    # the threads' sums of dW (transposed back) and db
+    o = db.shape[0]
+    k = dW.size // o
     dw2 = dW.reshape((o, k))
-    part = ws[:o * k].reshape((k, o))
-    db[:] = 0
-    if need_dx:
-        dx[:] = 0
-    g0 = 0
-    while g0 < total:
-        q = min(chunk, total - g0)
-        base = o * k
-        cols = ws[base:base + k * q].reshape((k, q))
-        dyt = ws[base + k * q:base + (k + o) * q].reshape((o, q))
-        if chunk % p_img == 0:
-            _unfold_images(x, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho, wo)
-        else:
-            _unfold(x, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, False)
-        _gather(dy, dyt, db, g0, q)
-        np.dot(cols, dyt.T, part)
-        # np.dot has no beta: the first chunk's share is copied, the others added
-        if g0 == 0:
-            for i in range(o):
-                for j in range(k):
-                    dw2[i, j] = part[j, i]
-        else:
-            for i in range(o):
-                for j in range(k):
-                    dw2[i, j] += part[j, i]
-        if need_dx:
-            np.dot(w2.T, dyt, cols)  # cols is spent: it takes dcols
-            if chunk % p_img == 0:
-                _fold_images(dx, cols, g0 // p_img, q // p_img, sh, sw, ph, pw, kh, kw, ho,
-                             wo, acc)
-            else:
-                _unfold(dx, cols, g0, q, sh, sw, ph, pw, kh, kw, ho, wo, True)
-        g0 += q
+    for t in range(1, nthr):
+        for i in range(o * k + o):
+            ws[i] += ws[t * slc + i]
+    for i in range(o):
+        db[i] = ws[o * k + i]
+        for j in range(k):
+            dw2[i, j] = ws[j * o + i]
 
 
 def conv2d_forward(x, W, b, out, ws, sh, sw, ph, pw, activation, alpha):
@@ -387,8 +433,13 @@ def conv2d_forward(x, W, b, out, ws, sh, sw, ph, pw, activation, alpha):
     if b is None:
         b = _zeros(W.shape[0], out.dtype)
     fused = activation in _FUSED
-    _conv2d_forward(x, W, b, out, ws, sh, sw, ph, pw, ACT_CODES[activation] if fused else 0,
-                    out.dtype.type(alpha))
+    o, c, kh, kw = W.shape
+    p_img = out.shape[2] * out.shape[3]
+    par = _config.numba_parallel_here()
+    nthr, chunk = _plan(ws.shape[0], 0, c * kh * kw + o, p_img, out.shape[0] * p_img,
+                        effective_threads() if par else 1, False)
+    _forward_k[par](gemm_function(out.dtype), x, W, b, out, ws, sh, sw, ph, pw,
+                    ACT_CODES[activation] if fused else 0, out.dtype.type(alpha), nthr, chunk)
     if fused:
         return
     if activation in ("softmax", "log_softmax"):
@@ -405,16 +456,27 @@ _NO_DX = {}
 
 
 def conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw):
-    if dy.size == 0:
+    if dy.size == 0 or W.size == 0:
         dW.fill(0)
         db.fill(0)
         if dx is not None:
             dx.fill(0)
         return
     need_dx = dx is not None
-    if not need_dx:
+    if need_dx:
+        dx.fill(0)
+    else:
         # one compiled signature for both cases: a stand-in 4-D array of the dtype
         dx = _NO_DX.get(x.dtype)
         if dx is None:
             dx = _NO_DX[x.dtype] = np.zeros((0, 0, 0, 0), x.dtype)
-    _conv2d_backward(dy, x, W, dx, dW, db, ws, sh, sw, ph, pw, need_dx)
+    o, c, kh, kw = W.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    k = c * kh * kw
+    extra = o * k + o + (ho + kh - 1) * wo
+    par = _config.numba_parallel_here()
+    nthr, chunk = _plan(ws.shape[0], extra, k + o, ho * wo, dy.shape[0] * ho * wo,
+                        effective_threads() if par else 1, need_dx)
+    _backward_k[par](gemm_function(dy.dtype), dy, x, W, dx, ws, sh, sw, ph, pw, need_dx, nthr,
+                     chunk, extra)
+    _sum_parts(ws, nthr, ws.shape[0] // nthr, dW, db)
