@@ -304,6 +304,26 @@ def test_subnormal_arithmetic_is_left_on_after_an_update(backend):
     assert np.all(x.view(np.uint32) == half)
 
 
+@pytest.mark.parametrize("n", [2, 100_002])  # serial and parallel paths
+def test_subnormal_params_and_gradients_are_read_as_their_values(backend, dtype, n):
+    # the Cython Adam flushes subnormal results to zero during the update, but must read
+    # subnormal operands as they are: a subnormal weight keeps its L1 step (sign(w)), a
+    # subnormal gradient scaled up by grad_scale its update
+    sub = dtype(np.finfo(dtype).tiny / 1024)
+    w, g = np.tile(np.array([sub, -sub], dtype), n // 2), np.zeros(n, dtype)
+    results = []
+    for be in (backend, "numpy"):
+        ws, m, v = w.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+        F.adam_update_(ws, g, m, v, 1, lr=1e-3, l1=0.01, backend=be)
+        ones, m2, v2 = np.ones(n, dtype), np.zeros(n, dtype), np.zeros(n, dtype)
+        F.adam_update_(ones, w, m2, v2, 1, lr=1e-3, grad_scale=float(np.finfo(dtype).max / 4),
+                       backend=be)
+        results.append((ws, m, v, ones, m2, v2))
+    for got, want in zip(*results):
+        assert_close(got, want, dtype, scale=5)
+    assert np.all(results[0][0][::2] < -1e-4) and np.all(results[0][3][::2] < 1 - 1e-4)
+
+
 # ---- bad input: a clear error, every array unchanged ----
 
 def _arrays(dtype=np.float32, n=5):
