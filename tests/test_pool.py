@@ -241,6 +241,11 @@ def test_large_inputs_take_the_parallel_kernels(compiled):
                                      (1, 1, 4), backend=b), TypeError, "x_shape"),
     (lambda b: F.max_pool2d_backward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), int),
                                      (1, 1, 4.0, 4), backend=b), TypeError, "x_shape"),
+    # a plane beyond the int32 argmax: an index of 2**31 + 8 wrapped to a negative one,
+    # and the compiled kernels wrote before dx (SIGSEGV)
+    (lambda b: F.max_pool2d_backward(np.ones((1, 1, 1, 1), np.float32),
+                                     np.array([2**31 + 8]).reshape(1, 1, 1, 1),
+                                     (1, 1, 1, 2**31 + 64), backend=b), ValueError, "x_shape"),
     (lambda b: F.avg_pool2d_backward(np.zeros((1, 1, 2, 3)), (1, 1, 4, 4), 2, backend=b),
      ValueError, "dy"),
     (lambda b: F.avg_pool2d_backward(np.zeros((1, 1, 2, 2)), (1, 1, 4, 4), 5, backend=b),

@@ -61,9 +61,7 @@ def max_pool2d(x, kernel_size, stride=None, *, out=None, backend=None):
     """
     x = V.as_float("x", x, ndim=4)
     (kh, kw), (sh, sw), (ho, wo) = _window(x.shape[2:], kernel_size, stride)
-    if x.shape[2] * x.shape[3] > _MAX_PLANE:
-        raise ValueError(f"x: a plane of {x.shape[2]}x{x.shape[3]} pixels is more than "
-                         f"the int32 argmax indexes ({_MAX_PLANE})")
+    _check_plane("x", x.shape)
     if out is None:
         out = (None, None)
     if not isinstance(out, tuple) or len(out) != 2:
@@ -78,6 +76,14 @@ def max_pool2d(x, kernel_size, stride=None, *, out=None, backend=None):
             (x,) = V.copy_overlapping(res, (x,))
     kernel("max_pool2d", backend)(x, y, argmax, kh, kw, sh, sw)
     return y, argmax
+
+
+def _check_plane(name, shape) -> None:
+    # argmax holds flat indices into a plane as int32: a larger plane's would wrap
+    # (the backward pass then wrote before dx)
+    if shape[2] * shape[3] > _MAX_PLANE:
+        raise ValueError(f"{name}: a plane of {shape[2]}x{shape[3]} pixels is more than "
+                         f"the int32 argmax indexes ({_MAX_PLANE})")
 
 
 def _as_argmax(argmax, shape, plane: int) -> np.ndarray:
@@ -116,6 +122,7 @@ def max_pool2d_backward(dy, argmax, x_shape, *, out=None, backend=None):
     """
     dy = V.as_float("dy", dy, ndim=4)
     x_shape = _x_shape(x_shape, dy)
+    _check_plane("x_shape", x_shape)
     argmax = _as_argmax(argmax, dy.shape, x_shape[2] * x_shape[3])
     given = out is not None
     dx = V.make_out(out, x_shape, dy.dtype)
