@@ -549,6 +549,13 @@ def test_out_overlapping_an_input_is_refused(backend):
     p = np.full((4, 3), 1 / 3)
     with pytest.raises(ValueError, match="out: must not share memory with the input p"):
         F.kl_divergence(p, p.copy(), reduction="none", out=p.reshape(-1)[:4], backend=backend)
+    # the fused loss's two results: a 0-D loss inside dlogits (the "none" case checks
+    # the rows against dlogits; "mean" wrote the loss over a gradient entry)
+    for red in ("mean", "sum", "none"):
+        d = np.zeros((4, 3), np.float32)
+        loss = d[0, 0, ...] if red != "none" else d[:, 0]
+        with pytest.raises(ValueError, match="out"):
+            F.softmax_cross_entropy(Z, LABELS, reduction=red, out=(loss, d), backend=backend)
 
 
 def test_refused_input_writes_nothing(backend):

@@ -314,6 +314,10 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
     inputs = dict(logits=logits, target=target, weight=w)
     rows = _row_buffer(n, dtype, reduction, loss_out, inputs, "out[0]")
     dlogits = _out(dlogits_out, (n, c), dtype, dict(inputs, loss=rows), "out[1]")
+    if loss_out is not None and dlogits_out is not None and np.may_share_memory(loss_out,
+                                                                               dlogits):
+        # for "mean" and "sum" the check above saw the row buffer, not out[0]
+        raise ValueError("out[0] and out[1]: the results must not share memory")
 
     if target.ndim == 1 and weight is not None:
         denom = float(np.sum(w[target], dtype=np.float64))  # O(N), before the row pass
