@@ -301,6 +301,24 @@ def check_finite(name: str, value, lo=None, hi=None, lo_open=False, hi_open=Fals
     return v
 
 
+def check_fits(name: str, value: float, dtype, nonzero=False, below_one=False) -> float:
+    """``value``, a checked finite float, as the kernels see it in ``dtype``: refused
+    where the cast overflows to +-inf (elu's ``alpha e^0 - alpha`` was then NaN in the
+    compiled kernels), where ``nonzero`` and a value > 0 rounds to 0, and where
+    ``below_one`` and ``1 - value`` rounds to 1 (a clip to [eps, 1 - eps] that keeps 1)."""
+    info = np.finfo(dtype)
+    if abs(value) > float(info.max):
+        raise ValueError(f"{name}: {value} overflows {info.dtype}, expected at most "
+                         f"{float(info.max):.6g} in magnitude")
+    if nonzero and value > 0 and info.dtype.type(value) == 0:
+        raise ValueError(f"{name}: {value} rounds to 0 in {info.dtype}, expected at least "
+                         f"{float(info.smallest_subnormal):.6g}")
+    if below_one and info.dtype.type(1) - info.dtype.type(value) == 1:
+        raise ValueError(f"{name}: 1 - {value} rounds to 1 in {info.dtype}, expected at "
+                         f"least {float(info.epsneg):.6g}")
+    return value
+
+
 def check_choice(name: str, value, choices) -> str:
     try:
         known = value in choices

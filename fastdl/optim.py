@@ -499,7 +499,7 @@ class _Optimizer:
                      else check_hyper("state_dict['clip_norm']", new.pop("clip_norm"), 0.0))
         clip_value = (None if "clip_value" not in new
                       else check_hyper("state_dict['clip_value']", new.pop("clip_value"), 0.0))
-        hyper = self._check_hyper({k: new[k] for k in self._hyper})
+        hyper = self._check_hyper({k: new[k] for k in self._hyper}, self._w.dtype)
         arrays = {}
         names = self._state_array_names(hyper)
         unknown = sorted(set(d) - required - optional - set(names))
@@ -572,12 +572,12 @@ class SGD(_Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0,
                  clip_norm=None, clip_value=None, *, backend=None):
-        hyper = self._check_hyper(dict(momentum=momentum, nesterov=nesterov, l1=l1, l2=l2))
         super().__init__(params, lr, clip_norm, clip_value, backend)
-        self._set_hyper(hyper)
+        self._set_hyper(self._check_hyper(dict(momentum=momentum, nesterov=nesterov, l1=l1,
+                                               l2=l2), self._w.dtype))
 
     @staticmethod
-    def _check_hyper(h: dict) -> dict:
+    def _check_hyper(h: dict, dtype) -> dict:
         return dict(momentum=check_hyper("momentum", h["momentum"], 0.0, 1.0, hi_open=True),
                     nesterov=check_bool("nesterov", h["nesterov"]),
                     l1=check_hyper("l1", h["l1"], 0.0), l2=check_hyper("l2", h["l2"], 0.0))
@@ -648,18 +648,21 @@ class Adam(_Optimizer):
                  l1=0.0, l2=0.0, clip_norm=None, clip_value=None, *, backend=None):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
-        hyper = self._check_hyper(dict(beta1=betas[0], beta2=betas[1], eps=eps,
-                                       weight_decay=weight_decay, l1=l1, l2=l2))
         super().__init__(params, lr, clip_norm, clip_value, backend)
-        self._set_hyper(hyper)
+        self._set_hyper(self._check_hyper(dict(beta1=betas[0], beta2=betas[1], eps=eps,
+                                               weight_decay=weight_decay, l1=l1, l2=l2),
+                                          self._w.dtype))
         self._m = np.zeros_like(self._w)
         self._v = np.zeros_like(self._w)
 
     @staticmethod
-    def _check_hyper(h: dict) -> dict:
+    def _check_hyper(h: dict, dtype) -> dict:
+        # eps must not round to 0 in the parameters' dtype (0/0 where v and g are 0)
+        eps = V.check_fits("eps", check_hyper("eps", h["eps"], 0.0, lo_open=True), dtype,
+                           nonzero=True)
         return dict(beta1=check_hyper("beta1", h["beta1"], 0.0, 1.0, hi_open=True),
                     beta2=check_hyper("beta2", h["beta2"], 0.0, 1.0, hi_open=True),
-                    eps=check_hyper("eps", h["eps"], 0.0, lo_open=True),
+                    eps=eps,
                     weight_decay=check_hyper("weight_decay", h["weight_decay"], 0.0),
                     l1=check_hyper("l1", h["l1"], 0.0), l2=check_hyper("l2", h["l2"], 0.0))
 

@@ -256,3 +256,56 @@ def test_adam_reference_follows_the_kernels_order(kw):
     for backend in ("numba", "cython"):
         for a, b in zip(results[backend], results["numpy"]):
             assert_close(a, b, np.float32)
+
+
+# ---- hyper-parameters that do not survive the cast to the arrays' dtype ---------------
+
+X32 = np.array([[0.0, 1.0, -1.0, 2.0]], np.float32)
+
+
+def _cast_cases():
+    x, W = X32, np.eye(4, dtype=np.float32)
+    img, filt = X32.reshape(1, 1, 2, 2), np.ones((1, 1, 1, 1), np.float32)
+    w = np.ones(4, np.float32)
+    p = np.array([1.0, 0.0, 0.5, 0.25], np.float32)
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]], np.float32)
+    return [
+        # elu's alpha e^0 - alpha was NaN at x = 0 in the compiled kernels (inf - inf)
+        ("elu", lambda b: F.elu(x, alpha=1e39, backend=b), "alpha"),
+        ("elu_backward", lambda b: F.elu_backward(x, x, alpha=1e39, backend=b), "alpha"),
+        ("leaky_relu", lambda b: F.leaky_relu(x, alpha=-1e39, backend=b), "alpha"),
+        ("dense elu", lambda b: F.dense_forward(x, W, activation="elu", alpha=1e39,
+                                                backend=b), "alpha"),
+        ("conv elu", lambda b: F.conv2d_forward(img, filt, activation="elu", alpha=1e39,
+                                                backend=b), "alpha"),
+        # an eps of 0 in float32: 0/0 where v and the gradient are 0
+        ("adam eps", lambda b: F.adam_update_(w.copy(), w * 0, w * 0, w * 0, 1, eps=1e-46,
+                                              backend=b), "eps"),
+        # 1 - eps rounded to 1: log(1 - 1) for a perfect prediction, a NaN loss
+        ("bce", lambda b: F.binary_cross_entropy(p, p, eps=1e-8, backend=b), "eps"),
+        ("bce_backward", lambda b: F.binary_cross_entropy_backward(p, p, eps=1e-8,
+                                                                   backend=b), "eps"),
+        ("cross_entropy", lambda b: F.cross_entropy(probs, np.array([0, 1]), eps=1e-46,
+                                                    backend=b), "eps"),
+    ]
+
+
+@pytest.mark.parametrize("name, call, match", _cast_cases(), ids=[c[0] for c in _cast_cases()])
+def test_hyper_parameter_that_the_dtype_cannot_hold_is_refused(backend, name, call, match):
+    with pytest.raises(ValueError, match=f"^{match}: "):
+        call(backend)
+
+
+def test_hyper_parameters_the_dtype_holds_are_taken(backend):
+    # the limits themselves: float32's largest alpha, its smallest eps for the binary
+    # losses (1 - 2**-24 is a float32), and an eps that 1 - eps rounds away only for
+    # cross_entropy, which clips the loss's log(p), never log(1 - p)
+    x = X32[0]
+    big = float(np.finfo(np.float32).max)
+    assert_close(F.elu(x, alpha=big, backend=backend), F.elu(x, alpha=big, backend="numpy"),
+                 np.float32)
+    p = np.array([1.0, 0.0, 0.5], np.float32)
+    loss = F.binary_cross_entropy(p, p, eps=2.0 ** -24, backend=backend)
+    assert np.isfinite(loss) and loss < 0.3
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]], np.float32)
+    assert np.isfinite(F.cross_entropy(probs, np.array([0, 1]), eps=1e-8, backend=backend))

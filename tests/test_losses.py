@@ -163,16 +163,24 @@ def test_any_layout(backend, dtype, layout):
 
 def test_bce_logs_within_an_ulp_over_float32(compiled):
     # The compiled backends compute float32 log and log1p inline (not libm): -log p
-    # (y = 1) and -log1p(-p) (y = 0) over every 4099th float32 in (0, 1), subnormals
-    # included; eps is the smallest subnormal, so that nothing in range is clipped.
+    # (y = 1) and -log1p(-p) (y = 0) over every 4099th float32 in (0, 1).  For y = 1
+    # through cross_entropy's -log p, whose eps may be the smallest subnormal, so that
+    # nothing in range is clipped; for y = 0 eps is the smallest that binary losses take
+    # (1 - eps must stay below 1 in float32), and p from eps up
     p = np.arange(1, 0x3F800000, 4099, dtype=np.uint32).view(np.float32)
     p64 = p.astype(np.float64)
-    for y, ref in ((1, -np.log(p64)), (0, -np.log1p(-p64))):
-        got = F.binary_cross_entropy(p, np.full_like(p, y), eps=1e-45, reduction="none",
-                                     backend=compiled)
+    got = F.cross_entropy(p[:, None], np.zeros(p.size, int), eps=1e-45, reduction="none",
+                          backend=compiled)
+    cases = [(got, -np.log(p64))]
+    eps = 2.0 ** -24
+    q = p[p >= eps]
+    got = F.binary_cross_entropy(q, np.zeros_like(q), eps=eps, reduction="none",
+                                 backend=compiled)
+    cases.append((got, -np.log1p(-q.astype(np.float64))))
+    for got, ref in cases:
         spacing = np.spacing(np.maximum(np.abs(ref), 1e-45).astype(np.float32))
         ulps = np.abs(got - ref) / spacing.astype(np.float64)
-        assert ulps.max() <= 1.0, (y, p[np.argmax(ulps)], ulps.max())
+        assert ulps.max() <= 1.0, (ref.size, np.argmax(ulps), ulps.max())
 
 
 # ---------------------------------------------------------------- closed forms, oracles

@@ -333,6 +333,7 @@ def test_lr_is_settable_and_checked(backend):
     (lambda p: Adam(p, betas=(-0.1, 0.9)), ValueError, "beta1"),
     (lambda p: Adam(p, betas=0.9), TypeError, "betas"),
     (lambda p: Adam(p, eps=0.0), ValueError, "eps"),
+    (lambda p: Adam(p, eps=1e-46), ValueError, "eps"),  # 0 in float32: 0/0 at g = v = 0
     (lambda p: Adam(p, weight_decay=-0.1), ValueError, "weight_decay"),
     (lambda p: Adam(p, lr=math.nan), ValueError, "lr"),
     (lambda p: Adam("params"), TypeError, "params"),
@@ -439,6 +440,7 @@ def test_load_state_dict_bad_input_changes_nothing():
         (variant(lr=-0.1), ValueError, "lr"),
         (variant(beta1=1.0), ValueError, "beta1"),
         (variant(eps=0.0), ValueError, "eps"),
+        (variant(eps=1e-46), ValueError, "eps"),
         (variant(m=np.zeros(3, np.float32)), ValueError, "m"),
         (variant(v=np.zeros(p.size, np.float64)), TypeError, "v"),
         (variant(v=[0.0] * p.size), TypeError, "v"),

@@ -42,6 +42,8 @@ def _alpha(alpha, lo=None):
 
 def _forward(name, x, out, backend, *alpha):
     x = V.as_float("x", x)
+    for a in alpha:
+        V.check_fits("alpha", a, x.dtype)
     run = kernel(name, backend)
     y, (x,) = _result(out, x, x)
     run(x.reshape(-1), y.reshape(-1), *alpha)
@@ -52,6 +54,8 @@ def _backward(name, dy, x, out, backend, *alpha):
     dy = V.as_float("dy", dy)
     x = V.as_float("x", x, dtype=dy.dtype)
     V.check_shape("x", x, dy.shape)
+    for a in alpha:
+        V.check_fits("alpha", a, x.dtype)
     run = kernel(name + "_backward", backend)
     dx, (dy, x) = _result(out, x, dy, x)
     run(dy.reshape(-1), x.reshape(-1), dx.reshape(-1), *alpha)

@@ -160,8 +160,8 @@ def conv2d_forward(x, W, b=None, stride=1, padding=0, activation=None, *, alpha=
     if activation is not None:
         V.check_choice("activation", activation, ACTIVATIONS)
     default = ACTIVATIONS.get(activation)
-    alpha = V.check_finite("alpha", (0.0 if default is None else default)
-                           if alpha is None else alpha)
+    alpha = V.check_fits("alpha", V.check_finite("alpha", (0.0 if default is None else default)
+                                                 if alpha is None else alpha), x.dtype)
     if activation == "elu" and alpha < 0:
         raise ValueError(f"alpha: expected a value >= 0 for elu, got {alpha}")
     if activation in ("softmax", "log_softmax") and W.shape[0] == 0:

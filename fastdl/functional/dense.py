@@ -47,7 +47,7 @@ def dense_forward(x, W, b=None, activation=None, *, alpha=None, out=None, backen
     default = ACTIVATIONS.get(activation)
     if alpha is None:
         alpha = 0.0 if default is None else default
-    alpha = V.check_finite("alpha", alpha)
+    alpha = V.check_fits("alpha", V.check_finite("alpha", alpha), x.dtype)
     if activation == "elu" and alpha < 0:
         raise ValueError(f"alpha: expected a value >= 0 for elu, got {alpha}")
     if activation in ("softmax", "log_softmax") and W.shape[1] == 0:

@@ -74,11 +74,14 @@ def _ones(c, dtype):
     return np.ones(c, dtype)
 
 
-def _eps(eps, dtype):
+def _eps(eps, dtype, binary=True):
     if eps is None:
         return float(np.finfo(dtype).eps)
-    # eps <= 0.5 keeps the clipping interval [eps, 1 - eps] non-empty
-    return V.check_real("eps", eps, lo=0.0, hi=0.5, lo_open=True)
+    # eps <= 0.5 keeps the clipping interval [eps, 1 - eps] non-empty; eps must not round
+    # to 0 in the dtype (log 0), nor, for the binary losses, 1 - eps to 1 (log(1 - 1):
+    # a NaN loss and gradient for a perfect prediction)
+    return V.check_fits("eps", V.check_real("eps", eps, lo=0.0, hi=0.5, lo_open=True), dtype,
+                        nonzero=True, below_one=binary)
 
 
 def _out(out, shape, dtype, inputs, name="out"):
@@ -165,7 +168,8 @@ def binary_cross_entropy(p, y, eps=1e-7, reduction="mean", *, out=None, backend=
         ``[eps, 1 - eps]`` (the bounds are rounded to ``p``'s dtype).  Values are not
         checked: anything outside the interval is clipped.
     y : same shape and dtype; targets in ``[0, 1]`` (soft targets allowed)
-    eps : float in ``(0, 0.5]``
+    eps : float in ``(0, 0.5]`` with ``1 - eps < 1`` in ``p``'s dtype (float32:
+        ``eps >= 2**-24``, 6e-8)
     reduction : ``"mean"``, ``"sum"`` or ``"none"``
 
     Returns
@@ -358,7 +362,7 @@ def cross_entropy(probs, target, eps=None, reduction="mean", *, out=None, backen
     reduction = V.check_choice("reduction", reduction, REDUCTIONS)
     probs = _rows("probs", probs)
     target = _class_target("target", target, probs)
-    eps = _eps(eps, probs.dtype)
+    eps = _eps(eps, probs.dtype, binary=False)
     inputs = dict(probs=probs, target=target)
     rows = _row_buffer(probs.shape[0], probs.dtype, reduction, out, inputs)
     kernel("cross_entropy", backend)(probs, target, rows, eps)

@@ -179,7 +179,7 @@ def adam_update_(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
         The number of this step, counting from 1 (bias correction).
     lr : float >= 0
     beta1, beta2 : float in [0, 1)
-    eps : float > 0
+    eps : float > 0, and not 0 in ``param``'s dtype
     weight_decay : float >= 0
         Decoupled decay, as ``torch.optim.AdamW``.
     l1, l2 : float >= 0
@@ -216,7 +216,8 @@ def adam_update_(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1
     lr = check_hyper("lr", lr, lo=0.0)
     beta1 = check_hyper("beta1", beta1, lo=0.0, hi=1.0, hi_open=True)
     beta2 = check_hyper("beta2", beta2, lo=0.0, hi=1.0, hi_open=True)
-    eps = check_hyper("eps", eps, lo=0.0, lo_open=True)
+    eps = V.check_fits("eps", check_hyper("eps", eps, lo=0.0, lo_open=True), param.dtype,
+                       nonzero=True)
     weight_decay = check_hyper("weight_decay", weight_decay, lo=0.0)
     l1 = check_hyper("l1", l1, lo=0.0)
     l2 = check_hyper("l2", l2, lo=0.0)
