@@ -133,6 +133,17 @@ def test_cnn_is_the_functional_kernels_composed(be):
         np.testing.assert_array_equal(P.grad_of(name), want, err_msg=name)
 
 
+def test_empty_batch_through_flatten():
+    # Flatten's reshape(N, -1) could not infer -1 from 0 rows; a model with it predicts
+    # an empty batch as MLPs and CNNs without it do
+    m = nn.Sequential(nn.Conv2D(1, 2, 3, activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
+                      nn.Dense(2 * 3 * 3, 3), seed=0)
+    X = np.zeros((0, 1, 8, 8), np.float32)
+    assert m.predict_proba(X).shape == (0, 3) and m.predict(X).shape == (0,)
+    flat = nn.Sequential(nn.Flatten(), nn.Dense(64, 2), seed=0)
+    assert flat.predict_proba(X).shape == (0, 2)
+
+
 def test_hw_images_into_a_one_channel_model():
     """(N, H, W) into a model whose first layer is a 1-channel Conv2D: read as
     (N, 1, H, W); a model over 3 channels still needs the channel axis."""
@@ -217,6 +228,10 @@ def test_sizes_checked_when_x_is_seen():
     (lambda: nn.Conv2D(1, 4, 3, bias=1), TypeError, "bias"),
     (lambda: nn.Conv2D(1, 4, 3, activation="leaky_relu", alpha=-0.1), ValueError, "alpha"),
     (lambda: nn.Conv2D(2**16, 2**16, 2**8), ValueError, "32-bit"),
+    (lambda: nn.Conv2D(1, 4, 3, stride=2**63), ValueError, "stride"),
+    (lambda: nn.Conv2D(1, 4, 3, padding=2**31), ValueError, "padding"),
+    (lambda: nn.MaxPool2D(2, stride=2**64), ValueError, "stride"),
+    (lambda: nn.AvgPool2D(2**63), ValueError, "kernel_size"),
     (lambda: nn.MaxPool2D(0), ValueError, "kernel_size"),
     (lambda: nn.MaxPool2D(2, stride=(1, 0)), ValueError, "stride"),
     (lambda: nn.AvgPool2D("2"), TypeError, "kernel_size"),

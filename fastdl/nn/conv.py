@@ -84,11 +84,10 @@ class Conv2D(WeightLayer):
         self.stride = _pair("stride", stride, 1)
         self.padding = _pair("padding", padding, 0)
         k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        if k > _BLAS_INT_MAX or self.out_channels > _BLAS_INT_MAX or \
-                max(self.padding) > _BLAS_INT_MAX:
+        if k > _BLAS_INT_MAX or self.out_channels > _BLAS_INT_MAX:
             raise ValueError(f"kernel_size: {self.in_channels} channels x "
-                             f"{self.kernel_size} (and {self.out_channels} outputs, padding "
-                             f"{self.padding}) are beyond the kernels' 32-bit sizes")
+                             f"{self.kernel_size} (and {self.out_channels} outputs) are "
+                             f"beyond the kernels' 32-bit sizes")
         # the options Dense has too, checked by Dense's own rules (one place for both)
         opts = Dense(1, 1, activation=activation, init=init, bias=bias, alpha=alpha)
         self.activation, self.init, self.bias, self.alpha = \
@@ -295,7 +294,8 @@ class Flatten(Layer):
 
     def forward(self, x):
         self._x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # the width spelled out: -1 cannot be inferred from an empty batch
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dy, need_dx=True):
         return dy.reshape(self._x_shape) if need_dx else None
