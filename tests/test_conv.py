@@ -413,6 +413,14 @@ def test_workspace_is_bounded_and_per_thread():
      "stride"),
     (dict(x=np.zeros((2, 3, 5, 5)), W=np.zeros((1, 3, 3, 3)), stride=True), TypeError,
      "stride"),
+    # beyond 2**31 - 1: a stride of 2**63 wrapped in the Numba kernels (a wrong output)
+    (dict(x=np.zeros((2, 3, 5, 5)), W=np.zeros((1, 3, 3, 3)), stride=2**63), ValueError,
+     "stride"),
+    (dict(x=np.zeros((2, 3, 5, 5)), W=np.zeros((1, 3, 3, 3)), padding=(0, 2**63)),
+     ValueError, "padding"),
+    # an output plane of 2**32 pixels, from the padding alone (NumPy's allocation refused)
+    (dict(x=np.zeros((2, 3, 5, 5)), W=np.zeros((1, 3, 3, 3)), padding=2**15), ValueError,
+     "padding"),
     (dict(x=np.zeros((2, 3, 5, 5), np.float32), W=np.zeros((1, 3, 3, 3))), TypeError, "W"),
     (dict(x=np.zeros((2, 3, 5, 5), np.int64), W=np.zeros((1, 3, 3, 3))), TypeError, "x"),
     (dict(x=np.zeros((2, 3, 5, 5)), W=np.zeros((2, 3, 3, 3)), b=np.zeros(3)), ValueError, "b"),

@@ -48,7 +48,9 @@ _local = threading.local()  # per Python thread: {dtype: workspace}, never share
 
 
 def _pair(name: str, value, lo: int) -> tuple[int, int]:
-    """An int or a pair of ints, each at least ``lo``, as a pair."""
+    """An int or a pair of ints, each in [lo, 2**31 - 1], as a pair.  The upper bound
+    keeps every index the kernels compute from it within 64 bits (a stride of 2**63
+    wrapped in the Numba kernels: a wrong output, silently)."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
@@ -58,7 +60,7 @@ def _pair(name: str, value, lo: int) -> tuple[int, int]:
     else:
         raise TypeError(f"{name}: expected an int or a pair of ints, got "
                         f"{type(value).__name__}")
-    return V.check_int(name, a, lo), V.check_int(name, b, lo)
+    return V.check_int(name, a, lo, _BLAS_INT_MAX), V.check_int(name, b, lo, _BLAS_INT_MAX)
 
 
 def workspace_size(x_shape, W_shape, out_hw, dtype, backward=False, threads=1) -> int:
@@ -98,13 +100,20 @@ def workspace(size: int, dtype) -> np.ndarray:
 
 
 def output_size(name: str, hw, khw, stride, padding) -> tuple[int, int]:
-    """(Ho, Wo) of a window (kh, kw) sliding over (H, W) zero-padded by ``padding``;
-    ValueError naming ``name`` when the window is larger than the padded input."""
+    """(Ho, Wo) of a window (kh, kw) sliding over (H, W) zero-padding by ``padding``;
+    ValueError naming ``name`` when the window is larger than the padded input, and
+    naming ``padding`` when the padding makes an output plane of 2**31 pixels or more
+    (it grows without bound with the padding: NumPy then refused the allocation with
+    an error that named nothing)."""
     (h, w), (kh, kw), (sh, sw), (ph, pw) = hw, khw, stride, padding
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"{name}: the {kh}x{kw} window is larger than the "
                          f"{'padded ' if ph or pw else ''}input, {h + 2 * ph}x{w + 2 * pw}")
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if (ph or pw) and ho * wo > _BLAS_INT_MAX:
+        raise ValueError(f"padding: {ph, pw} makes {ho}x{wo} output planes, more than "
+                         f"{_BLAS_INT_MAX} pixels")
+    return ho, wo
 
 
 def _check_weights(x, W):
