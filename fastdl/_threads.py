@@ -94,10 +94,18 @@ def default_threads() -> int:
     return max(1, min(n, int(quota)) if quota else n)
 
 
+def max_threads() -> int:
+    """The most threads fastdl runs: 4 per CPU of the machine, and at least 64.  Beyond
+    the CPUs threads only wait for each other (5,000 made an epoch 300x slower), and
+    at 100,000 the OpenMP runtime crashed the process (SIGSEGV)."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
 def env_threads() -> int | None:
-    """OMP_NUM_THREADS's first entry, when a positive integer (as PyTorch reads it)."""
+    """OMP_NUM_THREADS's first entry, when a positive integer (as PyTorch reads it), at
+    most ``max_threads()``."""
     first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(first) if first.isdigit() and int(first) > 0 else None
+    return min(int(first), max_threads()) if first.isdigit() and int(first) > 0 else None
 
 
 class CpuLoad:
@@ -200,11 +208,13 @@ def set_num_threads(n: int, *, adaptive: bool = False) -> None:
     """Threads for every backend's kernels and for BLAS inside them.
 
     ``n`` is used as given, whatever the load, unless ``adaptive=True``: then ``n`` is
-    the most used and fewer run while other processes keep CPUs busy."""
+    the most used and fewer run while other processes keep CPUs busy.  ``n`` is at
+    most ``max_threads()``."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n: expected a positive int, got {n}")
+    if not 1 <= n <= max_threads():
+        raise ValueError(f"n: expected an int in [1, {max_threads()}] (4 threads per CPU "
+                         f"at most), got {n}")
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive: expected a bool, got {type(adaptive).__name__}")
     if n > 1 and _state["forked_omp"]:

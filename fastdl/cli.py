@@ -17,9 +17,12 @@ import textwrap
 import time
 from typing import NamedTuple
 
-from fastdl import callbacks
+from fastdl import _threads, callbacks
 
 RUNS = "runs"  # default output folder, in the current folder; .gitignore covers it
+# --hidden's widest layer: 2**31 - 1 units would need 6.4 TB of weights after the digits'
+# 64 inputs; beyond 2**31 NumPy refused the shape with an error that named nothing
+MAX_WIDTH = 2**31 - 1
 
 
 class CommandError(Exception):
@@ -75,6 +78,8 @@ def _layer_sizes(text):
     if sizes is None or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(
             f"expected positive integers separated by commas, such as 256,128, got {text!r}")
+    if any(s > MAX_WIDTH for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected widths of at most {MAX_WIDTH:,}, got {text!r}")
     return sizes
 
 
@@ -511,7 +516,8 @@ def _add_train_arguments(t):
              "augmentation (default: %(default)s)")
     add("--backend", choices=("numpy", "numba", "cython"), default=None,
         help="kernels to train with (default: the fastest available, cython when built)")
-    add("--threads", type=positive, default=None, metavar="N",
+    add("--threads", type=_number(int, lo=1, hi=_threads.max_threads()), default=None,
+        metavar="N",
         help="threads for the kernels and BLAS (default: OMP_NUM_THREADS if set, else "
              "the cores this process may use, fewer while other processes keep them busy)")
     add("--output", default=None, metavar="PATH",

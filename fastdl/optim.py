@@ -31,8 +31,12 @@ MAX_STEP = 2**62  # a step count the kernels' 64-bit step argument holds with ro
 
 
 def _aligned_zeros(n: int, dtype: np.dtype) -> np.ndarray:
-    """A zeroed 1-D array of n elements whose first element is ALIGN-byte aligned."""
-    raw = np.zeros(n * dtype.itemsize + ALIGN, dtype=np.uint8)
+    """A zeroed 1-D array of n elements whose first element is ALIGN-byte aligned;
+    MemoryError when it cannot be allocated."""
+    try:
+        raw = np.zeros(n * dtype.itemsize + ALIGN, dtype=np.uint8)
+    except ValueError:  # beyond the address space: NumPy's "array is too big"
+        raise MemoryError(f"cannot allocate {n:,} parameters of {dtype}") from None
     start = (-raw.ctypes.data) % ALIGN
     return raw[start:start + n * dtype.itemsize].view(dtype)
 

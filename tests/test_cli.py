@@ -46,6 +46,7 @@ def no_training(monkeypatch):
 BAD = [("--epochs", "0"), ("--epochs", "1.5"), ("--epochs", "ten"), ("--lr", "-1"),
        ("--lr", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--hidden", "abc"), ("--hidden", "0"),
        ("--hidden", "64,,32"), ("--hidden", "-5"), ("--threads", "-2"), ("--threads", "0"),
+       ("--threads", "100000"), ("--hidden", "99999999999999999999"),
        ("--batch-size", "0"), ("--dropout", "-0.5"), ("--dropout", "1"), ("--patience", "0"),
        ("--momentum", "1.5"), ("--momentum", "-0.1"), ("--weight-decay", "-1"),
        ("--seed", "-1"), ("--seed", "x"), ("--optimizer", "rmsprop"), ("--schedule", "linear"),

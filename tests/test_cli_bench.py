@@ -320,6 +320,10 @@ def test_bench_option_values_are_usage_errors(argv, option, capsys):
     (["--only", "nomatch"], "--only"),
     (["--json", "/nonexistent-folder/b.json"], "--json"),
     (["--plot", "/nonexistent-folder/b.png"], "--plot"),
+    # a format matplotlib does not write, and a folder where no file can be created (os.access
+    # said yes for /proc as root): both failed only after the whole run
+    (["--plot", "b.bogus"], "--plot"),
+    (["--json", "/proc/b.json"], "--json"),
 ])
 def test_bench_usage_errors_come_before_any_benchmark(argv, option, capsys, monkeypatch):
     monkeypatch.setattr(benchmarks, "run", lambda **kw: pytest.fail("benchmarked"))

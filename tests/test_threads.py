@@ -2,6 +2,8 @@
 readings, the load measurement from injected /proc/stat files, and the scoping of
 OpenMP's and BLAS's counts around a kernel call (no timing here)."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -101,13 +103,39 @@ def test_cpu_quota(tmp_path, text, want):
 
 
 @pytest.mark.parametrize("value, want", [(None, None), ("3", 3), ("2,1", 2), ("0", None),
-                                         ("x", None), ("", None)])
+                                         ("x", None), ("", None), ("100000", "max")])
 def test_env_threads(monkeypatch, value, want):
     if value is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", value)
-    assert T.env_threads() == want
+    assert T.env_threads() == (T.max_threads() if want == "max" else want)
+
+
+@pytest.mark.parametrize("n, exc", [(0, ValueError), (-1, ValueError), ("max+1", ValueError),
+                                    (10**30, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_set_num_threads_refuses(n, exc):
+    # 100,000 threads crashed the OpenMP runtime (SIGSEGV); 10**30 raised OverflowError
+    before = T.get_num_threads()
+    with pytest.raises(exc, match="^n: "):
+        T.set_num_threads(T.max_threads() + 1 if n == "max+1" else n)
+    assert T.get_num_threads() == before
+
+
+def test_max_threads_is_taken_and_runs():
+    # the most allowed still runs a parallel kernel (in a subprocess: the count is
+    # process-wide)
+    code = ("import numpy as np, fastdl, fastdl.functional as F\n"
+            "from fastdl import _threads as T\n"
+            "fastdl.set_num_threads(T.max_threads())\n"
+            "x = np.ones(1 << 20, np.float32)\n"
+            "print(fastdl.get_num_threads() == T.max_threads(), "
+            "float(F.relu(x, backend='cython' if 'cython' in fastdl.backends() "
+            "else 'numpy').sum()))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", str(float(1 << 20))]
 
 
 @pytest.mark.parametrize("value, want", [(None, 2.0 ** 28 / 1.5e9), ("14", 2.0 ** 14 / 1.5e9),

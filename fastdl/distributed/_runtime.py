@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from fastdl._threads import env_threads
+
 MISSING = ('fastdl.distributed needs MPI: install it with  pip install "fastdl[mpi]"  '
            "(mpi4py and Open MPI, whose mpirun launches the ranks: "
            "mpirun -n K python script.py)")
@@ -195,9 +197,9 @@ def threads_per_rank() -> int:
     cores divided by its ranks (``--bind-to none``)."""
     if _state.comm is None:
         init()
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+    env = env_threads()
+    if env is not None:
+        return env
     cores = os.cpu_count() or 1
     try:
         bound = len(os.sched_getaffinity(0))
