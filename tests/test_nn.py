@@ -193,6 +193,22 @@ def test_class_weight_and_losses():
     assert m3.predict(X).shape == (200, 2)
 
 
+@pytest.mark.parametrize("cw, match", [
+    ({0: np.inf}, r"class_weight\[0\]"),
+    ({1: 1e300}, r"class_weight\[1\]"),   # finite, but inf in float32
+    ({0: 0.0, 1: 0.0}, "weight 0"),        # a zero total: every loss 0 / 0
+    ([1e300, 1.0], "class_weight"),
+])
+def test_class_weight_that_would_make_nan_parameters_is_refused(cw, match):
+    # each was accepted, and the parameters became NaN (with a warning)
+    X, y = blobs(n=40, c=2)
+    m = mlp(c=2)
+    before = m.parameters().data.copy()
+    with pytest.raises(ValueError, match=match):
+        m.fit(X, y, epochs=1, class_weight=cw, seed=0, verbose=0)
+    np.testing.assert_array_equal(m.parameters().data, before)
+
+
 def test_final_softmax_layer_is_folded_into_the_loss():
     X, y = blobs()
     m = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Dense(16, 3), nn.Softmax(), seed=0)

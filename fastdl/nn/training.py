@@ -468,14 +468,20 @@ def class_weight_array(class_weight, y, loss, num_classes, dtype):
             k = V.check_int("class_weight key", k, 0)
             if k >= c:
                 raise ValueError(f"class_weight: class {k} is not in [0, {c})")
-            w[k] = V.check_real(f"class_weight[{k}]", v, lo=0.0)
+            w[k] = V.check_fits(f"class_weight[{k}]",
+                                V.check_finite(f"class_weight[{k}]", v, lo=0.0), dtype)
     else:
         w = np.asarray(class_weight, dtype=np.float64)
         if w.shape != (c,):
             raise ValueError(f"class_weight: expected {c} weights, got shape {w.shape}")
-        if np.any(w < 0) or not np.all(np.isfinite(w)):
-            raise ValueError("class_weight: weights must be finite and >= 0")
+        with np.errstate(over="ignore"):  # an overflow is what this refuses
+            cast = w.astype(dtype)
+        if np.any(w < 0) or not np.all(np.isfinite(cast)):
+            raise ValueError(f"class_weight: weights must be >= 0 and finite in {np.dtype(dtype)}")
     w = np.ascontiguousarray(w, dtype=dtype)
+    # a zero total over the classes present: every loss 0 / 0, NaN parameters
+    if labels.size and not np.any(w[np.unique(labels)] > 0):
+        raise ValueError("class_weight: the classes in y all have weight 0")
     if loss == "binary_cross_entropy":
         return ("binary", w)
     return w
