@@ -333,6 +333,8 @@ def _rank0_output_paths(args, leader):
 
 
 def _train(args):
+    import numpy as np
+
     import fastdl
 
     if args.backend is not None and args.backend not in fastdl.backends():
@@ -361,6 +363,11 @@ def _train(args):
               f"{len(data.test[1])} test images; backend {backend}, "
               f"{fastdl.get_num_threads()} threads")
         hist, best = _fit(args, model, data, spec.images)
+        if not np.isfinite(model.parameters().data).all():
+            # nothing to evaluate or save: a NaN model scored 0.10 and was saved
+            raise CommandError(f"training diverged: the parameters are not finite after "
+                               f"{len(hist.epoch)} epochs (loss {hist.history['loss'][-1]}); "
+                               f"try a smaller --lr (it is {args.lr})")
         acc, cm = _evaluate(model, data)
     if leader:
         _save(args, model, hist, best, output, plot,

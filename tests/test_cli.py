@@ -155,6 +155,16 @@ def test_save_failure_names_the_users_path(tmp_path, monkeypatch, capsys):
                    "No space left on device\n")
 
 
+def test_diverged_training_is_a_failure_and_saves_nothing(tmp_path, capsys):
+    # it printed accuracy 0.10 with loss nan, saved the NaN model and exited 0
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(["train", "--epochs", "2", "--quiet", "--lr", "1e6",
+                            "--output", str(out_path)], capsys)
+    assert status == 1 and "Traceback" not in err
+    assert "diverged" in err and "--lr" in err
+    assert not out_path.exists() and "accuracy" not in out
+
+
 def test_progress_one_line_per_epoch_when_not_a_terminal(tmp_path, capsys):
     status, out, err = run(["train", "--epochs", "3", "--patience", "5", "--backend", "numpy",
                             "--output", str(tmp_path / "m.npz")], capsys)
