@@ -69,6 +69,27 @@ def test_seed_is_named():
     with pytest.raises(TypeError, match="seed"):
         mlp().fit(X, y, seed=1.5, verbose=0)
     mlp().fit(X, y, seed=np.random.default_rng(0), epochs=1, verbose=0)
+    # the model's own seed too (NumPy's messages named nothing)
+    with pytest.raises(ValueError, match="seed: expected an int >= 0, got -1"):
+        nn.Sequential(nn.Dense(6, 3), seed=-1)
+    with pytest.raises(TypeError, match="seed"):
+        nn.Sequential(nn.Dense(6, 3), seed="a")
+
+
+def test_schedule_returning_no_number_is_named():
+    X, y = blobs()
+    with pytest.raises(TypeError, match=r"schedule\(0\)"):
+        mlp().fit(X, y, schedule=lambda e: "fast", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"schedule\(1\)"):
+        mlp().fit(X, y, schedule=lambda e: 0.01 if e == 0 else float("nan"), epochs=2,
+                  verbose=0)
+
+
+def test_evaluate_on_no_rows_is_refused():
+    # as fit does: the mean over no rows read loss nan and accuracy 0.0
+    X, y = blobs()
+    with pytest.raises(ValueError, match="X: expected at least one row"):
+        mlp().evaluate(X[:0], y[:0])
 
 
 @pytest.mark.parametrize("alpha", [np.inf, -np.inf, np.nan, 1e400])

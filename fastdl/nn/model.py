@@ -76,8 +76,10 @@ class Sequential(Layer, register=False):
     """
 
     def __init__(self, *layers, dtype=np.float32, seed=None, backend=None):
+        from fastdl.data import _rng
+
         self._build(layers, dtype, backend)
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)  # None, an int >= 0 or a Generator, else an error naming seed
         for layer in self.layers:
             layer.init_params(rng)
 
@@ -465,6 +467,8 @@ class Sequential(Layer, register=False):
         the loss as in ``fit``.  ``"accuracy"`` is there for the classification losses,
         not for ``mse``."""
         X, loss = self._task(X, loss)
+        if X.shape[0] == 0:  # as fit: a mean over no rows is no score (it read 0.0)
+            raise ValueError("X: expected at least one row, got 0")
         y = _losses.check_y(y, X.shape[0], loss, self._out_shape(X.shape[1:]), self.dtype)
         weight = None
         if class_weight is not None:

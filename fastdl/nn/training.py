@@ -135,7 +135,9 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     try:
         for epoch in range(first, first + epochs):
             if schedule is not None:
-                opt.lr = float(schedule(epoch))
+                # a learning rate, named as the schedule's (float() said "could not
+                # convert string to float")
+                opt.lr = V.check_finite(f"schedule({epoch})", schedule(epoch), lo=0.0)
             if verbose and not lines:
                 from tqdm.auto import tqdm
                 bar = tqdm(total=run.n, desc=f"epoch {epoch + 1}/{first + epochs}",
