@@ -2,9 +2,11 @@
 and the IDX files that MNIST-style data sets come in."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
+import stat
 import zlib
 
 import numpy as np
@@ -64,51 +66,95 @@ def load_digits(images=False, channel_axis=False):
 _IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions: (count, rows, columns)
 _IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension: (count,)
 _READ_BLOCK = 1 << 20
+# The largest payload (values, in bytes) load_idx accepts from one file: 1 GiB.  A gzip
+# stream expands about 1000-fold, so a few MB of file can hold gigabytes of values; what
+# a header declares past this is refused before any value is read.  The largest public
+# IDX set, EMNIST ByClass (697,932 images of 28 x 28), is 547 MB; the float32 ``X`` of
+# a payload at the limit is 4 GiB.
+_IDX_MAX_BYTES = 1 << 30
 
 
-def _read_idx(path, magic: int, what: str):
-    """(dims, bytes) of an IDX file of unsigned bytes, plain or gzipped.  Memory and time
-    follow the file's real content, never its declared sizes: the data are read in
-    blocks and refused as soon as they run past what the header declares."""
-    path = os.fspath(path)
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
-    ndim = magic & 0xFF
-    try:
-        with opener(path, "rb") as fh:
-            head = fh.read(4 + 4 * ndim)
-            if len(head) < 4:
-                raise ValueError(f"{what}: {path!r} is too short to be an IDX file "
-                                 f"({len(head)} bytes)")
-            got = int.from_bytes(head[:4], "big")
-            if got != magic:
-                raise ValueError(f"{what}: {path!r} is not an IDX file of {ndim}-D unsigned "
-                                 f"bytes: expected magic number 0x{magic:08X}, got 0x{got:08X}")
-            if len(head) < 4 + 4 * ndim:
-                raise ValueError(f"{what}: {path!r} is truncated in its header")
-            dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-            size = 1
-            for d in dims:
-                size *= d
-            data = bytearray()
+class _IdxFile:
+    """One open IDX file of unsigned bytes, plain or gzipped (recognised by its content),
+    read in two steps so that both files of a pair can be checked before either payload
+    is read: ``_IdxFile(stack, ...)`` opens it (closed with ``stack``) and reads and
+    checks its header (``dims``, ``size`` = the number of values, at most
+    ``_IDX_MAX_BYTES``); ``payload()`` then reads the values."""
+
+    def __init__(self, stack, path, magic: int, what: str):
+        self.path = os.fspath(path)
+        self.what = what
+        with open(self.path, "rb") as fh:
+            self.gz = fh.read(2) == b"\x1f\x8b"
+        ndim = magic & 0xFF
+        self.head_len = 4 + 4 * ndim
+        with self._errors():
+            self.fh = stack.enter_context((gzip.open if self.gz else open)(self.path, "rb"))
+            head = self.fh.read(self.head_len)
+        if len(head) < 4:
+            raise self._error(f"is too short to be an IDX file ({len(head)} bytes)")
+        got = int.from_bytes(head[:4], "big")
+        if got != magic:
+            raise self._error(f"is not an IDX file of {ndim}-D unsigned bytes: expected "
+                              f"magic number 0x{magic:08X}, got 0x{got:08X}")
+        if len(head) < self.head_len:
+            raise self._error("is truncated in its header")
+        self.dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big")
+                          for i in range(ndim))
+        self.size = 1
+        for d in self.dims:
+            self.size *= d
+        if self.size > _IDX_MAX_BYTES:
+            raise self._error(f"declares {self.dims}, {self.size} values: more than the "
+                              f"limit of {_IDX_MAX_BYTES} values per file "
+                              "(fastdl.datasets._IDX_MAX_BYTES)")
+
+    def _error(self, msg):
+        return ValueError(f"{self.what}: {self.path!r} {msg}")
+
+    @contextlib.contextmanager
+    def _errors(self):
+        # a broken gzip stream or an unreadable file is a malformed input: ValueError
+        try:
+            yield
+        except (OSError, EOFError, zlib.error) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise self._error(f"could not be read as {'gzipped ' if self.gz else ''}"
+                              f"IDX: {e}") from e
+
+    def _truncated(self, n):
+        return self._error(f"is truncated: its header declares {self.dims}, {self.size} "
+                           f"values, and it holds {n}")
+
+    def _too_long(self):
+        return self._error(f"holds more data than its header declares, {self.dims} "
+                           "(trailing bytes or a wrong header)")
+
+    def payload(self):
+        """The ``size`` values as a bytearray: exactly what the header declares, with
+        nothing after them.  Memory and time follow the file's real content, never its
+        declared size: the data are read (and decompressed) in blocks of at most
+        ``_READ_BLOCK`` bytes and refused as soon as they run past the declared size."""
+        if not self.gz:
+            # a plain file's length tells a wrong size before anything is read
+            st = os.fstat(self.fh.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size != self.head_len + self.size:
+                n = st.st_size - self.head_len
+                raise self._truncated(n) if n < self.size else self._too_long()
+        data = bytearray()
+        with self._errors():
             while True:
-                block = fh.read(min(_READ_BLOCK, size + 1 - len(data)))
+                # one byte past the declared size: the stream must end there
+                block = self.fh.read(min(_READ_BLOCK, self.size + 1 - len(data)))
                 if not block:
                     break
                 data += block
-                if len(data) > size:
-                    raise ValueError(f"{what}: {path!r} holds more data than its header "
-                                     f"declares, {dims} (trailing bytes or a wrong header)")
-    except (OSError, EOFError, zlib.error) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ValueError(f"{what}: {path!r} could not be read as {'gzipped ' if gz else ''}"
-                         f"IDX: {e}") from e
-    if len(data) < size:
-        raise ValueError(f"{what}: {path!r} is truncated: its header declares {dims}, "
-                         f"{size} values, and it holds {len(data)}")
-    return dims, data
+                if len(data) > self.size:
+                    raise self._too_long()
+        if len(data) < self.size:
+            raise self._truncated(len(data))
+        return data
 
 
 def load_idx(images_path, labels_path, channel_axis=False):
@@ -143,10 +189,15 @@ def load_idx(images_path, labels_path, channel_axis=False):
     """
     if not isinstance(channel_axis, (bool, np.bool_)):
         raise TypeError(f"channel_axis: expected a bool, got {type(channel_axis).__name__}")
-    dims, data = _read_idx(images_path, _IDX_IMAGES, "images_path")
-    (count,), labels = _read_idx(labels_path, _IDX_LABELS, "labels_path")
-    if count != dims[0]:
-        raise ValueError(f"labels_path: {count} labels for {dims[0]} images")
+    with contextlib.ExitStack() as stack:
+        # both headers, and the counts they declare, are checked before either payload is
+        # read: a header that lies costs no more than the header
+        images = _IdxFile(stack, images_path, _IDX_IMAGES, "images_path")
+        labels = _IdxFile(stack, labels_path, _IDX_LABELS, "labels_path")
+        dims, (count,) = images.dims, labels.dims
+        if count != dims[0]:
+            raise ValueError(f"labels_path: {count} labels for {dims[0]} images")
+        data, labels = images.payload(), labels.payload()
     X = np.frombuffer(data, np.uint8).reshape(dims).astype(np.float32)
     X /= 255  # in float32: k / 255 rounded once
     if channel_axis:

@@ -154,17 +154,148 @@ def test_load_idx_malformed(tmp_path, mnist_like):
         datasets.load_idx(ip, lp, channel_axis="yes")
 
 
+def idx_head(magic, dims):
+    """The header of an IDX file: ``magic``, then ``dims`` as 32-bit big-endian counts."""
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def gzip_bomb(path, head, n):
+    """A gzipped IDX file: ``head`` then ``n`` zero bytes, about n / 1000 bytes of file."""
+    import gzip
+
+    with gzip.open(path, "wb") as fh:
+        fh.write(head)
+        block = bytes(1 << 20)
+        for i in range(0, n, len(block)):
+            fh.write(block[:n - i])
+    return path
+
+
+def refused(call):
+    """(the ValueError ``call()`` raises, the seconds it took, the peak memory it
+    allocated in bytes, as tracemalloc sees it)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(ValueError) as e:
+            call()
+    finally:
+        seconds = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return str(e.value), seconds, peak
+
+
+MB = 1 << 20
+BOMB = 32 * MB  # what the bombs below decompress to (their files are ~32 KB)
+
+
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 def test_load_idx_huge_declared_sizes_are_refused_quickly(tmp_path, gz):
     # a header declaring 2**32 - 1 images of 65535 x 65535 pixels over 100 real bytes:
-    # refused as truncated without allocating the declared size
-    import time
-
-    head = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big")
-                                                  for d in (2**32 - 1, 65535, 65535))
-    ip = write(tmp_path / "i", head + bytes(100), gz)
+    # refused from the header alone, the declared size is past the limit
+    ip = write(tmp_path / "i", idx_head(0x803, (2**32 - 1, 65535, 65535)) + bytes(100), gz)
     lp = write(tmp_path / "l", idx_bytes(np.zeros(3)))
-    t = time.perf_counter()
-    with pytest.raises(ValueError, match="truncated"):
+    msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+    assert msg.startswith("images_path") and "limit" in msg and "_IDX_MAX_BYTES" in msg
+    assert seconds < 0.5 and peak < MB
+    # under the limit, 60000 28 x 28 images (47 MB) declared over 100 real bytes: refused
+    # as truncated, without allocating the declared size
+    ip = write(tmp_path / "i", idx_head(0x803, (60000, 28, 28)) + bytes(100), gz)
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(60000)))
+    msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+    assert msg.startswith("images_path") and "truncated" in msg
+    assert seconds < 0.5 and peak < 4 * MB
+
+
+def test_load_idx_gzip_bomb_is_refused_before_reading(tmp_path):
+    # the audit's case, scaled down: a small gzip stream whose header declares 2**32 - 1
+    # images and that decompresses to far more than its size; the labels file declares
+    # 1 label.  It used to be read (decompressed) whole before any check.
+    ip = gzip_bomb(tmp_path / "i", idx_head(0x803, (2**32 - 1, 28, 28)), BOMB)
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(1)))
+    msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+    assert seconds < 0.5 and peak < 4 * MB
+    assert msg.startswith("images_path") and "limit" in msg
+    # a labels file that is the bomb, with headers that agree (images of 0 x 0 pixels,
+    # 0 bytes of payload): the labels' declared size is past the limit too
+    ip = write(tmp_path / "i0", idx_head(0x803, (2**32 - 1, 0, 0)))
+    lp = gzip_bomb(tmp_path / "l0", idx_head(0x801, (2**32 - 1,)), BOMB)
+    msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+    assert seconds < 0.5 and peak < 4 * MB
+    assert msg.startswith("labels_path") and "limit" in msg
+
+
+def test_load_idx_size_limit(tmp_path, monkeypatch, mnist_like):
+    images, labels = mnist_like  # 7 x 5 x 4 = 140 values
+    ip = write(tmp_path / "i", idx_bytes(images), gz=True)
+    lp = write(tmp_path / "l", idx_bytes(labels), gz=True)
+    monkeypatch.setattr(datasets, "_IDX_MAX_BYTES", 140)
+    X, y = datasets.load_idx(ip, lp)  # at the limit: read
+    np.testing.assert_array_equal(X, (images / 255).astype(np.float32))
+    monkeypatch.setattr(datasets, "_IDX_MAX_BYTES", 139)
+    with pytest.raises(ValueError, match=r"images_path: .* \(7, 5, 4\), 140 values: more "
+                                         r"than the limit of 139 values per file"):
         datasets.load_idx(ip, lp)
-    assert time.perf_counter() - t < 5
+    monkeypatch.setattr(datasets, "_IDX_MAX_BYTES", 6)
+    with pytest.raises(ValueError, match=r"labels_path: .* \(7,\), 7 values: more than"):
+        datasets.load_idx(write(tmp_path / "i0", idx_bytes(np.zeros((7, 0, 0)))), lp)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_load_idx_headers_are_checked_before_the_payloads(tmp_path, gz):
+    # images whose 32 MB of values are all there, and a labels file one label short:
+    # refused from the two headers, nothing of the images' payload read
+    n = BOMB // 784
+    head = idx_head(0x803, (n, 28, 28))
+    ip = gzip_bomb(tmp_path / "i", head, n * 784) if gz else \
+        write(tmp_path / "i", head + bytes(n * 784))
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(n - 1)), gz)
+    msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+    assert msg == f"labels_path: {n - 1} labels for {n} images"
+    assert seconds < 0.5 and peak < 4 * MB
+    # a truncated images payload and a count mismatch: the mismatch (in the headers) is
+    # what is reported; so is a labels file that is not one, before the images' payload
+    ip = write(tmp_path / "t", head + bytes(100), gz)
+    with pytest.raises(ValueError, match=f"labels_path: {n - 1} labels for {n} images"):
+        datasets.load_idx(ip, lp)
+    with pytest.raises(ValueError, match="labels_path: .* magic number"):
+        datasets.load_idx(ip, ip)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_load_idx_exact_payload(tmp_path, mnist_like, gz):
+    # the values must be exactly what the headers declare: one short or one more is
+    # refused, in either file, plain or gzipped
+    images, labels = mnist_like
+    good_i, good_l = idx_bytes(images), idx_bytes(labels)
+    cases = [
+        ("images_path", good_i[:-1], good_l, "is truncated: its header declares (7, 5, 4), "
+                                             "140 values, and it holds 139"),
+        ("images_path", good_i + b"\0", good_l, "holds more data than its header"),
+        ("labels_path", good_i, good_l[:-1], "is truncated: its header declares (7,), "
+                                             "7 values, and it holds 6"),
+        ("labels_path", good_i, good_l + b"\0" * 5, "holds more data than its header"),
+    ]
+    for name, img, lab, match in cases:
+        a = write(tmp_path / "a", img, gz)
+        b = write(tmp_path / "b", lab, gz)
+        with pytest.raises(ValueError, match=name) as e:
+            datasets.load_idx(a, b)
+        assert match in str(e.value), (match, str(e.value))
+
+
+def test_load_idx_plain_file_of_wrong_length_is_refused_before_reading(tmp_path):
+    # a plain file's length gives away a truncated payload or trailing bytes: refused
+    # without reading the 32 MB that are there
+    n = BOMB // 784
+    head = idx_head(0x803, (n, 28, 28))
+    lp = write(tmp_path / "l", idx_bytes(np.zeros(n)))
+    for extra, match in ((-1, "truncated"), (1, "more data")):
+        ip = write(tmp_path / "i", head + bytes(n * 784 + extra))
+        msg, seconds, peak = refused(lambda: datasets.load_idx(ip, lp))
+        assert msg.startswith("images_path") and match in msg
+        assert seconds < 0.5 and peak < 4 * MB
