@@ -97,6 +97,25 @@ def test_every_hyper_parameter_and_the_step_count_round_trip(tmp_path):
         assert s2["step"] == m.optimizer.steps > 0 and s2["lr"] == 0.0123
 
 
+def test_the_backend_round_trips(tmp_path, monkeypatch):
+    # a model on a chosen backend goes on with the same kernels after a load; one on the
+    # default backend writes no backend (older readers refuse unknown keys)
+    from fastdl import _config
+
+    X, y = np.random.default_rng(0).random((20, 4)).astype(np.float32), np.arange(20) % 2
+    for backend in (None, "numpy"):
+        m = nn.Sequential(nn.Dense(4, 2), seed=0, backend=backend)
+        m.fit(X, y, epochs=1, verbose=0, seed=0)
+        m.save(tmp_path / "m.npz")
+        assert fastdl.load(tmp_path / "m.npz").backend == backend
+        assert ("backend" in json.loads(np.load(tmp_path / "m.npz")["meta"].tobytes())) \
+            == (backend is not None)
+    # saved on a backend this installation lacks: the default, with a warning
+    monkeypatch.setattr(_config, "backends", lambda: ["cython"])
+    with pytest.warns(RuntimeWarning, match="backend 'numpy'"):
+        assert fastdl.load(tmp_path / "m.npz").backend is None
+
+
 def test_from_state_dict():
     p = nn.Sequential(nn.Dense(3, 2), seed=0).parameters()
     a = optim.SGD(p, lr=0.1, momentum=0.5, clip_value=1.0)
@@ -304,6 +323,7 @@ CRAFTED = [
     (("crc32",), -1), (("crc32",), 2**32), (("crc32",), "0"), (("crc32",), 0),
     (("epochs_trained",), -1), (("epochs_trained",), 2**70), (("seed",), -1),
     (("seed",), 2**200), (("seed",), "7"), (("extra",), 1),
+    (("backend",), "tpu"), (("backend",), 1), (("backend",), ["numpy"]),
     (("optimizer",), None), (("optimizer",), {"type": "Adam"}),
     (("optimizer", "type"), "RMSprop"), (("optimizer", "type"), "SGD"),
     (("optimizer", "state"), []), (("optimizer", "state", "lr"), "x"),

@@ -23,6 +23,7 @@ import zlib
 
 import numpy as np
 
+from fastdl._config import BACKENDS_ALL
 from fastdl.nn.base import LAYER_TYPES
 from fastdl.nn.losses import LOSSES, check_loss, check_output
 
@@ -49,6 +50,8 @@ def save(model, path):
             "num_params": int(data.size),
             "crc32": zlib.crc32(np.ascontiguousarray(data).view(np.uint8)) & 0xFFFFFFFF,
             "epochs_trained": int(model.epochs_trained), "seed": model._seed}
+    if model.backend is not None:  # absent for the default, as files before it
+        meta["backend"] = model.backend
     arrays = {"params": data}
     if model.optimizer is not None:
         state, opt_arrays = {}, {}
@@ -182,10 +185,27 @@ def _load(fh, file_size):
         raise _Bad(f"metadata: {e}") from None
     model.epochs_trained = meta.get("epochs_trained", 0)
     model._seed = meta.get("seed")
+    model.backend = _saved_backend(meta.get("backend"))
     if "optimizer" in meta:
         model.optimizer = _load_optimizer(archive, meta["optimizer"], model._params, dtype)
     archive.check_all_read()
     return model
+
+
+def _saved_backend(name):
+    # the backend the model was saved with, so that fit goes on with the same kernels;
+    # where it is not installed, the default one, with a warning (the results may then
+    # differ in the last bits)
+    from fastdl import _config
+
+    if name is None or name in _config.backends():
+        return name
+    import warnings
+
+    warnings.warn(f"the model was saved with backend {name!r}, which is not available here: "
+                  f"it runs on the default backend, {_config.get_backend()!r}",
+                  RuntimeWarning, stacklevel=4)
+    return None
 
 
 def _load_optimizer(archive, o, params, dtype):
@@ -328,7 +348,7 @@ class _Archive:
 
 # ------------------------------------------------------------------- metadata
 _REQUIRED = {"format", "version", "architecture", "loss", "num_params", "crc32"}
-_OPTIONAL = {"optimizer", "epochs_trained", "seed"}
+_OPTIONAL = {"optimizer", "epochs_trained", "seed", "backend"}
 
 
 def _orders(dtype):
@@ -369,6 +389,9 @@ def _check_meta(meta):
     s = meta.get("seed")
     if s is not None and (not _is_int(s) or not 0 <= s < 2**128):
         raise _Bad(f"metadata: seed must be null or an int in [0, 2**128), got {s!r}")
+    b = meta.get("backend")
+    if b is not None and b not in BACKENDS_ALL:
+        raise _Bad(f"metadata: backend must be null or one of {BACKENDS_ALL}, got {b!r}")
     if "optimizer" in meta:
         _check_optimizer_meta(meta["optimizer"])
     return meta
