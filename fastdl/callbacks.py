@@ -35,7 +35,13 @@ class EarlyStopping(Callback):
     An epoch improves on the best so far when ``value < best - min_delta`` (mode
     ``"min"``) or ``value > best + min_delta`` (mode ``"max"``).  With
     ``restore_best_weights`` the model's parameters are set back to those of the best
-    epoch when training ends (whether it stopped early or ran out of epochs).
+    epoch when training ends (whether it stopped early or ran out of epochs), and so is
+    the state of ``model.optimizer`` (its ``state_dict()``: step count, Adam's moments,
+    SGD's velocity, learning rate), so that model and optimizer are again the state of
+    that epoch: after a divergence the next ``fit`` goes on from finite moments and
+    ``model.save`` writes them.  The callback keeps one snapshot (parameters and
+    optimizer state of the best epoch so far); an optimizer without ``state_dict``/
+    ``load_state_dict`` gets its parameters back only.
     ``stopped_epoch`` is the epoch at which training stopped (None if it did not);
     ``best_epoch`` and ``best`` record the best epoch and value.
     """
@@ -59,7 +65,12 @@ class EarlyStopping(Callback):
         self.best_epoch = None
         self.stopped_epoch = None
         self._best_weights = None
+        self._best_state = None
         self._model = model
+        # fit has made it model.optimizer by now: the one whose state goes with the weights
+        opt = getattr(model, "optimizer", None)
+        self._optimizer = opt if hasattr(opt, "state_dict") and \
+            hasattr(opt, "load_state_dict") else None
 
     def _improved(self, value):
         if self.mode == "min":
@@ -76,10 +87,7 @@ class EarlyStopping(Callback):
         elif self.best_epoch is None or self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                data = self._model.parameters().data
-                if self._best_weights is None:
-                    self._best_weights = np.empty_like(data)
-                np.copyto(self._best_weights, data)
+                self._snapshot()
             return False
         else:
             self.wait += 1
@@ -88,6 +96,23 @@ class EarlyStopping(Callback):
             return True
         return False
 
+    def _snapshot(self):
+        """Keep the parameters and the optimizer state of this (best so far) epoch."""
+        data = self._model.parameters().data
+        if self._best_weights is None:
+            self._best_weights = np.empty_like(data)
+        np.copyto(self._best_weights, data)
+        if self._optimizer is not None:
+            # the weights alone are half a state: the moments (or velocity) at the end
+            # of a diverged run are inf/NaN and would NaN the restored weights at the
+            # next step, and Adam's bias correction needs the step count that goes
+            # with them.  state_dict() copies; drop the previous copy first so that
+            # one snapshot is held at a time
+            self._best_state = None
+            self._best_state = self._optimizer.state_dict()
+
     def on_train_end(self, model):
         if self.restore_best_weights and self._best_weights is not None:
             np.copyto(model.parameters().data, self._best_weights)
+            if self._best_state is not None:
+                self._optimizer.load_state_dict(self._best_state)

@@ -397,7 +397,8 @@ class Sequential(Layer, register=False):
         warns once per layer with a ``GradientWarning``.  An epoch whose loss, gradient
         or parameters are not finite (a diverging run) ends training with a
         ``DivergenceWarning``: the parameters are then not usable (an
-        ``EarlyStopping(restore_best_weights=True)`` callback restores the best epoch's).
+        ``EarlyStopping(restore_best_weights=True)`` callback restores the best epoch's,
+        and the optimizer's state of that epoch).
 
         ``distributed=True`` trains data-parallel over MPI (``pip install
         "fastdl[mpi]"``; launch every rank with ``mpirun -n K python script.py``; every
