@@ -209,6 +209,26 @@ def test_class_weight_that_would_make_nan_parameters_is_refused(cw, match):
     np.testing.assert_array_equal(m.parameters().data, before)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_a_batch_whose_rows_all_weigh_zero(loss):
+    # class 0 weighs 0 and the last batch holds only class 0: that batch adds 0 to the
+    # loss and a zero gradient (its 0 / 0 made every parameter NaN, or the loss NaN and
+    # a false divergence)
+    X, y = blobs(n=66, c=2)
+    order = np.argsort(y != 0, kind="stable")[::-1]  # class 0 last
+    X, y = X[order], y[order]
+    assert np.all(y[64:] == 0)
+    m = mlp(c=2) if loss == "cross_entropy" else \
+        nn.Sequential(nn.Dense(6, 8, "relu"), nn.Dense(8, 1), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nn.DivergenceWarning)
+        h = m.fit(X, y, loss=loss, class_weight={0: 0.0}, batch_size=32, epochs=3,
+                  shuffle=False, seed=0, verbose=0, validation_data=(X[64:], y[64:]))
+    assert len(h.epoch) == 3 and np.isfinite(h.history["loss"]).all()
+    assert h.history["val_loss"] == [0.0, 0.0, 0.0]  # the validation rows all weigh 0
+    assert np.isfinite(m.parameters().data).all()
+
+
 def test_final_softmax_layer_is_folded_into_the_loss():
     X, y = blobs()
     m = nn.Sequential(nn.Dense(6, 16, "relu"), nn.Dense(16, 3), nn.Softmax(), seed=0)

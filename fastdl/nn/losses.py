@@ -168,7 +168,9 @@ def _ce_step(model, out, yb, weight):
         denom = float(n)  # probabilities: the mean is over rows whatever the weights (torch)
     else:
         denom = float(np.sum(weight[yb], dtype=np.float64))
-    scale = 1.0 / denom if denom != 0 else float("nan")
+    # a batch whose rows all weigh 0 adds 0 to the loss and a zero gradient (a NaN scale,
+    # 0 / 0, made every parameter NaN: a small last batch of a weight-0 class did it)
+    scale = 1.0 / denom if denom != 0 else 0.0
     kernel("softmax_cross_entropy", model.backend)(out, yb, w, rows, dlogits, 0.0, scale)
     return float(np.sum(rows, dtype=np.float64)) * scale * n, dlogits
 
@@ -184,6 +186,8 @@ def loss_grad(model, out, yb, loss, weight, need_grad=True):
     if loss == "cross_entropy" and need_grad:
         return _ce_step(model, out, yb, weight)
     if loss == "cross_entropy":
+        if weight is not None and yb.ndim == 1 and not np.any(weight[yb]):
+            return 0.0, None  # rows that all weigh 0, as in _ce_step
         lv, g = F.softmax_cross_entropy(out, yb, weight=weight, backend=be)
         return float(lv) * m, g
     if loss == "binary_cross_entropy":
@@ -195,7 +199,7 @@ def loss_grad(model, out, yb, loss, weight, need_grad=True):
         w = weight[1][(yb > 0.5).astype(np.intp)]
         wsum = float(w.sum())
         per = F.binary_cross_entropy_with_logits(out, yb, reduction="none", backend=be)
-        lv = float(np.sum(per * w)) / wsum if wsum > 0 else float("nan")
+        lv = float(np.sum(per * w)) / wsum if wsum > 0 else 0.0  # as in _ce_step
         g = None
         if need_grad:
             g = F.binary_cross_entropy_with_logits_backward(out, yb, reduction="sum",
