@@ -85,6 +85,75 @@ def test_schedule_returning_no_number_is_named():
                   verbose=0)
 
 
+def _state(m):
+    return (m.parameters().data.copy(), m.optimizer, m.loss, m.history, m._seed,
+            m.epochs_trained)
+
+
+def _unchanged(m, before):
+    now = _state(m)
+    np.testing.assert_array_equal(now[0], before[0])
+    assert now[1:] == before[1:] or all(a is b for a, b in zip(now[1:], before[1:]))
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    # refused only in the first epoch's loop, after fit had replaced the optimizer, loss,
+    # seed and history (a trained Adam's state was lost)
+    (dict(schedule=lambda e: -1.0), ValueError, r"schedule\(2\)"),
+    (dict(schedule=lambda e: "x"), TypeError, r"schedule\(2\)"),
+    # refused at the end of the first epoch, after a full epoch of training
+    (dict(callbacks=[callbacks.EarlyStopping()]), ValueError, r"callbacks\[0\].*val_loss"),
+    (dict(schedule=None, callbacks=[callbacks.EarlyStopping(monitor="val_accuracy")],
+          validation_data=None), ValueError, "val_accuracy"),
+    (dict(callbacks=[callbacks.EarlyStopping]), TypeError, r"callbacks\[0\].*class"),
+    (dict(callbacks=1), TypeError, "callbacks"),
+    (dict(validation_data=(np.zeros((0, 6), np.float32), np.zeros(0, int))), ValueError,
+     r"validation_data\[0\]"),
+])
+def test_refused_fit_leaves_the_model_as_it_was(kw, exc, match):
+    X, y = blobs()
+    m = mlp()
+    m.fit(X, y, epochs=2, seed=1, verbose=0)
+    before = _state(m)
+    with pytest.raises(exc, match=match):
+        m.fit(X, y, optimizer="sgd", seed=5, verbose=0, **kw)
+    _unchanged(m, before)
+
+
+def test_a_monitored_key_of_fits_logs_is_checked_before_training():
+    from fastdl import schedules
+
+    X, y = blobs()
+    t = X[:, :2].copy()
+    m = nn.Sequential(nn.Dense(6, 2), seed=0)
+    with pytest.raises(ValueError, match="mse"):
+        m.fit(X, t, loss="mse", epochs=1, verbose=0, validation_split=0.2,
+              callbacks=[callbacks.EarlyStopping(monitor="val_accuracy", mode="max")])
+    with pytest.raises(ValueError, match="schedule: it monitors 'val_loss'"):
+        m.fit(X, t, loss="mse", epochs=1, verbose=0,
+              schedule=schedules.ReduceLROnPlateau(0.01))
+    assert m.epochs_trained == 0
+    # with validation, and keys of the training logs, it runs
+    m.fit(X, t, loss="mse", epochs=1, verbose=0, validation_split=0.2,
+          callbacks=[callbacks.EarlyStopping(), callbacks.EarlyStopping(monitor="loss")])
+
+
+def test_fit_makes_its_optimizer_on_the_models_backend():
+    X, y = blobs()
+    m = nn.Sequential(nn.Dense(6, 3), seed=0, backend="numpy")
+    m.fit(X, y, epochs=1, verbose=0)
+    assert m.optimizer.backend == "numpy"
+    m.fit(X, y, optimizer="sgd", epochs=1, verbose=0)
+    assert m.optimizer.backend == "numpy"
+
+
+def test_a_refused_seed_leaves_the_layers_free():
+    layers = (nn.Dense(6, 8, "relu"), nn.Dense(8, 3, "softmax"))
+    with pytest.raises(ValueError, match="seed"):
+        nn.Sequential(*layers, seed=-1)
+    nn.Sequential(*layers, seed=0)  # "this layer already belongs to another model" before
+
+
 def test_evaluate_on_no_rows_is_refused():
     # as fit does: the mean over no rows read loss nan and accuracy 0.0
     X, y = blobs()

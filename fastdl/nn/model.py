@@ -78,8 +78,10 @@ class Sequential(Layer, register=False):
     def __init__(self, *layers, dtype=np.float32, seed=None, backend=None):
         from fastdl.data import _rng
 
-        self._build(layers, dtype, backend)
+        # before _build, which binds the layers to this model: refused after it, they
+        # could not go into a corrected model
         rng = _rng(seed)  # None, an int >= 0 or a Generator, else an error naming seed
+        self._build(layers, dtype, backend)
         for layer in self.layers:
             layer.init_params(rng)
 

@@ -217,10 +217,20 @@ def _checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
         V.check_int("initial_epoch", initial_epoch, 0)
     if schedule is not None and not callable(schedule):
         raise TypeError("schedule: expected a callable schedule(epoch) -> lr")
+    if schedule is not None:
+        # its first rate, before anything changes (refused in the loop, it had already
+        # replaced the model's optimizer and history); each epoch's is checked there
+        V.check_finite(f"schedule({a.first})", schedule(a.first), lo=0.0)
     if augment is not None and not callable(augment):
         raise TypeError("augment: expected a callable augment(xb, rng) -> xb")
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks: expected a list of callbacks, got "
+                        f"{type(callbacks).__name__}")
     a.callbacks = list(callbacks) if callbacks is not None else []
     for i, cb in enumerate(a.callbacks):
+        if isinstance(cb, type):
+            raise TypeError(f"callbacks[{i}]: expected a callback, got the class "
+                            f"{cb.__name__} (call it: {cb.__name__}())")
         if not hasattr(cb, "on_epoch_end"):
             raise TypeError(f"callbacks[{i}]: expected a fastdl.callbacks.Callback, got "
                             f"{type(cb).__name__}")
@@ -233,6 +243,8 @@ def _checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
             raise TypeError("validation_data: expected a tuple (X_val, y_val)")
         Xv = model._check_X(validation_data[0], "validation_data[0]")
         _check_finite("validation_data[0]", Xv)
+        if Xv.shape[0] == 0:  # as X: a mean over no rows is no score (val_loss read nan)
+            raise ValueError("validation_data[0]: expected at least one row, got 0")
         yv = check_y(validation_data[1], Xv.shape[0], loss, model._out_shape(Xv.shape[1:]),
                      model.dtype, "validation_data[1]")
         a.validation = (Xv, yv)
@@ -241,10 +253,30 @@ def _checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
         if n_val < 1 or n_val >= n:
             raise ValueError(f"validation_split: {validation_split} of {n} rows leaves "
                              "no training or no validation rows")
+    _check_monitors(a.callbacks, schedule, a.validation is not None or validation_split > 0,
+                    loss)
     a.weight = None if class_weight is None else \
         class_weight_array(class_weight, a.y, loss, out_shape[0], model.dtype)
     a.opt = _make_optimizer(model, optimizer)
     return a
+
+
+def _check_monitors(callbacks, schedule, validated, loss):
+    # a callback or schedule watching a key that fit will not log was refused only at the
+    # end of the first epoch, after a full epoch of training.  Keys of fit's own logs
+    # only: another callback may add keys of its own
+    watchers = [(f"callbacks[{i}]", cb) for i, cb in enumerate(callbacks)] + \
+        ([("schedule", schedule)] if schedule is not None else [])
+    for where, w in watchers:
+        key = getattr(w, "monitor", None)
+        if not isinstance(key, str):
+            continue
+        if key.startswith("val_") and not validated:
+            raise ValueError(f"{where}: it monitors {key!r}, which fit logs only with "
+                             "validation_data or validation_split")
+        if key.removeprefix("val_") == "accuracy" and loss == "mse":
+            raise ValueError(f"{where}: it monitors {key!r}, which fit does not log for "
+                             "the mse loss")
 
 
 class _Run:
@@ -436,11 +468,14 @@ def _non_finite(model, logs, norms):
 def _make_optimizer(model, optimizer):
     from fastdl.optim import SGD, Adam
 
+    # the model's backend for the optimizers fit makes, as for every other kernel
     if optimizer is None:
-        return model.optimizer if model.optimizer is not None else Adam(model._params)
+        return model.optimizer if model.optimizer is not None else \
+            Adam(model._params, backend=model.backend)
     if isinstance(optimizer, str):
         name = V.check_choice("optimizer", optimizer.lower(), ("adam", "sgd"))
-        return Adam(model._params) if name == "adam" else SGD(model._params, lr=0.01)
+        return Adam(model._params, backend=model.backend) if name == "adam" else \
+            SGD(model._params, lr=0.01, backend=model.backend)
     if not hasattr(optimizer, "step"):
         raise TypeError("optimizer: expected None, 'adam', 'sgd' or an optimizer, got "
                         f"{type(optimizer).__name__}")
