@@ -104,7 +104,8 @@ class Softmax(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """``max(alpha x, x)``; ``alpha`` finite."""
+    """``x`` for ``x > 0``, ``alpha x`` below (``max(alpha x, x)`` for ``alpha <= 1``);
+    ``alpha`` finite."""
     name = "leaky_relu"
 
     def __init__(self, alpha=0.1):

@@ -83,6 +83,10 @@ class Dense(WeightLayer):
         if alpha is None:
             alpha = 0.0 if default is None else default
         self.alpha = check_alpha(alpha)
+        if default is None and self.alpha != 0.0:
+            # it would be ignored (0.0 is what get_config writes for these activations)
+            raise ValueError(f"alpha: the activation {activation!r} takes no alpha (only "
+                             f"leaky_relu and elu do), got {alpha}")
         if activation in ("leaky_relu", "elu") and self.alpha < 0:
             # leaky_relu: with a negative slope the output's sign no longer tells the
             # input's; elu: the kernels refuse it
