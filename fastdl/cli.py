@@ -13,11 +13,10 @@ import math
 import os
 import sys
 import tempfile
-import textwrap
 import time
-from typing import NamedTuple
 
-from fastdl import _threads, callbacks
+from fastdl import _threads, _train_plot, callbacks
+from fastdl import _train_setup as _setup
 
 RUNS = "runs"  # default output folder, in the current folder; .gitignore covers it
 # --hidden's widest layer: 2**31 - 1 units would need 6.4 TB of weights after the digits'
@@ -128,89 +127,6 @@ def _info(args):
 
 
 # ---- fastdl train ---------------------------------------------------------
-
-class Data(NamedTuple):
-    train: tuple
-    val: tuple
-    test: tuple
-    image_shape: tuple  # (H, W) of one image, for augmentation and the description
-    num_classes: int
-
-
-def _digits(images, seed):
-    """The 8x8 digits split 64/16/20 into train/validation/test, stratified.  ``images``:
-    (N, 8, 8) arrays instead of (N, 64) rows."""
-    from fastdl import data, datasets
-
-    X, y = datasets.load_digits(images=images)
-    X_tmp, X_test, y_tmp, y_test = data.split(X, y, test_size=0.2, seed=seed)
-    X_train, X_val, y_train, y_val = data.split(X_tmp, y_tmp, test_size=0.2, seed=seed + 1)
-    return Data((X_train, y_train), (X_val, y_val), (X_test, y_test), (8, 8), 10)
-
-
-def _build_mlp(args, data, backend):
-    from fastdl import nn
-
-    layers = []
-    f = data.train[0].shape[1]
-    for h in args.hidden:
-        layers.append(nn.Dense(f, h, activation="relu"))
-        if args.dropout > 0:
-            layers.append(nn.Dropout(args.dropout))
-        f = h
-    layers.append(nn.Dense(f, data.num_classes, init="xavier"))
-    model = nn.Sequential(*layers, seed=args.seed, backend=backend)
-    widths = [data.train[0].shape[1], *args.hidden, data.num_classes]
-    return model, "MLP " + "-".join(map(str, widths))
-
-
-def _build_cnn(args, data, backend):
-    from fastdl import nn
-
-    # two 3x3 convolutions (padding 1 keeps 8x8), one pool: 32 maps of 4x4.  Held-out
-    # accuracy over seeds 0-5: 0.989-1.0 (a second pool to 2x2 before the Dense:
-    # 0.981-0.997)
-    layers = [nn.Conv2D(1, 16, 3, padding=1, activation="relu"),
-              nn.Conv2D(16, 32, 3, padding=1, activation="relu"), nn.MaxPool2D(2),
-              nn.Flatten(), nn.Dense(32 * 4 * 4, 64, activation="relu")]
-    if args.dropout > 0:
-        layers.append(nn.Dropout(args.dropout))
-    layers.append(nn.Dense(64, data.num_classes, init="xavier"))
-    model = nn.Sequential(*layers, seed=args.seed, backend=backend)
-    return model, "CNN conv3x3(16)-conv3x3(32)-pool-dense(64)-dense(10)"
-
-
-class ModelSpec(NamedTuple):
-    build: object  # build(args, data, backend) -> (model, description)
-    images: bool  # the model takes (N, H, W) images, not flattened rows
-
-
-# `fastdl train --model NAME`: a new model is one entry here (its builder and the
-# layout of the data it takes); everything else in `train` is shared.
-MODELS = {"mlp": ModelSpec(_build_mlp, images=False),
-          # (N, 8, 8) images: the model reads them as (N, 1, 8, 8)
-          "cnn": ModelSpec(_build_cnn, images=True)}
-
-
-def _optimizer(args, params):
-    from fastdl import optim
-
-    if args.optimizer == "adam":
-        return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    return optim.SGD(params, lr=args.lr, momentum=args.momentum)
-
-
-def _schedule(args):
-    from fastdl import schedules
-
-    if args.schedule == "cosine":
-        return schedules.CosineAnnealing(args.lr, args.lr * 0.01, args.epochs)
-    if args.schedule == "step":
-        return schedules.StepDecay(args.lr, 0.5, max(1, args.epochs // 4))
-    if args.schedule == "exponential":
-        return schedules.ExponentialDecay(args.lr, 3.0 / args.epochs)  # lr / e^3 at the end
-    return None
-
 
 def _augmentation(args, data, images):
     if args.no_augment:
@@ -346,12 +262,12 @@ def _train(args):
     if args.threads:
         fastdl.set_num_threads(args.threads)
     backend = args.backend or fastdl.get_backend()
-    spec = MODELS[args.model]
+    spec = _setup.MODELS[args.model]
     with fastdl.use_backend(backend), contextlib.ExitStack() as quiet:
         if not leader:
             quiet.enter_context(contextlib.redirect_stdout(
                 quiet.enter_context(open(os.devnull, "w"))))
-        data = _digits(spec.images, args.seed)
+        data = _setup.digits(spec.images, args.seed)
         try:
             model, description = spec.build(args, data, backend)
         except MemoryError:
@@ -387,9 +303,9 @@ def _fit(args, model, data, images):
         else:
             cbs.append(_EpochLines(args.epochs, sys.stderr))
     t0 = time.perf_counter()
-    hist = model.fit(*data.train, optimizer=_optimizer(args, model.parameters()),
+    hist = model.fit(*data.train, optimizer=_setup.optimizer(args, model.parameters()),
                      epochs=args.epochs, batch_size=args.batch_size, validation_data=data.val,
-                     schedule=_schedule(args), callbacks=cbs,
+                     schedule=_setup.schedule(args), callbacks=cbs,
                      augment=_augmentation(args, data, images), seed=args.seed,
                      verbose=verbose, distributed=args.distributed)
     elapsed = time.perf_counter() - t0
@@ -428,53 +344,11 @@ def _save(args, model, hist, best, output, plot, title, cm):
     print(f"model saved to {output} (fastdl.load reads it)")
     if plot is not None:
         try:
-            _plot_training(hist, cm, plot, "fastdl train: " + title, _conditions(args), best)
+            _train_plot.plot_training(hist, cm, plot, "fastdl train: " + title,
+                                      _conditions(args), best)
         except OSError as e:
             raise _write_failed("plot", plot, e) from None
         print(f"plot saved to {plot}")
-
-
-def _plot_training(hist, cm, path, title, caption, best=None):
-    import matplotlib.pyplot as plt
-
-    fig = _figure(hist, cm, title, caption, best)
-    try:
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
-
-
-def _figure(hist, cm, title, caption, best=None):
-    """Loss and accuracy per epoch (train and validation) and the test confusion matrix."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    h = hist.history
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.8))
-    ep = [e + 1 for e in hist.epoch]
-    for a, key in ((ax[0], "loss"), (ax[1], "accuracy")):
-        a.plot(ep, h[key], label="train")
-        if "val_" + key in h:
-            a.plot(ep, h["val_" + key], label="validation")
-        if best is not None:
-            a.axvline(best + 1, color="grey", linestyle=":", label="best epoch (kept)")
-        a.set(title=key, xlabel="epoch")
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        a.legend()
-    im = ax[2].imshow(cm, cmap="Blues")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax[2].text(j, i, str(cm[i, j]), ha="center", va="center",
-                       color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
-    ax[2].set(title="confusion matrix (test)", xlabel="predicted", ylabel="actual",
-              xticks=range(cm.shape[1]), yticks=range(cm.shape[0]))
-    fig.colorbar(im, ax=ax[2])
-    fig.suptitle(title)
-    fig.text(0.5, 0.015, textwrap.fill(caption, 150), ha="center", va="bottom", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return fig
 
 
 # ---- fastdl bench ---------------------------------------------------------
@@ -490,7 +364,7 @@ def _bench(args):
 def _add_train_arguments(t):
     positive = _number(int, lo=1)
     add = t.add_argument
-    add("--model", choices=sorted(MODELS), default="mlp",
+    add("--model", choices=sorted(_setup.MODELS), default="mlp",
         help="the network to train (default: %(default)s)")
     add("--hidden", type=_layer_sizes, default=[256, 128], metavar="N,N,...",
         help="MLP hidden layer widths, comma-separated; '' for none (default: 256,128)")

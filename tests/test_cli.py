@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastdl
-from fastdl import cli, nn
+from fastdl import _train_plot, cli, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 FASTDL = Path(sys.executable).parent / "fastdl"  # the console script of this install
@@ -196,7 +196,7 @@ def test_plot_beside_the_model_with_integer_epochs_and_caption(tmp_path, capsys)
     caption = cli._conditions(args)
     assert "dropout p=0.1" in caption and "augmentation" in caption
     assert "training loss can sit above" in caption
-    fig = cli._figure(hist, np.eye(10, dtype=np.int64), "title", caption, best=1)
+    fig = _train_plot.figure(hist, np.eye(10, dtype=np.int64), "title", caption, best=1)
     try:
         for ax in fig.axes[:2]:
             lo, hi = ax.get_xlim()
