@@ -161,6 +161,13 @@ def random_flip(images, rng=None, p=0.5, axis="horizontal", *, layout="NHWC", ou
                 (flip_h.view(np.uint8), flip_v.view(np.uint8)), out)
 
 
+def _fill(fill, dtype) -> float:
+    # a finite fill that the images' dtype rounds to +-inf is refused (+-inf itself is
+    # a fill like any other)
+    fill = V.check_real("fill", fill)
+    return V.check_fits("fill", fill, dtype) if np.isfinite(fill) else fill
+
+
 @V.aligned_out
 def random_shift(images, max_shift=1, rng=None, fill=0.0, *, layout="NHWC", out=None,
                  backend=None):
@@ -186,7 +193,7 @@ def random_shift(images, max_shift=1, rng=None, fill=0.0, *, layout="NHWC", out=
     """
     x, x4, c = _images(images, layout)
     my, mx = _pair_of_ints("max_shift", max_shift, lo=0, hi=MAX_OFFSET)
-    fill = V.check_real("fill", fill)
+    fill = _fill(fill, x.dtype)
     out = V.make_out(out, x.shape, x.dtype)
     gen = _rng(rng, "rng")
     shifts = _uniform_ints(gen, x.shape[0], 2 * my + 1, 2 * mx + 1)
@@ -228,7 +235,7 @@ def random_crop(images, padding=1, rng=None, size=None, fill=0.0, *, layout="NHW
     if h > hh + 2 * padding or w > ww + 2 * padding:
         raise ValueError(f"size: expected at most ({hh + 2 * padding}, {ww + 2 * padding}) "
                          f"(the padded image), got {(h, w)}")
-    fill = V.check_real("fill", fill)
+    fill = _fill(fill, x.dtype)
     out = V.make_out(out, _out_shape(x, layout, h, w), x.dtype)
     gen = _rng(rng, "rng")
     offsets = _uniform_ints(gen, x.shape[0], hh + 2 * padding - h + 1,
@@ -257,7 +264,8 @@ def gaussian_noise(images, std, rng=None, clip=None, *, layout="NHWC", out=None,
     (N, H, W[, C]), the input's dtype.  NaN pixels stay NaN.
     """
     x, _, _ = _images(images, layout)  # elementwise: the layout changes nothing
-    std = V.check_finite("std", std, lo=0.0)  # inf made every pixel inf or nan
+    # inf, or a std that the images' dtype rounds to inf, made every pixel inf or nan
+    std = V.check_fits("std", V.check_finite("std", std, lo=0.0), x.dtype)
     if clip is None:
         lo, hi = -np.inf, np.inf
     else:

@@ -139,7 +139,12 @@ def class_weights(y, method="complement", num_classes=None) -> np.ndarray:
     """
     V.check_choice("method", method, ("complement", "balanced"))
     y, c = _int_labels(y, num_classes)
-    counts = np.bincount(y, minlength=c).astype(np.float64)
+    try:
+        counts = np.bincount(y, minlength=c).astype(np.float64)
+    except MemoryError:  # NumPy's message named nothing
+        name = "y" if num_classes is None else "num_classes"
+        raise ValueError(f"{name}: {V.show_int(c)} classes (labels 0..C-1) do not fit in "
+                         "memory; relabel to 0..C-1") from None
     n = float(y.shape[0])
     if method == "complement":
         return 1.0 - counts / n
@@ -232,6 +237,8 @@ def split(X, y, test_size=0.2, seed=None, stratify=True):
     -------
     X_train, X_test, y_train, y_test : copies, each part in random order.
     """
+    if not isinstance(stratify, (bool, np.bool_)):  # as kfold ("no" stratified)
+        raise TypeError(f"stratify: expected a bool, got {type(stratify).__name__}")
     X, y = _xy(X, y, y_ndim=1 if stratify else None)
     n = X.shape[0]
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):

@@ -147,8 +147,10 @@ def _check_zero_division(value) -> float:
 
 def _check_beta(beta) -> float:
     b = V.check_real("beta", beta, lo=0.0, lo_open=True)
-    if not np.isfinite(b):
-        raise ValueError(f"beta: expected a finite value > 0, got {beta}")
+    if not np.isfinite(b) or not np.isfinite(b * b):
+        # beta^2 overflowing made (1 + b^2) p r / (b^2 p + r) inf / inf: NaN, silently
+        raise ValueError(f"beta: expected a finite value > 0 whose square is finite, got "
+                         f"{beta}")
     return b
 
 

@@ -453,6 +453,10 @@ X3 = np.zeros((2, 4, 4), np.float32)
                              backend=b), ValueError, "out"),
     (lambda b: A.gaussian_noise(X3, -0.1, backend=b), ValueError, "std"),
     (lambda b: A.gaussian_noise(X3, "0.1", backend=b), TypeError, "std"),
+    # finite, but inf in float32: every pixel inf or nan
+    (lambda b: A.gaussian_noise(X3, 1e39, backend=b), ValueError, "std"),
+    (lambda b: A.random_shift(X3, 1, fill=1e39, backend=b), ValueError, "fill"),
+    (lambda b: A.random_crop(X3, 1, fill=-1e39, backend=b), ValueError, "fill"),
     (lambda b: A.gaussian_noise(X3, 0.1, clip=(1.0, 0.0), backend=b), ValueError, "clip"),
     (lambda b: A.gaussian_noise(X3, 0.1, clip=1.0, backend=b), ValueError, "clip"),
     (lambda b: A.gaussian_noise(X3, 0.1, backend="torch"), ValueError, "backend"),

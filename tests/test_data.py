@@ -136,6 +136,9 @@ def test_class_weights_absent_class_and_single_class():
     (dict(y=[[0, 1]]), ValueError, "y"),
     (dict(y=[0, 3], num_classes=3), ValueError, "y"),
     (dict(y=[0, 1], num_classes=0), ValueError, "num_classes"),
+    # 10**12 classes: NumPy's MemoryError named nothing
+    (dict(y=[0, 10**12]), ValueError, "^y: "),
+    (dict(y=[0, 1], num_classes=10**12), ValueError, "^num_classes: "),
 ])
 def test_class_weights_bad_input(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -262,6 +265,7 @@ def test_split_fraction_like_sklearn_and_seeded():
     (dict(y=np.zeros(9)), ValueError, "y"),
     (dict(y=np.zeros((10, 2))), ValueError, "y"),
     (dict(seed=2.0), TypeError, "seed"),
+    (dict(stratify="no"), TypeError, "stratify"),  # it stratified
 ])
 def test_split_bad_input(kw, exc, match):
     args = dict(X=np.zeros((10, 2)), y=np.arange(10) % 2, seed=0)

@@ -292,6 +292,7 @@ def test_scores_leave_inputs_unchanged():
     (lambda: M.fbeta([0, 1], [0, 1], -1.0), ValueError, "beta"),
     (lambda: M.fbeta([0, 1], [0, 1], np.inf), ValueError, "beta"),
     (lambda: M.fbeta([0, 1], [0, 1], np.nan), ValueError, "beta"),
+    (lambda: M.fbeta([0, 1], [0, 1], 1e160), ValueError, "beta"),  # beta^2 inf: it read nan
     (lambda: M.fbeta([0, 1], [0, 1], "2"), TypeError, "beta"),
     (lambda: M.f1([0, 1], [0, 1], zero_division=0.5), ValueError, "zero_division"),
     (lambda: M.f1([0, 1], [0, 1], zero_division="warn"), TypeError, "zero_division"),
