@@ -294,10 +294,10 @@ class SGD(_Optimizer):
         """One update over the whole buffer (clipping first, when set)."""
         g = self._grad_flat()
         scale = self._grad_scale(g)
-        self._step += 1
         kernel("sgd_update", self.backend)(g, self._w, self._velocity, self._lr, self._momentum,
                                            self._nesterov, self._l1, self._l2, scale,
                                            self._grad_clip())
+        self._step += 1  # after the update: an interrupt before it leaves both as they were
 
 
 class Adam(_Optimizer):
@@ -380,8 +380,11 @@ class Adam(_Optimizer):
         """One update over the whole buffer (clipping first, when set)."""
         g = self._grad_flat()
         scale = self._grad_scale(g)
-        self._step += 1
-        kernel("adam_update", self.backend)(g, self._w, self._m, self._v, self._step, self._lr,
+        # the count is taken after the update: Ctrl-C between an increment and the kernel
+        # left it one step ahead of the parameters (and of Adam's bias correction)
+        step = self._step + 1
+        kernel("adam_update", self.backend)(g, self._w, self._m, self._v, step, self._lr,
                                             self._beta1, self._beta2, self._eps,
                                             self._weight_decay, self._l1, self._l2, scale,
                                             self._grad_clip())
+        self._step = step
