@@ -446,6 +446,9 @@ def _after_fork_in_child() -> None:
     # every kernel on one thread.  OpenBLAS restarts its own threads after fork.
     global _load
     _load = None
+    omp = _ext[0] if _ext else None  # only if loaded: importing it here could deadlock
+    if omp is not None:
+        omp.reset_after_fork()
     if _libgomp_loaded():
         _state["forked_omp"] = True
         _reset(False)

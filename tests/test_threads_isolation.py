@@ -136,6 +136,49 @@ def test_blas_thread_counts_left_as_they_were(limit):
     assert same == "True" and int(count) >= 2 and inside == "[2]"
 
 
+_FORK_PROBE = """
+import os, threading
+import numpy as np, scipy.linalg
+from threadpoolctl import threadpool_info
+import fastdl, fastdl.functional as F
+def counts():
+    return sorted(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+fastdl.set_num_threads(2)
+x = np.ones((16, 8, 16, 16), np.float32)
+W = np.ones((8, 8, 3, 3), np.float32)
+F.conv2d_forward(x, W, backend="cython")  # SciPy's OpenBLAS loaded
+before = counts()
+busy = threading.Event()
+stop = False
+def loop():
+    while not stop:
+        F.conv2d_forward(x, W, backend="cython")  # a scoped call: BLAS at 1 inside
+        busy.set()
+t = threading.Thread(target=loop)
+t.start()
+busy.wait()
+r, w = os.pipe()
+pid = os.fork()  # while the thread may be inside a call that never returns in the child
+if pid == 0:
+    F.conv2d_forward(x, W, backend="cython")  # the child's own calls return
+    os.write(w, repr(counts() == before).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+stop = True
+t.join()
+print(os.read(r, 100).decode(), counts() == before)
+"""
+
+
+@pytest.mark.skipif("cython" not in fastdl.backends(), reason="needs the Cython backend")
+@TWO
+def test_blas_counts_restored_in_a_child_forked_during_a_call():
+    # the child inherited the other thread's call under way, which never returned there,
+    # so its BLAS counts stayed at fastdl's for good (in every run of 7)
+    results = {run_probe(_FORK_PROBE) for _ in range(3)}
+    assert results == {"True True"}, results
+
+
 _LAYER_PROBE = """
 import ctypes, os, sys
 if sys.argv[1] == "preload":

@@ -153,6 +153,20 @@ cdef inline void _blas_leave() noexcept:
                 _blas_set[i](_blas_saved[i])
 
 
+def reset_after_fork():
+    """In a child forked while another thread was inside a scoped call: that call never
+    returns here, so put back each BLAS's count from before it and forget the calls
+    under way (else the child's calls never restored it: BLAS stayed at fastdl's count
+    for good, measured)."""
+    global _blas_depth
+    cdef int i
+    if _blas_depth:
+        for i in range(_nblas):
+            if _blas_saved[i] != _blas_applied:
+                _blas_set[i](_blas_saved[i])
+        _blas_depth = 0
+
+
 cdef class Scoped:
     """``fn`` called with fastdl's thread count in force for OpenMP and BLAS, the
     caller's settings restored afterwards (see the module docstring).
