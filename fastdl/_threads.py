@@ -392,15 +392,37 @@ class _PyScoped:
         if _state["adaptive"] and time.monotonic() >= _py_due:
             _py_due = time.monotonic() + PERIOD
             update()
-        want = 1 if self.serial_blas else effective_threads()
-        saved = [(put, n) for get, put in _py_blas if (n := get()) != want]
-        for put, _ in saved:
-            put(want)
+        _py_blas_enter(1 if self.serial_blas else effective_threads())
         try:
             return self.fn(*args, **kwargs)
         finally:
-            for put, n in saved:
+            _py_blas_leave()
+
+
+# BLAS's count is process-wide: as the Cython Scoped, the first of the calls under way
+# saves the counts and sets its own, the last one out restores them.  Saved and restored
+# per call, two calls of other Python threads that ended in the other order than they
+# began left the count at the first one's (1, measured)
+_py_scope = {"depth": 0, "saved": []}
+_py_scope_lock = threading.Lock()
+
+
+def _py_blas_enter(want):
+    with _py_scope_lock:
+        if _py_scope["depth"] == 0:
+            _py_scope["saved"] = [(put, n) for get, put in _py_blas if (n := get()) != want]
+            for put, _ in _py_scope["saved"]:
+                put(want)
+        _py_scope["depth"] += 1
+
+
+def _py_blas_leave():
+    with _py_scope_lock:
+        _py_scope["depth"] -= 1
+        if _py_scope["depth"] == 0:
+            for put, n in _py_scope["saved"]:
                 put(n)
+            _py_scope["saved"] = []
 
 
 def blas_spin_seconds() -> float:
@@ -449,6 +471,11 @@ def _after_fork_in_child() -> None:
     omp = _ext[0] if _ext else None  # only if loaded: importing it here could deadlock
     if omp is not None:
         omp.reset_after_fork()
+    global _py_scope_lock
+    _py_scope_lock = threading.Lock()  # another thread may have held it at the fork
+    if _py_scope["depth"]:  # the same for the calls of _PyScoped
+        _py_scope["depth"] = 1
+        _py_blas_leave()
     if _libgomp_loaded():
         _state["forked_omp"] = True
         _reset(False)

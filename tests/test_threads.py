@@ -4,6 +4,7 @@ OpenMP's and BLAS's counts around a kernel call (no timing here)."""
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -290,3 +291,36 @@ def test_python_scoped_gives_blas_one_thread_for_serial_blas_kernels(threads_sta
     assert T._PyScoped(lambda: counts[0])() == 2
     assert T._PyScoped(lambda: counts[0], serial_blas=True)() == 1
     assert counts == [7]
+
+
+def test_python_scoped_restores_after_calls_that_end_out_of_order(threads_state,
+                                                                  monkeypatch):
+    # two Python threads' calls: the serial-BLAS one begins first, the other ends last.
+    # Saved and restored per call, the count was left at 1; now the last call out
+    # restores the count from before the first
+    counts = [7]
+    monkeypatch.setattr(T, "_py_blas", [(lambda: counts[0], lambda n: counts.__setitem__(0, n))])
+    fastdl.set_num_threads(2)
+    started, first_done, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first():  # serial BLAS: enters first, leaves first
+        def body():
+            started.set()
+            second_in.wait(10)
+        T._PyScoped(body, serial_blas=True)()
+        first_done.set()
+
+    def second():
+        started.wait(10)
+
+        def body():
+            second_in.set()
+            first_done.wait(10)
+        T._PyScoped(body)()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert counts == [7] and T._py_scope["depth"] == 0
