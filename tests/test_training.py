@@ -154,6 +154,18 @@ def test_a_refused_seed_leaves_the_layers_free():
     nn.Sequential(*layers, seed=0)  # "this layer already belongs to another model" before
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_predict_and_evaluate_refuse_non_finite_rows(bad):
+    # as fit: a NaN row was predicted as class 0, and evaluate returned a NaN loss
+    X, y = blobs()
+    m = mlp()
+    X = X.copy()
+    X[3, 2] = bad
+    for call in (m.predict, m.predict_proba, lambda a: m.evaluate(a, y)):
+        with pytest.raises(ValueError, match=r"X: expected finite values.*\(3, 2\)"):
+            call(X)
+
+
 def test_evaluate_on_no_rows_is_refused():
     # as fit does: the mean over no rows read loss nan and accuracy 0.0
     X, y = blobs()

@@ -8,10 +8,10 @@ import numpy as np
 from fastdl import _validate as V
 from fastdl.nn.losses import check_loss, check_y
 
-__all__ = ["checked", "class_weight_array"]
+__all__ = ["checked", "check_finite", "class_weight_array"]
 
 
-def _check_finite(name, X):
+def check_finite(name, X):
     ok = np.isfinite(X)
     if not ok.all():
         raise ValueError(f"{name}: expected finite values, got {X[~ok].reshape(-1)[0]} at "
@@ -34,7 +34,7 @@ def checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
     n = X.shape[0]
     if n == 0:
         raise ValueError("X: expected at least one row, got 0")
-    _check_finite("X", X)
+    check_finite("X", X)
     out_shape = model._out_shape(X.shape[1:])
     a.X, a.y = X, check_y(y, n, loss, out_shape, model.dtype)
     if model._params.num_parameters == 0:
@@ -76,7 +76,7 @@ def checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data: expected a tuple (X_val, y_val)")
         Xv = model._check_X(validation_data[0], "validation_data[0]")
-        _check_finite("validation_data[0]", Xv)
+        check_finite("validation_data[0]", Xv)
         if Xv.shape[0] == 0:  # as X: a mean over no rows is no score (val_loss read nan)
             raise ValueError("validation_data[0]: expected at least one row, got 0")
         yv = check_y(validation_data[1], Xv.shape[0], loss, model._out_shape(Xv.shape[1:]),

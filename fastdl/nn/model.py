@@ -14,6 +14,7 @@ from fastdl.nn import losses as _losses
 from fastdl.nn.activations import Sigmoid, Softmax
 from fastdl.nn.base import Layer, fmt_shape, layer_config, layer_type, propagate_shape, \
     required_input_shape, walk_layers
+from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
 from fastdl.nn.layers import Dense
 
@@ -426,6 +427,8 @@ class Sequential(Layer, register=False):
         """``(X checked, the loss)``: ``loss`` when given, else the fitted one, else the
         guess of ``fastdl.nn.losses.guess_loss``."""
         X = self._check_X(X)
+        # as fit: a NaN row was predicted as class 0, with no error
+        check_finite("X", X)
         if loss is None:
             loss = self.loss
         out_shape = self._out_shape(X.shape[1:])
