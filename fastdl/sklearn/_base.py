@@ -46,6 +46,23 @@ def _hidden_sizes(value):
     return out
 
 
+def _check_fits_array(name, a, dtype):
+    """ValueError naming ``name`` when a value of ``a`` (finite: scikit-learn's checks
+    ran) overflows ``dtype``, the model's: the cast made it +-inf, and the network gave
+    NaN probabilities (predict made-up labels from them) or, in fit, non-finite weights
+    blamed on the solver.  Two reductions, no copy; only a float wider than ``dtype``
+    can overflow it (an int64's magnitude is below 1e19)."""
+    data = a.data if sp.issparse(a) else a
+    if data.dtype.kind != "f" or data.dtype.itemsize <= dtype.itemsize or not data.size:
+        return
+    top = float(np.finfo(dtype).max)
+    hi, lo = float(data.max()), float(data.min())
+    if hi > top or lo < -top:
+        raise ValueError(f"{name}: {hi if hi > top else lo:g} overflows {dtype} (the "
+                         f"model's dtype), expected values of at most {top:.6g} in "
+                         f"magnitude; scale the data, or use dtype='float64'")
+
+
 def _check_dtype(value):
     try:
         dt = np.dtype(value)
@@ -82,18 +99,20 @@ class BaseMLP(BaseEstimator):
                              "fastdl; use 'adam' or 'sgd', or scikit-learn's own MLP for "
                              "lbfgs")
         V.check_choice("solver", self.solver, SOLVERS)
-        p["alpha"] = V.check_real("alpha", self.alpha, lo=0.0)
+        # finite, as scikit-learn asks (an inf reached fastdl's optimizer, whose message
+        # named its own argument, l2 or lr)
+        p["alpha"] = V.check_finite("alpha", self.alpha, lo=0.0)
         if isinstance(self.batch_size, str):
             V.check_choice("batch_size", self.batch_size, ("auto",))
         else:
             V.check_int("batch_size", self.batch_size, lo=1)
         V.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
-        p["lr"] = V.check_real("learning_rate_init", self.learning_rate_init, lo=0.0,
-                               lo_open=True)
-        p["power_t"] = V.check_real("power_t", self.power_t, lo=0.0)
+        p["lr"] = V.check_finite("learning_rate_init", self.learning_rate_init, lo=0.0,
+                                 lo_open=True)
+        p["power_t"] = V.check_finite("power_t", self.power_t, lo=0.0)
         p["max_iter"] = V.check_int("max_iter", self.max_iter, lo=1)
         _check_bool("shuffle", self.shuffle)
-        p["tol"] = V.check_real("tol", self.tol, lo=0.0)
+        p["tol"] = V.check_finite("tol", self.tol, lo=0.0)
         if not isinstance(self.verbose, (bool, np.bool_, numbers.Integral)):
             raise TypeError(f"verbose: expected a bool or an int, "
                             f"got {type(self.verbose).__name__}")
@@ -110,7 +129,7 @@ class BaseMLP(BaseEstimator):
                          hi_open=True)
         V.check_real("beta_1", self.beta_1, lo=0.0, hi=1.0, hi_open=True)
         V.check_real("beta_2", self.beta_2, lo=0.0, hi=1.0, hi_open=True)
-        V.check_real("epsilon", self.epsilon, lo=0.0, lo_open=True)
+        eps = V.check_finite("epsilon", self.epsilon, lo=0.0, lo_open=True)
         if isinstance(self.n_iter_no_change, numbers.Real) and \
                 not isinstance(self.n_iter_no_change, numbers.Integral) and \
                 self.n_iter_no_change == np.inf:
@@ -122,12 +141,23 @@ class BaseMLP(BaseEstimator):
         if self.backend is not None and self.backend not in fastdl.backends():
             raise ValueError(f"backend: expected None or one of {fastdl.backends()}, "
                              f"got {self.backend!r}")
-        p["dtype"] = _check_dtype(self.dtype)
+        p["dtype"] = dt = _check_dtype(self.dtype)
+        # as the kernels see them, in the model's dtype: alpha / m multiplies the weights
+        # (m = 1 for a last batch of one row) and a learning rate the updates, so one that
+        # overflows made the first step inf (then the misleading "non-finite parameter
+        # weights" error); a rate or Adam's epsilon that rounds to 0 is not the positive
+        # value asked for (epsilon 0: 0 / 0 where a gradient is 0)
+        V.check_fits("alpha", p["alpha"], dt)
+        V.check_fits("learning_rate_init", p["lr"], dt, nonzero=True)
+        if self.solver == "adam":
+            V.check_fits("epsilon", eps, dt, nonzero=True)
         return p
 
     # data -----------------------------------------------------------------------
     def _as_input(self, X, dtype):
-        """Validated X as the network reads it: C-contiguous of ``dtype``, or CSR."""
+        """Validated X as the network reads it: C-contiguous of ``dtype``, or CSR; a value
+        that overflows ``dtype`` is refused."""
+        _check_fits_array("X", X, dtype)
         if sp.issparse(X):
             return sp.csr_matrix(X, dtype=dtype)
         return np.ascontiguousarray(X, dtype=dtype)
@@ -156,6 +186,10 @@ class BaseMLP(BaseEstimator):
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
         X, Y, y_score = self._validate_input(X, y, incremental, reset=first_pass)
         X = self._as_input(X, p["dtype"])
+        Y = self._as_targets(Y, p["dtype"])
+        # checked before a first pass builds the network: a refused class_weight leaves
+        # the estimator as it was
+        cw = self._class_weight_array(y_score, incremental, p["dtype"])
         n_outputs = self._n_outputs(Y)
         sizes = [X.shape[1], *p["hidden"], n_outputs]
         rs = check_random_state(self.random_state)
@@ -171,7 +205,6 @@ class BaseMLP(BaseEstimator):
                     f"{net.sizes}, activation {net.activation!r}, dropout {net.dropout}, "
                     f"dtype {net.dtype}; now {sizes}, {self.activation!r}, {p['dropout']}, "
                     f"{p['dtype']}")
-        cw = self._class_weight_array(y_score, incremental)
         self._fit_stochastic(X, Y, y_score, rs, p, incremental, cw)
         if not np.all(np.isfinite(self._network.params.data)):
             raise ValueError("Solver produced non-finite parameter weights. The input data "
@@ -302,7 +335,12 @@ class BaseMLP(BaseEstimator):
             if last < self.best_loss_:
                 self.best_loss_ = last
 
-    def _class_weight_array(self, y, incremental):
+    def _as_targets(self, Y, dtype):
+        """``Y`` as ``Network.epoch`` reads it (see there)."""
+        return Y
+
+    def _class_weight_array(self, y, incremental, dtype):
+        """The per-class weights ``(C,)`` of ``dtype``, or None."""
         if self.class_weight is not None:
             raise ValueError("class_weight: only for classification (MLPClassifier)")
         return None

@@ -3,6 +3,7 @@ trained by fastdl's kernels."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
@@ -11,9 +12,35 @@ from sklearn.utils.multiclass import (check_classification_targets, type_of_targ
                                       unique_labels)
 from sklearn.utils.validation import column_or_1d
 
-from fastdl.sklearn._base import BaseMLP, _sk_validate_data
+from fastdl import _validate as V
+from fastdl.sklearn._base import BaseMLP, _check_fits_array, _sk_validate_data
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+
+def _numeric_targets(y):
+    """The regressor's ``y`` (checked by scikit-learn: no NaN or inf in a numeric array)
+    as numbers: an object array converted to float64, as scikit-learn's ``y_numeric``
+    does (``["1", "2"]`` as objects trains on 1 and 2, as in scikit-learn), then checked
+    to be finite (``"nan"`` converts to NaN after scikit-learn's check); an array of
+    strings, bytes or anything else not a number is refused (scikit-learn fails on it
+    too, in numpy's arithmetic)."""
+    if sp.issparse(y):
+        return y
+    if y.dtype.kind == "O":
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"y: expected numeric targets, got a value that is not a "
+                             f"number ({e})") from None
+        ok = np.isfinite(y)
+        if not ok.all():
+            raise ValueError(f"y: expected finite targets, got {y[~ok][0]}")
+    elif y.dtype.kind not in "fiub":
+        raise TypeError(f"y: expected numeric targets, got an array of {y.dtype} (convert "
+                        f"it with y.astype(float) if its strings are numbers)")
+    return y
+
 
 def _given(local_vars):
     """A constructor's arguments, from its ``locals()``."""
@@ -140,10 +167,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _output_kind(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _fit_stochastic(self, X, Y, y_score, rs, p, incremental, cw):
-        if Y.ndim == 2:
-            Y = np.ascontiguousarray(Y, dtype=p["dtype"])
-        super()._fit_stochastic(X, Y, y_score, rs, p, incremental, cw)
+    def _as_targets(self, Y, dtype):
+        # multiclass: int64 labels; binary and multilabel: 0/1 columns of the model's dtype
+        return Y if Y.ndim == 1 else np.ascontiguousarray(Y, dtype=dtype)
 
     def _stratify(self, y):
         # as scikit-learn's code: only a network with one output (binary targets) gets a
@@ -152,7 +178,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             return self._label_binarizer.transform(y)
         return None
 
-    def _class_weight_array(self, y, incremental):
+    def _class_weight_array(self, y, incremental, dtype):
         cw = self.class_weight
         if cw is None:
             return None
@@ -166,14 +192,29 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              "pass a dict computed on the whole data, e.g. with "
                              "sklearn.utils.class_weight.compute_class_weight")
         if isinstance(cw, dict):
-            for k, v in cw.items():
-                if not np.isfinite(v) or v < 0:
-                    raise ValueError(f"class_weight[{k!r}]: expected a finite weight >= 0, "
-                                     f"got {v}")
+            # each value a real number (a string or None reached numpy's isfinite, whose
+            # TypeError named nothing) that the model's dtype holds (1e300 became inf in
+            # float32, and the weights NaN)
+            cw = {k: V.check_fits(f"class_weight[{k!r}]",
+                                  V.check_finite(f"class_weight[{k!r}]", v, lo=0.0), dtype)
+                  for k, v in cw.items()}
         w = compute_class_weight(cw, classes=self.classes_, y=y)
         if len(self.classes_) == 1:
             w = np.concatenate([w, w])  # a single class: one logistic output, rows all 0
-        return np.ascontiguousarray(w, dtype=self._network.dtype)
+        # a batch's loss is divided by its total weight, so only the ratios matter: scaled
+        # to at most 1, a batch's weights cannot add up beyond the dtype (the softmax
+        # kernel's float32 total of three weights of 3e38 was inf, and the weights NaN)
+        scale = max(float(w.max()), 1.0)
+        out = np.ascontiguousarray(w / scale, dtype=dtype)
+        lost = (out == 0) & (w > 0)  # a positive weight would count as 0
+        if lost.any():
+            i = int(np.argmax(lost))
+            k = self.classes_[min(i, len(self.classes_) - 1)]
+            k = k.item() if isinstance(k, np.generic) else k  # 1, not np.int64(1)
+            raise ValueError(f"class_weight[{k!r}]: {w[i]:g} rounds to 0 in "
+                             f"{np.dtype(dtype)} (the model's dtype) once the weights are "
+                             f"divided by the largest, {scale:g}")
+        return out
 
     def _score_val(self, X, y):
         return accuracy_score(y, self._predict_outputs(self._network.outputs(X)))
@@ -264,8 +305,13 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
+        # not y_numeric=True: it converts object arrays only (numpy's error for "a" named
+        # nothing), and lets string arrays through, which trained silently on ["1", "2"],
+        # failed in numpy, or let a "nan" pass the finiteness check; _numeric_targets
+        # does what it does, with messages naming y
         X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                                 y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+                                 dtype=(np.float64, np.float32), reset=reset)
+        y = _numeric_targets(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
@@ -279,9 +325,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _output_kind(self):
         return "exp" if self.loss == "poisson" else "identity"
 
-    def _fit_stochastic(self, X, Y, y_score, rs, p, incremental, cw):
-        Y = np.ascontiguousarray(Y, dtype=p["dtype"])
-        super()._fit_stochastic(X, Y, y_score, rs, p, incremental, cw)
+    def _as_targets(self, Y, dtype):
+        _check_fits_array("y", Y, dtype)
+        return np.ascontiguousarray(Y, dtype=dtype)
 
     def _score_val(self, X, y):
         pred = self._predict_outputs(self._network.outputs(X))

@@ -27,7 +27,9 @@ outputs), are scikit-learn's:
   ``(mu - y) / m``.
 
 Class weights (fastdl's extra) make the data loss a weighted mean:
-``sum_i w_i l_i / sum_i w_i`` with ``w_i`` the weight of row i's class.
+``sum_i w_i l_i / sum_i w_i`` with ``w_i`` the weight of row i's class; a batch whose rows
+all weigh 0 has data loss 0 and a zero gradient (as ``fastdl.nn``'s ``fit``), so its step
+applies the L2 penalty only.
 """
 from __future__ import annotations
 
@@ -203,6 +205,11 @@ class Network:
         dz = self._buf("dz", z.shape, z.dtype)
         out = self.output
         if out == "softmax":
+            if class_weight is not None and not np.any(class_weight[yb]):
+                # rows that all weigh 0: F's weighted mean is then 0 / 0, NaN (PyTorch's
+                # rule), which made every parameter NaN
+                dz.fill(0)
+                return 0.0, dz
             loss, dz = F.softmax_cross_entropy(z, yb, weight=class_weight, out=(None, dz),
                                                backend=be)
             return float(loss), dz
@@ -217,6 +224,9 @@ class Network:
             # binary only (k == 1): the weight of each row's class
             w = class_weight[(yb[:, 0] > 0.5).astype(np.intp)]
             wsum = float(np.sum(w, dtype=np.float64))
+            if wsum == 0:  # rows that all weigh 0 (dividing by wsum raised ZeroDivisionError)
+                dz.fill(0)
+                return 0.0, dz
             rows = F.binary_cross_entropy_with_logits(z, yb, reduction="none", backend=be)
             loss = float(np.dot(rows[:, 0].astype(np.float64), w)) / wsum
             dz *= (w / wsum)[:, None]
