@@ -184,8 +184,9 @@ def load_idx(images_path, labels_path, channel_axis=False):
     ------
     ValueError
         A file that is not such an IDX file (its magic number), is truncated or longer
-        than its header declares, is a broken gzip stream, or a count mismatch between
-        the two files.
+        than its header declares, is a broken gzip stream, declares more than 1 GiB of
+        values (``_IDX_MAX_BYTES``: a small gzip can hold gigabytes), or a count mismatch
+        between the two files; both headers are checked before any value is read.
     """
     if not isinstance(channel_axis, (bool, np.bool_)):
         raise TypeError(f"channel_axis: expected a bool, got {type(channel_axis).__name__}")
