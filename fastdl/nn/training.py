@@ -142,7 +142,8 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             if validation is not None:
                 logs.update(run.validate(*validation))
             diverged = _non_finite(model, logs, norms)
-            if diverged is None and not _rising(run, logs, epoch, opt):
+            if diverged is None and not _rising(run, logs, epoch, opt) and \
+                    not run.weightless_last:
                 _diagnose(model, run.names, norms)
             history.append(epoch, logs)
             shown = {k: f"{v:.4g}" for k, v in logs.items()
@@ -197,6 +198,7 @@ class _Run:
     reduce_grad = None
     reduce_sums = None
     rank_rng = None
+    weightless_last = False  # the last step's batch weighed 0 (see epoch)
 
     def __init__(self, model, X, y, loss, weight, opt, batch_size, augment, shuffle):
         self.model, self.X, self.y, self.loss, self.weight = model, X, y, loss, weight
@@ -265,6 +267,9 @@ class _Run:
                 reduce_grad(model._params.grad, w, W)
             if start + bs >= n:
                 norms = _grad_norms(model, self.player)
+                # a last batch whose rows all weigh 0 (class_weight) has a zero gradient
+                # by design: nothing to diagnose (it read as dead units)
+                self.weightless_last = self.norm is not None and self.norm(batch) == 0
             opt.step()
             if bar is not None:
                 bar.update(m)
