@@ -420,9 +420,14 @@ def _py_blas_leave():
     with _py_scope_lock:
         _py_scope["depth"] -= 1
         if _py_scope["depth"] == 0:
-            for put, n in _py_scope["saved"]:
-                put(n)
-            _py_scope["saved"] = []
+            _py_blas_restore()
+
+
+def _py_blas_restore():
+    # the counts from before the first call under way; none under way afterwards
+    for put, n in _py_scope["saved"]:
+        put(n)
+    _py_scope["saved"], _py_scope["depth"] = [], 0
 
 
 def blas_spin_seconds() -> float:
@@ -473,9 +478,7 @@ def _after_fork_in_child() -> None:
         omp.reset_after_fork()
     global _py_scope_lock
     _py_scope_lock = threading.Lock()  # another thread may have held it at the fork
-    if _py_scope["depth"]:  # the same for the calls of _PyScoped
-        _py_scope["depth"] = 1
-        _py_blas_leave()
+    _py_blas_restore()  # the same for the calls of _PyScoped
     if _libgomp_loaded():
         _state["forked_omp"] = True
         _reset(False)
