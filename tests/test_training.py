@@ -120,6 +120,49 @@ def test_refused_fit_leaves_the_model_as_it_was(kw, exc, match):
     _unchanged(m, before)
 
 
+class _Raises(callbacks.Callback):
+    def on_train_begin(self, model):
+        raise RuntimeError("begin")
+
+
+def _interrupts(xb, rng):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    # refused in the first step, after fit had replaced the optimizer, loss, seed, history
+    (dict(augment=lambda xb, rng: xb[:, :2]), ValueError, "augment: returned"),
+    (dict(augment=lambda xb, rng: None), ValueError, "augment: returned"),
+    (dict(augment=_interrupts), KeyboardInterrupt, None),
+    (dict(callbacks=[_Raises()]), RuntimeError, "begin"),
+])
+def test_fit_stopped_before_its_first_step_leaves_the_model_as_it_was(kw, exc, match):
+    X, y = blobs()
+    m = mlp()
+    m.fit(X, y, epochs=2, seed=1, verbose=0)
+    before = _state(m)
+    with pytest.raises(exc, match=match):
+        m.fit(X, y, optimizer="sgd", seed=5, verbose=0, **kw)
+    _unchanged(m, before)
+
+
+def test_fit_stopped_after_a_step_keeps_what_trained_the_model():
+    X, y = blobs()
+    m = mlp()
+    calls = []
+
+    def stop_second(xb, rng):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return xb
+
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, optimizer="sgd", batch_size=8, seed=5, verbose=0, augment=stop_second)
+    # one step ran: the optimizer that took it, and its seed, stay with the parameters
+    assert m.optimizer is not None and m._seed == 5
+
+
 def test_a_monitored_key_of_fits_logs_is_checked_before_training():
     from fastdl import schedules
 

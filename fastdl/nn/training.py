@@ -97,36 +97,39 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         a.X, a.y, a.loss, a.opt, a.weight, a.validation, a.callbacks, a.first, a.verbose)
     epochs, batch_size, validation_split = a.epochs, a.batch_size, a.validation_split
 
-    # everything is checked: from here on the model changes
-    if dp is not None:
-        seed = dp.prepare(model, opt, seed, X=X, y=y, validation=validation, loss=loss,
-                          weight=weight, epochs=epochs, batch_size=batch_size,
-                          shuffle=shuffle, validation_split=validation_split,
-                          initial_epoch=first, schedule=schedule, augment=augment)
-        model._seed = seed
-        parallel = dp.DataParallel(model._params)
-        if parallel.rank != 0:
-            verbose = 0  # rank 0 reports for all
-    else:
-        seed = _resolve_seed(model, seed)
-    model._distributed = distributed
-    if validation is None and validation_split > 0:
-        n = X.shape[0]
-        n_val = int(round(n * validation_split))
-        perm = _split_rng(seed).permutation(n)
-        vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        validation, X, y = (X[vi], y[vi]), X[ti], y[ti]
-    model.optimizer, model.loss = opt, loss
-    run = _Run(model, X, y, loss, weight, opt, batch_size, augment, shuffle)
-    if dp is not None:
-        parallel.attach(run)
-    history = History()
-    model.history = history
-    for cb in callbacks:
-        cb.on_train_begin(model)
-    bar = None
-    lines = verbose >= 2 or (verbose == 1 and not _interactive())
+    # everything is checked: from here on the model changes, but a fit that stops before
+    # its first step (an augment returning the wrong shape, a callback's on_train_begin
+    # raising, Ctrl-C) leaves it as it found it
+    before = (model.optimizer, model.loss, model.history, model._seed, model._distributed)
+    run = bar = None
     try:
+        if dp is not None:
+            seed = dp.prepare(model, opt, seed, X=X, y=y, validation=validation, loss=loss,
+                              weight=weight, epochs=epochs, batch_size=batch_size,
+                              shuffle=shuffle, validation_split=validation_split,
+                              initial_epoch=first, schedule=schedule, augment=augment)
+            model._seed = seed
+            parallel = dp.DataParallel(model._params)
+            if parallel.rank != 0:
+                verbose = 0  # rank 0 reports for all
+        else:
+            seed = _resolve_seed(model, seed)
+        model._distributed = distributed
+        if validation is None and validation_split > 0:
+            n = X.shape[0]
+            n_val = int(round(n * validation_split))
+            perm = _split_rng(seed).permutation(n)
+            vi, ti = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            validation, X, y = (X[vi], y[vi]), X[ti], y[ti]
+        model.optimizer, model.loss = opt, loss
+        run = _Run(model, X, y, loss, weight, opt, batch_size, augment, shuffle)
+        if dp is not None:
+            parallel.attach(run)
+        history = History()
+        model.history = history
+        for cb in callbacks:
+            cb.on_train_begin(model)
+        lines = verbose >= 2 or (verbose == 1 and not _interactive())
         for epoch in range(first, first + epochs):
             if schedule is not None:
                 # a learning rate, named as the schedule's (float() said "could not
@@ -171,6 +174,11 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
                 break
             if stop:
                 break
+    except BaseException:
+        if run is None or run.steps == 0:
+            (model.optimizer, model.loss, model.history, model._seed,
+             model._distributed) = before
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -199,6 +207,7 @@ class _Run:
     reduce_sums = None
     rank_rng = None
     weightless_last = False  # the last step's batch weighed 0 (see epoch)
+    steps = 0  # optimizer steps taken
 
     def __init__(self, model, X, y, loss, weight, opt, batch_size, augment, shuffle):
         self.model, self.X, self.y, self.loss, self.weight = model, X, y, loss, weight
@@ -271,6 +280,7 @@ class _Run:
                 # by design: nothing to diagnose (it read as dead units)
                 self.weightless_last = self.norm is not None and self.norm(batch) == 0
             opt.step()
+            self.steps += 1
             if bar is not None:
                 bar.update(m)
         return (total, n_correct, rows), norms
