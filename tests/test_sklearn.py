@@ -236,6 +236,36 @@ def test_pickle_round_trip_and_views():
     assert not hasattr(MLPClassifier(), "coefs_")
 
 
+def test_assigned_coefs_and_intercepts_are_the_models():
+    # scikit-learn lets coefs_ / intercepts_ be assigned (weights from elsewhere): ours
+    # copy them into the network, which then predicts as scikit-learn's with them
+    X, y = digits()
+    theirs = SkClassifier(hidden_layer_sizes=(16, 8), max_iter=5, random_state=1).fit(X, y)
+    ours = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=1, random_state=0,
+                         dtype="float64").fit(X, y)
+    ours.coefs_, ours.intercepts_ = theirs.coefs_, tuple(theirs.intercepts_)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+    assert ours.coefs_[0] is not theirs.coefs_[0]  # copied, not shared
+    before = [c.copy() for c in ours.coefs_]
+    good = [c * 2 for c in theirs.coefs_]
+    for bad, exc, match in [
+            (good[:2], ValueError, r"coefs_: expected a list of 3 arrays, got list of 2"),
+            (good[0], ValueError, r"coefs_: expected a list of 3 arrays, got ndarray"),
+            (good[:2] + [good[2].T], ValueError, r"coefs_\[2\]: expected shape \(8, 10\)"),
+            (good[:2] + [good[2] * np.nan], ValueError, r"coefs_\[2\]: expected finite"),
+            (good[:2] + [good[2].astype(complex)], TypeError, r"coefs_\[2\]: expected real"),
+            (good[:2] + [good[2].astype(str)], TypeError, r"coefs_\[2\]")]:
+        with pytest.raises(exc, match=match):
+            ours.coefs_ = bad
+        for a, b in zip(ours.coefs_, before):  # none copied when one is refused
+            np.testing.assert_array_equal(a, b)
+    small = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"coefs_\[0\]: 1e\+300 overflows float32"):
+        small.coefs_ = [np.full(c.shape, 1e300) for c in small.coefs_]
+    with pytest.raises(AttributeError, match="not fitted"):
+        MLPClassifier().intercepts_ = theirs.intercepts_
+
+
 def test_random_state_reproducible_and_convergence_warning():
     X, y = digits()
     a = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=1)

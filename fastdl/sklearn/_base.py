@@ -355,11 +355,16 @@ class BaseMLP(BaseEstimator):
     @property
     def coefs_(self):
         """Weight matrices ``(fan_in, fan_out)`` per layer: views into the network's
-        parameters (writing into them changes the model)."""
+        parameters (writing into them changes the model; assigning a list of arrays of their
+        shapes copies them in)."""
         net = self.__dict__.get("_network")
         if net is None:
             raise AttributeError("coefs_: the estimator is not fitted yet")
         return net.coefs
+
+    @coefs_.setter
+    def coefs_(self, values):
+        self._assign("coefs_", values)
 
     @property
     def intercepts_(self):
@@ -368,6 +373,38 @@ class BaseMLP(BaseEstimator):
         if net is None:
             raise AttributeError("intercepts_: the estimator is not fitted yet")
         return net.intercepts
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        self._assign("intercepts_", values)
+
+    def _assign(self, name, values):
+        """``est.coefs_ = [...]`` (as scikit-learn allows): every array is checked
+        against the fitted layer's shape, finite and held by the model's dtype, then
+        all are copied into the network's parameters (none when one is refused)."""
+        net = self.__dict__.get("_network")
+        if net is None:
+            raise AttributeError(f"{name}: the estimator is not fitted yet (fit it first; "
+                                 "the layers' shapes come from the data)")
+        views = getattr(self, name)
+        if not isinstance(values, (list, tuple)) or len(values) != len(views):
+            raise ValueError(f"{name}: expected a list of {len(views)} arrays, got "
+                             f"{type(values).__name__}"
+                             + (f" of {len(values)}" if isinstance(values, (list, tuple))
+                                else ""))
+        arrays = []
+        for i, (view, v) in enumerate(zip(views, values)):
+            a = np.asarray(v)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"{name}[{i}]: expected real numbers, got {a.dtype}")
+            if a.shape != view.shape:
+                raise ValueError(f"{name}[{i}]: expected shape {view.shape}, got {a.shape}")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise ValueError(f"{name}[{i}]: expected finite values")
+            _check_fits_array(f"{name}[{i}]", a, view.dtype)
+            arrays.append(a)
+        for view, a in zip(views, arrays):
+            view[...] = a
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

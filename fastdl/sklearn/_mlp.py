@@ -119,7 +119,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     validation_scores_, best_validation_score_ : with early stopping, else None
     n_iter_ : epochs run by the last ``fit`` (1 after ``partial_fit``)
     t_ : training rows seen, over every call
-    coefs_, intercepts_ : per-layer views into the parameters
+    coefs_, intercepts_ : per-layer views into the parameters (assigning a list of arrays
+        copies them in)
     n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
     """
 
