@@ -378,3 +378,39 @@ def test_any_float_within_bound(v, name, single):
     got = run(name, x)
     ref = reference(name, x)
     assert ulp_error(got, ref, dtype)[0] <= bound(name, dtype), (name, x[0], got[0], ref[0])
+
+
+def test_a_change_to_any_shared_helper_clears_the_kernel_cache(tmp_path):
+    # Numba checks only a kernel's own file for staleness: a kernel inlining _blas.py's
+    # GEMM call stayed on the old code after _blas.py changed (it was not stamped)
+    from fastdl._kernels.numba._jit import _drop_stale_cache
+
+    cache = tmp_path / "__pycache__"
+    for name in ("_math.py", "_blas.py", "dense.py"):
+        (tmp_path / name).write_text(f"# {name}\n")
+
+    def cached():
+        (cache / "dense.f-1.py311.nbi").write_bytes(b"index")
+        (cache / "dense.f-1.py311.1.nbc").write_bytes(b"code")
+
+    def kept():
+        return sorted(p.name for p in cache.iterdir() if p.suffix in (".nbi", ".nbc"))
+
+    _drop_stale_cache(str(tmp_path))  # the first stamp
+    cached()
+    _drop_stale_cache(str(tmp_path))
+    assert len(kept()) == 2  # nothing changed: kept
+    (tmp_path / "dense.py").write_text("# a kernel's own file: Numba's own check\n")
+    _drop_stale_cache(str(tmp_path))
+    assert len(kept()) == 2
+    for change in (lambda: (tmp_path / "_blas.py").write_text("# changed\n"),
+                   lambda: (tmp_path / "_new_helper.py").write_text("\n"),
+                   lambda: (tmp_path / "_math.py").rename(tmp_path / "_math2.py")):
+        change()
+        _drop_stale_cache(str(tmp_path))
+        assert kept() == []
+        cached()
+    (tmp_path / "__pycache__" / "other.pyc").write_bytes(b"")
+    (tmp_path / "_blas.py").write_text("# again\n")
+    _drop_stale_cache(str(tmp_path))
+    assert kept() == [] and (cache / "other.pyc").exists()  # only Numba's files go

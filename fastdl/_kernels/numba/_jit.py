@@ -13,23 +13,24 @@
 """
 from __future__ import annotations
 
+import os
 import types
 
 import numba
 
 from fastdl import _config
 
-def _drop_stale_cache():
+def _drop_stale_cache(here):
     """Numba checks only a kernel's own source file when it decides whether a cached
-    kernel is stale, so a change to the shared helpers (``_math.py``, ``_scalar.py``,
-    ``_stream.py``, this file) would leave every cached kernel on the old code.  A stamp
-    of those files beside the cache clears it when they change."""
+    kernel is stale, so a change to a shared helper (every ``_*.py`` here: the scalar
+    math, ``_blas.py``'s GEMM calls, this file) would leave the cached kernels that
+    inline it on the old code, after an upgrade too (pip removes no cache file).  A
+    stamp of those files beside the cache clears it when one of them changes."""
     import hashlib
-    import os
 
-    here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha1()
-    for name in ("_jit.py", "_math.py", "_scalar.py", "_stream.py"):
+    for name in sorted(f for f in os.listdir(here) if f.startswith("_") and f.endswith(".py")):
+        h.update(name.encode() + b"\0")
         with open(os.path.join(here, name), "rb") as fh:
             h.update(fh.read())
     cache = os.path.join(here, "__pycache__")
@@ -51,7 +52,7 @@ def _drop_stale_cache():
         pass  # a read-only install: Numba then keeps its cache elsewhere or none
 
 
-_drop_stale_cache()
+_drop_stale_cache(os.path.dirname(os.path.abspath(__file__)))
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}
