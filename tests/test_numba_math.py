@@ -12,6 +12,7 @@ invalidated by a change to its own source file, so it would go on testing an old
 _math.py (the same holds for every cached kernel of fastdl: clear the cache after
 changing _math.py)."""
 import math
+import os
 import re
 
 import mpmath
@@ -396,21 +397,34 @@ def test_a_change_to_any_shared_helper_clears_the_kernel_cache(tmp_path):
     def kept():
         return sorted(p.name for p in cache.iterdir() if p.suffix in (".nbi", ".nbc"))
 
-    _drop_stale_cache(str(tmp_path))  # the first stamp
+    _drop_stale_cache(str(tmp_path), str(cache))  # the first stamp
     cached()
-    _drop_stale_cache(str(tmp_path))
+    _drop_stale_cache(str(tmp_path), str(cache))
     assert len(kept()) == 2  # nothing changed: kept
     (tmp_path / "dense.py").write_text("# a kernel's own file: Numba's own check\n")
-    _drop_stale_cache(str(tmp_path))
+    _drop_stale_cache(str(tmp_path), str(cache))
     assert len(kept()) == 2
     for change in (lambda: (tmp_path / "_blas.py").write_text("# changed\n"),
                    lambda: (tmp_path / "_new_helper.py").write_text("\n"),
                    lambda: (tmp_path / "_math.py").rename(tmp_path / "_math2.py")):
         change()
-        _drop_stale_cache(str(tmp_path))
+        _drop_stale_cache(str(tmp_path), str(cache))
         assert kept() == []
         cached()
     (tmp_path / "__pycache__" / "other.pyc").write_bytes(b"")
     (tmp_path / "_blas.py").write_text("# again\n")
-    _drop_stale_cache(str(tmp_path))
+    _drop_stale_cache(str(tmp_path), str(cache))
     assert kept() == [] and (cache / "other.pyc").exists()  # only Numba's files go
+
+
+def test_the_stamp_lives_where_numba_caches(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from fastdl._kernels.numba import _jit; import os; "
+            "print(_jit._cache_dir(_jit._HERE))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out.startswith(str(tmp_path))
+    assert os.path.exists(os.path.join(out, "fastdl-numba-maths.stamp"))

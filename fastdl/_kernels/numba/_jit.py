@@ -20,12 +20,13 @@ import numba
 
 from fastdl import _config
 
-def _drop_stale_cache(here):
+def _drop_stale_cache(here, cache):
     """Numba checks only a kernel's own source file when it decides whether a cached
     kernel is stale, so a change to a shared helper (every ``_*.py`` here: the scalar
     math, ``_blas.py``'s GEMM calls, this file) would leave the cached kernels that
     inline it on the old code, after an upgrade too (pip removes no cache file).  A
-    stamp of those files beside the cache clears it when one of them changes."""
+    stamp of those files beside the cache (``cache``, where Numba keeps this folder's
+    kernels) clears it when one of them changes."""
     import hashlib
 
     h = hashlib.sha1()
@@ -33,7 +34,6 @@ def _drop_stale_cache(here):
         h.update(name.encode() + b"\0")
         with open(os.path.join(here, name), "rb") as fh:
             h.update(fh.read())
-    cache = os.path.join(here, "__pycache__")
     stamp = os.path.join(cache, "fastdl-numba-maths.stamp")
     try:
         with open(stamp) as fh:
@@ -52,7 +52,20 @@ def _drop_stale_cache(here):
         pass  # a read-only install: Numba then keeps its cache elsewhere or none
 
 
-_drop_stale_cache(os.path.dirname(os.path.abspath(__file__)))
+def _cache_dir(here):
+    """Where Numba caches the kernels of this folder: ``__pycache__`` beside them, or
+    under ``NUMBA_CACHE_DIR``, or the user's cache folder when the install is read-only
+    (Numba's own choice, asked of its locator; its API is internal, hence the fallback)."""
+    try:
+        from numba.core.caching import FunctionCache
+
+        return FunctionCache(_cache_dir)._cache_path
+    except Exception:  # noqa: BLE001 - a Numba without that internal API
+        return os.path.join(here, "__pycache__")
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_drop_stale_cache(_HERE, _cache_dir(_HERE))
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}
