@@ -68,9 +68,10 @@ def _class_target(name, target, x):
     return t
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=32)
 def _ones(c, dtype):
-    # the class weights when none are given, one array per (C, dtype): kernels only read it
+    # the class weights when none are given, one array per (C, dtype): kernels only read
+    # it (bounded: a caller going through many class counts would keep every array)
     return np.ones(c, dtype)
 
 

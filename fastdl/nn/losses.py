@@ -8,12 +8,12 @@ softmax (``nn.Softmax()`` or ``Dense(..., activation="softmax")``) is folded int
 exactly once whichever way it was written."""
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 
 from fastdl import _validate as V
 from fastdl._registry import kernel
+from fastdl.functional.losses import _ones
 
 __all__ = ["LOSSES", "check_loss", "guess_loss", "check_output", "check_y", "loss_grad",
            "correct"]
@@ -148,12 +148,6 @@ def _check_probabilities(y, n, c, dtype, name):
                          f"to 1, row {int(np.argmax(bad))} sums to {s[bad][0]:.6g} (for "
                          "regression targets pass loss='mse')")
     return y
-
-
-@functools.lru_cache(maxsize=32)
-def _ones(c, dtype):
-    # the class weights when none are given, one array per (C, dtype): kernels only read it
-    return np.ones(c, dtype)
 
 
 def _ce_step(model, out, yb, weight):
