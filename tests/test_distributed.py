@@ -172,6 +172,10 @@ def test_fit_saves_on_rank_0_only(records):
     ("exit", "rank 0 of 2 waited more than 2 s in allreduce_"),
     ("fit-raise", "rank 1 of 2: uncaught ValueError; aborting every rank"),
     ("fit-kill", "signal 9"),
+    # sys.exit(3) skips the exception hook: the job waited out the time limit
+    ("fit-exit", "rank 1 of 2: sys.exit(3) during a collective section; aborting"),
+    # a callback's on_train_end changing rank 1's parameters went unnoticed
+    ("fit-restore", "the parameters differ between ranks after the callbacks' on_train_end"),
 ])
 def test_a_failing_rank_ends_the_job(mode, message):
     rc, seconds, out, err = run_mpi(2, "faults.py", mode)
@@ -291,9 +295,10 @@ def test_shard_bad_arguments(args, exc, message):
     ((np.zeros(3), 3, 2), ValueError, "weight: expected at most total (2.0), got 3.0"),
 ])
 def test_average_gradients_bad_arguments(args, exc, message):
-    # checked before any communication, so no MPI is needed to see them
+    # unchecked (check=False), refused before any communication, so no MPI is needed to
+    # see them; checked, on every rank (tests/mpi_scripts/collectives_checks.py)
     with pytest.raises(exc, match=re.escape(message)):
-        dist.average_gradients_(*args)
+        dist.average_gradients_(*args, check=False)
 
 
 def test_rank_rng_streams():

@@ -254,6 +254,28 @@ def _excepthook(tp, value, tb):
                 MPI.COMM_WORLD.Abort(1)
 
 
+def abort_on_exit(exc) -> None:
+    """A ``SystemExit`` with a failure status leaving a collective section (``fit``) on
+    one rank: abort every rank now, with that status.  SystemExit does not reach the
+    exception hook, and the rank's ``MPI_Finalize`` would wait for ranks that wait in
+    a collective for it: the job hung until the time limit.  ``sys.exit(0)`` (or no
+    status) is left to finish: every rank may be leaving at the same point."""
+    code = exc.code
+    if code is None or code == 0:
+        return
+    MPI = _state.MPI
+    if MPI is None or _state.size <= 1 or not MPI.Is_initialized() or MPI.Is_finalized():
+        return
+    status = code if isinstance(code, int) else 1
+    _say(f"fastdl.distributed: rank {_state.rank} of {_state.size}: sys.exit({code!r}) "
+         f"during a collective section; aborting every rank (MPI_Abort)\n")
+    try:
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        MPI.COMM_WORLD.Abort(status)
+
+
 def _say(text):
     try:
         sys.stderr.flush()

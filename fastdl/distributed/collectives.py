@@ -49,9 +49,15 @@ def as_buffer(name: str, array) -> np.ndarray:
     return array
 
 
+def _differs(v, ref):
+    # NaN is the same value on every rank (it compares unequal to itself)
+    return v != ref and not (v != v and ref != ref)
+
+
 def _ranks_list(values, ref=None, limit=8):
     """'rank 0: a, rank 1: b, ...' for the ranks whose value differs from ``ref``."""
-    items = [f"rank {i}: {v}" for i, v in enumerate(values) if ref is None or v != ref]
+    items = [f"rank {i}: {v}" for i, v in enumerate(values)
+             if ref is None or _differs(v, ref)]
     more = len(items) - limit
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
@@ -116,7 +122,9 @@ def allreduce_(array, op="mean", *, check=True):
     Notes
     -----
     One buffer-based ``MPI_Allreduce`` with ``MPI_IN_PLACE`` (no copy, no pickling).
-    The sum is formed in the array's dtype, in an order MPI chooses.
+    The sum is formed in the array's dtype, in an order MPI chooses.  A NaN on any
+    rank is NaN in the result for every op (``max`` and ``min`` as ``np.maximum``
+    and ``np.minimum``: they make a second, small collective for it).
     """
     c = comm()
     error = None
@@ -132,8 +140,23 @@ def allreduce_(array, op="mean", *, check=True):
     p = R._state.size
     if p > 1:
         MPI = R._state.MPI
+        nan = None
+        if op in ("max", "min"):
+            # MPI's MAX and MIN drop a NaN when it comes second (a > b false): NaN
+            # propagates as in the sum and as in np.maximum, at the cost of a second
+            # collective (of one flag; of the NaN mask when a rank holds a NaN)
+            nan = np.isnan(a)
+            flag = np.array([nan.any()], dtype=np.int8)
+            with bounded("allreduce_ (whether a rank holds NaN)"):
+                c.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+            if not flag[0]:
+                nan = None
         with bounded(f"allreduce_ ({op} of {a.size} {a.dtype})"):
             c.Allreduce(MPI.IN_PLACE, a, op=_mpi_op(op))
+            if nan is not None:
+                mask = nan.astype(np.int8).reshape(-1)
+                c.Allreduce(MPI.IN_PLACE, mask, op=MPI.MAX)
+                a.reshape(-1)[mask.view(bool)] = np.nan
         if op == "mean":
             np.divide(a, p, out=a)
     return array
@@ -304,7 +327,7 @@ def check_consistent(hint="", **named) -> None:
                              + _ranks_list([[t[0] for t in e] for e in everyone]) + ")")
     for i, (name, field, v0) in enumerate(ref):
         vals = [e[i][2] for e in everyone]
-        if any(v != v0 for v in vals):
+        if any(_differs(v, v0) for v in vals):
             what = ("contents differ between ranks (CRC-32 of up to 1024 sampled rows: "
                     if field == "contents" else f"{field} differs between ranks (")
             msg = f"{name}: {what}rank 0: {v0}, " + _ranks_list(vals, ref=v0) + ")"

@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 
 from fastdl.distributed import _runtime as R
-from fastdl.distributed._runtime import bounded, comm
+from fastdl.distributed._runtime import abort_on_exit, bounded, comm  # noqa: F401 (fit)
 from fastdl.distributed.collectives import (broadcast_, check_consistent, raise_together,
                                             reduce_sums)
 from fastdl.distributed.training import average_gradients_, rank_rng, shard, shared_seed
@@ -116,32 +116,43 @@ class DataParallel:
         """``grad`` (this share's mean-loss gradient) becomes the global batch's:
         ``sum_r (w_r / W) g_r``, the same bits on every rank."""
         if total == 0:
-            # class weights summing to 0 over the whole batch: one process's mean loss
-            # is 0/0 there, NaN; every rank knows it (W is computed from the global
-            # batch on each), so none makes the allreduce
-            grad.fill(np.nan)
+            # class weights summing to 0 over the whole batch: its rows add 0 and a zero
+            # gradient, as in one process (nn.losses); every rank knows it (W is
+            # computed from the global batch on each), so none makes the allreduce
+            grad.fill(0)
             return
         t = time.perf_counter()
         average_gradients_(grad, weight, total, check=False)
         self.seconds += time.perf_counter() - t
         self.steps += 1
 
-    def end_epoch(self, stop) -> bool:
-        """Whether to stop: the parameters are checked to be bitwise the same on every
-        rank (RuntimeError on every rank otherwise), and every rank must take the same
-        decision (callbacks that decide differently per rank: RuntimeError)."""
+    def end_training(self):
+        """After the callbacks' ``on_train_end`` (EarlyStopping restores the best
+        weights there): the parameters must still be the same on every rank."""
+        self._check_params(False, "the callbacks' on_train_end")
+
+    def _check_params(self, stop, when):
+        """Allgather of (CRC-32 of the parameters, stop) per rank; RuntimeError on every
+        rank when the parameters differ.  Returns the table."""
         data = self.params.data
         mine = np.array([zlib.crc32(data.reshape(-1).view(np.uint8)), bool(stop)],
                         dtype=np.int64)
         table = np.empty((self.world, 2), dtype=np.int64)
-        with bounded("fit (end of epoch)"):
+        with bounded(f"fit (after {when})"):
             comm().Allgather(mine, table)
         if np.any(table[:, 0] != table[0, 0]):
             raise RuntimeError(
-                "fit(distributed=True): the parameters differ between ranks after an "
-                "epoch (CRC-32 per rank: " + ", ".join(f"{int(c):#010x}" for c in table[:, 0])
+                f"fit(distributed=True): the parameters differ between ranks after {when} "
+                "(CRC-32 per rank: " + ", ".join(f"{int(c):#010x}" for c in table[:, 0])
                 + "); MPI gave the ranks different sums, or a callback changed them on "
                 "some ranks only")
+        return table
+
+    def end_epoch(self, stop) -> bool:
+        """Whether to stop: the parameters are checked to be bitwise the same on every
+        rank (RuntimeError on every rank otherwise), and every rank must take the same
+        decision (callbacks that decide differently per rank: RuntimeError)."""
+        table = self._check_params(stop, "an epoch")
         if np.any(table[:, 1] != table[0, 1]):
             raise RuntimeError(
                 "fit(distributed=True): the callbacks decided to stop on ranks "

@@ -15,7 +15,8 @@ import numpy as np
 from fastdl import _validate as V
 from fastdl.distributed import _runtime as R
 from fastdl.distributed._runtime import bounded, comm
-from fastdl.distributed.collectives import allreduce_, as_buffer, check_consistent
+from fastdl.distributed.collectives import (
+    allreduce_, as_buffer, check_consistent, raise_together)
 
 
 def shard(m, rank=None, world=None) -> slice:
@@ -68,7 +69,8 @@ def average_gradients_(grad, weight, total, *, check=True):
         rank has run no backward pass; its buffer is zeroed (it may hold the last
         step's gradient) and it still takes part.
     total : real > 0, the global batch's (the same on every rank)
-    check : bool, as in ``allreduce_``: compare size and dtype across ranks first
+    check : bool, as in ``allreduce_``: compare size, dtype and ``total`` across ranks
+        first, and refuse bad arguments on one rank with an error on every rank
 
     Returns
     -------
@@ -81,11 +83,23 @@ def average_gradients_(grad, weight, total, *, check=True):
     during the backward pass, see ``GradientBuckets``); then call
     ``allreduce_(grad, "sum")``.
     """
-    a = as_buffer("grad", grad)
-    weight = V.check_real("weight", weight, lo=0.0)
-    total = V.check_real("total", total, lo=0.0, lo_open=True)
-    if weight > total * (1 + 1e-12):
-        raise ValueError(f"weight: expected at most total ({total}), got {weight}")
+    error = None
+    try:
+        a = as_buffer("grad", grad)
+        weight = V.check_real("weight", weight, lo=0.0)
+        total = V.check_real("total", total, lo=0.0, lo_open=True)
+        if weight > total * (1 + 1e-12):
+            raise ValueError(f"weight: expected at most total ({total}), got {weight}")
+    except (TypeError, ValueError) as e:
+        if not check:
+            raise
+        error = e
+    if check:
+        # a refusal on one rank would leave the others in the allreduce until the time
+        # limit; a total that differs would average with wrong weights
+        raise_together(error, "average_gradients_'s arguments")
+        check_consistent("total is the global batch's, the same on every rank",
+                         total=total)
     if weight == 0:
         a.fill(0)
     elif weight != total:

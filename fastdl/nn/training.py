@@ -174,16 +174,20 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
                 break
             if stop:
                 break
-    except BaseException:
+    except BaseException as e:
         if run is None or run.steps == 0:
             (model.optimizer, model.loss, model.history, model._seed,
              model._distributed) = before
+        if dp is not None and isinstance(e, SystemExit):
+            dp.abort_on_exit(e)
         raise
     finally:
         if bar is not None:
             bar.close()
     for cb in callbacks:
         cb.on_train_end(model)
+    if dp is not None:
+        parallel.end_training()
     return history
 
 
@@ -318,7 +322,8 @@ class _Run:
                 part = ev["loss"] * (k / n)
             else:
                 w, W = norm(s), norm(slice(None))
-                part = math.nan if W == 0 else 0.0 if w == 0 else ev["loss"] * (w / W)
+                # rows that all weigh 0 add 0, as in one process (_evaluate)
+                part = 0.0 if w == 0 else ev["loss"] * (w / W)
             n_correct = round(ev.get("accuracy", 0.0) * k)
         part, n_correct = self.reduce_sums((part, n_correct))
         logs = {"val_loss": part}

@@ -35,6 +35,15 @@ def check_allreduce(p, r, record):
         a = rank_values((5,), dtype, r)
         dist.allreduce_(a, "sum", check=False)
         np.testing.assert_array_equal(a, sum(rank_values((5,), dtype, q) for q in range(p)))
+    # NaN propagates through max and min too, wherever it stands (MPI's MAX dropped a
+    # NaN that came second), and only where it stands
+    for op in ("max", "min"):
+        a = np.array([0.0, 1.0, np.nan if r == p - 1 else 2.0, -1.0])
+        if r == 0:
+            a[3] = np.nan
+        dist.allreduce_(a, op)
+        assert np.isnan(a[2]) and np.isnan(a[3]), (op, a)
+        assert a[0] == 0.0 and a[1] == 1.0, (op, a)
     # every rank holds the same bits after a sum of values that round differently
     a = np.random.default_rng(r).standard_normal(4097).astype(np.float32)
     dist.allreduce_(a, "sum")
@@ -79,6 +88,16 @@ def check_errors(p, r, record):
     else:
         expect(RuntimeError, f"allreduce_ refused its arguments on rank {p - 1}",
                dist.allreduce_, bad)
+    # average_gradients_ too (it raised on the refusing rank only; the others waited)
+    if r == p - 1:
+        expect(ValueError, "weight: expected at most total", dist.average_gradients_,
+               np.zeros(3), 3, 2)
+    else:
+        expect(ValueError, f"average_gradients_'s arguments refused on rank {p - 1}",
+               dist.average_gradients_, np.zeros(3), 1, 2)
+    # ... and a total that differs (it averaged with the wrong weights)
+    expect(ValueError, "total: value differs between ranks (rank 0: 2.0, rank 1: 3.0",
+           dist.average_gradients_, np.zeros(3), 1, 2 + min(r, 1))
     # arguments that differ between ranks
     expect(ValueError, "array: size differs between ranks (rank 0: 4 elements, rank 1: "
            "5 elements", dist.allreduce_, np.zeros(4 + min(r, 1)))
@@ -125,6 +144,9 @@ def check_consistency(p, r, record):
     expect(ValueError, "big: contents differ", dist.check_consistent, big=big)
     expect(ValueError, "batch_size: value differs between ranks (rank 0: 32, rank 1: 33",
            dist.check_consistent, batch_size=32 + min(r, 1))
+    dist.check_consistent(lr=float("nan"), X=np.full(3, np.nan))  # NaN is the same value
+    expect(ValueError, "lr: value differs between ranks (rank 0: nan, rank 1: 1.0",
+           dist.check_consistent, lr=float("nan") if r == 0 else 1.0)
     expect(ValueError, "the ranks compared different names", dist.check_consistent,
            **({"a": 1} if r == 0 else {"b": 1}))
 

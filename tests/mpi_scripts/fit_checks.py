@@ -113,6 +113,25 @@ def check_fit_equivalence(p, r, record):
                     validation_split=0.1)
     compare("mse", record, *both(lambda seed: mlp(out=2, seed=seed), X, t, case_e))
 
+    # global batches whose rows all weigh 0 add 0 and a zero gradient, as in one process
+    # (a NaN gradient made every parameter NaN), and validation rows that all weigh 0
+    # a val_loss of 0 (NaN); binary cross-entropy too
+    order = np.argsort(y != 0, kind="stable")
+    Xz, yz = X[order], y[order]
+
+    def case_f(model):
+        return dict(optimizer="sgd", class_weight={0: 0.0, 1: 1.0, 2: 1.0}, epochs=2,
+                    batch_size=8, shuffle=False, validation_data=(Xz[:5], yz[:5]), seed=8)
+    compare("weightless_batches", record, *both(mlp, Xz, yz, case_f))
+    ybz = (yz != 0).astype(np.float64)
+
+    def case_g(model):
+        return dict(loss="binary_cross_entropy", optimizer="sgd", class_weight={0: 0, 1: 2},
+                    epochs=2, batch_size=8, shuffle=False,
+                    validation_data=(Xz[:5], ybz[:5]), seed=8)
+    compare("weightless_binary", record,
+            *both(lambda seed: mlp(out=1, seed=seed), Xz, ybz, case_g))
+
     # seed=None: rank 0's seed for all (then kept as the model's seed)
     m = mlp()
     h = m.fit(X, y, epochs=1, batch_size=32, verbose=0, distributed=True)
