@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 from fastdl import _threads, _train_plot, callbacks
 from fastdl import _train_setup as _setup
@@ -29,9 +30,10 @@ class CommandError(Exception):
     traceback) with exit status ``status``: 2 for bad usage, 1 for a failure while
     working."""
 
-    def __init__(self, message, status=1):
+    def __init__(self, message, status=1, *, shown=True):
         super().__init__(message)
         self.status = status
+        self.shown = shown  # False on the ranks other than 0 of a distributed run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -264,9 +266,11 @@ def _train(args):
     backend = args.backend or fastdl.get_backend()
     spec = _setup.MODELS[args.model]
     with fastdl.use_backend(backend), contextlib.ExitStack() as quiet:
-        if not leader:
+        if not leader:  # rank 0 reports for all, its warnings too
             quiet.enter_context(contextlib.redirect_stdout(
                 quiet.enter_context(open(os.devnull, "w"))))
+            quiet.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
         data = _setup.digits(spec.images, args.seed)
         try:
             model, description = spec.build(args, data, backend)
@@ -283,7 +287,7 @@ def _train(args):
             # nothing to evaluate or save: a NaN model scored 0.10 and was saved
             raise CommandError(f"training diverged: the parameters are not finite after "
                                f"{len(hist.epoch)} epochs (loss {hist.history['loss'][-1]}); "
-                               f"try a smaller --lr (it is {args.lr})")
+                               f"try a smaller --lr (it is {args.lr})", shown=leader)
         acc, cm = _evaluate(model, data)
     if leader:
         _save(args, model, hist, best, output, plot,
@@ -452,7 +456,8 @@ def main(argv=None):
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return status
     except CommandError as e:
-        print(f"fastdl {args.cmd}: error: {e}", file=sys.stderr)
+        if e.shown:  # every rank of a distributed run fails alike: rank 0 says it
+            print(f"fastdl {args.cmd}: error: {e}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         print(f"fastdl {args.cmd}: interrupted", file=sys.stderr)

@@ -209,15 +209,19 @@ def test_class_weight_that_would_make_nan_parameters_is_refused(cw, match):
     np.testing.assert_array_equal(m.parameters().data, before)
 
 
+@pytest.mark.parametrize("where", ["last", "first"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
-def test_a_batch_whose_rows_all_weigh_zero(loss):
+def test_a_batch_whose_rows_all_weigh_zero(loss, where):
     # class 0 weighs 0 and the last batch holds only class 0: that batch adds 0 to the
     # loss and a zero gradient (its 0 / 0 made every parameter NaN, or the loss NaN and
-    # a false divergence)
+    # a false divergence); the first batch: its loss of 0 is not the one a rise is
+    # measured from (every epoch's loss read as a rise from 0: a false divergence)
     X, y = blobs(n=66, c=2)
-    order = np.argsort(y != 0, kind="stable")[::-1]  # class 0 last
+    order = np.argsort(y != 0, kind="stable")
+    if where == "last":
+        order = order[::-1]
     X, y = X[order], y[order]
-    assert np.all(y[64:] == 0)
+    assert np.all(y[64:] == 0) if where == "last" else np.all(y[:16] == 0)
     m = mlp(c=2) if loss == "cross_entropy" else \
         nn.Sequential(nn.Dense(6, 8, "relu"), nn.Dense(8, 1), seed=0)
     with warnings.catch_warnings():
@@ -225,8 +229,9 @@ def test_a_batch_whose_rows_all_weigh_zero(loss):
         # gradient is zero because its rows weigh 0
         warnings.simplefilter("error", nn.DivergenceWarning)
         warnings.simplefilter("error", nn.GradientWarning)
-        h = m.fit(X, y, loss=loss, class_weight={0: 0.0}, batch_size=32, epochs=3,
-                  shuffle=False, seed=0, verbose=0, validation_data=(X[64:], y[64:]))
+        h = m.fit(X, y, loss=loss, class_weight={0: 0.0}, batch_size=16, epochs=3,
+                  shuffle=False, seed=0, verbose=0, validation_data=(X[:2], y[:2])
+                  if where == "first" else (X[64:], y[64:]))
     assert len(h.epoch) == 3 and np.isfinite(h.history["loss"]).all()
     assert h.history["val_loss"] == [0.0, 0.0, 0.0]  # the validation rows all weigh 0
     assert np.isfinite(m.parameters().data).all()

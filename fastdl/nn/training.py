@@ -224,6 +224,10 @@ class _Run:
         self.dropouts = [l for l in walk_layers(model._full) if isinstance(l, Dropout)]
         self.norm = _normalizer(loss, weight, y)
         self.first_loss = None  # the first batch's mean loss, before any step
+        # a rise to less than this is no divergence, whatever the ratio (from 4e-7 to
+        # 4e-4 nats was one): 0.01 nats, or 1% of the targets' mean square
+        self.rise_floor = 0.01 if loss != "mse" else \
+            0.01 * float(np.mean(np.square(y, dtype=np.float64))) if y.size else 0.0
         self._first = None      # this process's part of it, until logs() has it
         self.warned_rising = False
         self.xbuf = np.empty((self.bs,) + X.shape[1:], dtype=model.dtype)
@@ -272,7 +276,10 @@ class _Run:
                 model._backward(g, False, layers)
             else:
                 model._params.grad.fill(0)
-            if self.first_loss is None and self._first is None:
+            # the first batch that weighs anything: a weightless one's loss of 0 made
+            # every later loss look like a rise (a false DivergenceWarning)
+            if self.first_loss is None and self._first is None and \
+                    (self.norm is None or self.norm(batch) > 0):
                 self._first = part / m
             # parameters().grad holds the gradient of this batch's (share's) mean loss:
             # a data-parallel fit averages it over the processes here, before the step
@@ -355,12 +362,14 @@ def _augmented(augment, xb, rng, dtype):
 
 
 def _rising(run, logs, epoch, opt):
-    """Warn (once a fit) when an epoch's loss is 10 times the first batch's: a step too
-    large throws the weights where the loss is huge, and where ReLUs often die (their
-    layers' gradients are then exactly 0, which is no vanishing gradient)."""
+    """Warn (once a fit) when an epoch's loss is 10 times the first batch's, and more than
+    ``rise_floor`` above it: a step too large throws the weights where the loss is huge,
+    and where ReLUs often die (their layers' gradients are then exactly 0, which is no
+    vanishing gradient)."""
     if run.warned_rising:
         return True  # the per-layer diagnosis would blame the layers for the step size
-    if run.first_loss is None or not logs["loss"] > 10 * run.first_loss + 1e-12:
+    if run.first_loss is None or \
+            not logs["loss"] > 10 * run.first_loss + max(run.rise_floor, 1e-12):
         return False
     run.warned_rising = True
     warnings.warn(f"training is diverging in epoch {epoch}: the loss rose from "

@@ -242,6 +242,16 @@ def check_cli(p, r, record, outdir):
             status = e.code
     assert status == 2, status
     assert ("the folder of" in err.getvalue()) == (r == 0), err.getvalue()
+    # a diverged run fails on every rank (status 1); rank 0 alone says so (every rank did)
+    diverge = ["train", "--distributed", "--epochs", "1", "--quiet", "--lr", "1e6",
+               "--hidden", "16", "--no-augment", "--output", os.path.join(outdir, "nan.npz")]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(diverge)
+    assert status == 1, status
+    assert (err.getvalue() != "") == (r == 0), err.getvalue()
+    assert "error: training diverged" in err.getvalue() or r != 0, err.getvalue()
+    assert not os.path.exists(os.path.join(outdir, "nan.npz"))
 
 
 def run(record, outdir):
