@@ -8,9 +8,11 @@ import textwrap
 def plot_training(hist, cm, path, title, caption, best=None):
     import matplotlib.pyplot as plt
 
+    from fastdl import _atomic
+
     fig = figure(hist, cm, title, caption, best)
     try:
-        fig.savefig(path, dpi=110)
+        _atomic.save_figure(fig, path, name="--plot", dpi=110)
     finally:
         plt.close(fig)
 

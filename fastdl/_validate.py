@@ -267,6 +267,10 @@ def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False)
     return v
 
 
+# fit's seeds are saved with the model: the largest one a model file holds
+MAX_SEED = 2**128 - 1
+
+
 def check_int(name: str, value, lo=None, hi=None) -> int:
     """An integer hyper-parameter (bools refused), at least ``lo`` and at most ``hi``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 
-from fastdl import _threads, _train_plot, callbacks
+from fastdl import _atomic, _threads, _train_plot, _validate as V, callbacks
 from fastdl import _train_setup as _setup
 
 RUNS = "runs"  # default output folder, in the current folder; .gitignore covers it
@@ -58,12 +58,14 @@ def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
     def parse(text):
         try:
             value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) \
+            finite = math.isfinite(value)  # OverflowError for an int beyond float's range
+        except (ValueError, OverflowError):
+            value, finite = None, False
+        if not finite \
                 or (lo is not None and (value <= lo if lo_open else value < lo)) \
                 or (hi is not None and (value >= hi if hi_open else value > hi)):
-            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+            shown = text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)"
+            raise argparse.ArgumentTypeError(f"expected {want}, got {shown!r}")
         return value
 
     return parse
@@ -88,10 +90,11 @@ def _layer_sizes(text):
 
 def _check_writable(option, path):
     """Refuse, before any work, an output path that could not be written at the end."""
-    shown = os.fspath(path)
+    try:  # an empty name, a folder, a device or FIFO the final rename would replace
+        shown = _atomic.check_target(f"argument {option}", path)
+    except ValueError as e:
+        raise CommandError(str(e), 2) from None
     folder = os.path.dirname(os.path.abspath(shown))
-    if os.path.isdir(shown):
-        raise CommandError(f"argument {option}: {shown!r} is a folder, expected a file name", 2)
     if not os.path.isdir(folder):
         raise CommandError(f"argument {option}: the folder of {shown!r} does not exist", 2)
     try:
@@ -112,6 +115,19 @@ def _check_plot_format(path):
     if ext and ext not in types:
         raise CommandError(f"argument --plot: matplotlib cannot write .{ext} files "
                            f"(it writes {', '.join('.' + t for t in sorted(types))})", 2)
+    # a listed format may still need a program (.pgf: LaTeX): write a tiny figure in it
+    # now, not after the training
+    import io
+
+    from matplotlib.figure import Figure
+
+    try:
+        fig = Figure(figsize=(1, 1))
+        fig.text(0.5, 0.5, "0")  # text: what needs LaTeX in .pgf
+        fig.savefig(io.BytesIO(), format=ext or None)
+    except Exception as e:  # noqa: BLE001 - whatever the format's writer fails with
+        raise CommandError(f"argument --plot: matplotlib cannot write .{ext or 'png'} "
+                           f"files here: {e}", 2) from None
 
 
 def _write_failed(what, path, e):
@@ -163,7 +179,8 @@ def _conditions(args):
 def _output_paths(args):
     """The model and plot paths, checked before training (``--plot`` alone: beside the
     model); the default folder is created."""
-    output = args.output or os.path.join(RUNS, f"digits-{args.model}.npz")
+    output = args.output if args.output is not None else \
+        os.path.join(RUNS, f"digits-{args.model}.npz")
     plot = args.plot
     if plot == "":
         plot = os.path.splitext(output)[0] + ".png"
@@ -287,7 +304,9 @@ def _train(args):
             # nothing to evaluate or save: a NaN model scored 0.10 and was saved
             raise CommandError(f"training diverged: the parameters are not finite after "
                                f"{len(hist.epoch)} epochs (loss {hist.history['loss'][-1]}); "
-                               f"try a smaller --lr (it is {args.lr})", shown=leader)
+                               f"try a smaller --lr (it is {args.lr})"
+                               + (f" or --weight-decay (it is {args.weight_decay})"
+                                  if args.weight_decay >= 1 else ""), shown=leader)
         acc, cm = _evaluate(model, data)
     if leader:
         _save(args, model, hist, best, output, plot,
@@ -313,10 +332,11 @@ def _fit(args, model, data, images):
                      augment=_augmentation(args, data, images), seed=args.seed,
                      verbose=verbose, distributed=args.distributed)
     elapsed = time.perf_counter() - t0
-    best = stopper.best_epoch
-    print(f"trained {len(hist.epoch)} epochs in {elapsed:.1f} s"
-          + (f" (early stop; best epoch {best + 1} restored)" if stopper.stopped_epoch is not None
-             else f" (best epoch {best + 1} restored)" if best is not None else ""))
+    best = stopper.best_epoch  # None when no epoch's val_loss was finite (diverged)
+    restored = "" if best is None else \
+        f" (early stop; best epoch {best + 1} restored)" if stopper.stopped_epoch is not None \
+        else f" (best epoch {best + 1} restored)"
+    print(f"trained {len(hist.epoch)} epochs in {elapsed:.1f} s{restored}")
     return hist, best
 
 
@@ -396,7 +416,7 @@ def _add_train_arguments(t):
     add("--no-augment", action="store_true",
         help="train on the images as they are (default: random 1-pixel shifts and "
              "light noise)")
-    add("--seed", type=_number(int, lo=0), default=0, metavar="N",
+    add("--seed", type=_number(int, lo=0, hi=V.MAX_SEED), default=0, metavar="N",
         help="seed of the data split, initialisation, shuffling, dropout and "
              "augmentation (default: %(default)s)")
     add("--backend", choices=("numpy", "numba", "cython"), default=None,

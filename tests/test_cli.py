@@ -2,6 +2,7 @@
 (exit 2, one line naming the option, no traceback), output paths are checked before
 training, every option states its default, and a run leaves files only where it says."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,13 +51,17 @@ BAD = [("--epochs", "0"), ("--epochs", "1.5"), ("--epochs", "ten"), ("--lr", "-1
        ("--batch-size", "0"), ("--dropout", "-0.5"), ("--dropout", "1"), ("--patience", "0"),
        ("--momentum", "1.5"), ("--momentum", "-0.1"), ("--weight-decay", "-1"),
        ("--seed", "-1"), ("--seed", "x"), ("--optimizer", "rmsprop"), ("--schedule", "linear"),
-       ("--backend", "tpu"), ("--model", "resnet")]
+       ("--backend", "tpu"), ("--model", "resnet"),
+       # beyond float's range: OverflowError tracebacks (exit 1)
+       ("--epochs", "1" + "0" * 320), ("--batch-size", "9" * 400), ("--patience", "1" * 330),
+       # a seed fit took but a saved model could not hold (the model would not load)
+       ("--seed", str(2**130))]
 
 
 @pytest.mark.parametrize("option,value", BAD, ids=[f"{o}={v}" for o, v in BAD])
 def test_bad_value_is_a_usage_error(option, value, capsys, no_training):
     status, out, err = run(["train", option, value], capsys)
-    assert_usage_error(status, out, err, option, repr(value))
+    assert_usage_error(status, out, err, option, repr(value) if len(value) <= 40 else "...")
 
 
 def test_epochs_zero_with_exponential_schedule(capsys, no_training):
@@ -112,7 +117,7 @@ def _read_only(folder):
 
 
 @pytest.mark.parametrize("case", ["missing folder", "folder", "read-only", "same file",
-                                  "format"])
+                                  "format", "trailing separator", "empty", "fifo", "pgf"])
 def test_output_paths_checked_before_training(case, tmp_path, capsys, no_training):
     missing = str(tmp_path / "missing" / "m.npz")
     argv = {"missing folder": ["--output", missing],
@@ -120,18 +125,28 @@ def test_output_paths_checked_before_training(case, tmp_path, capsys, no_trainin
             "read-only": ["--plot", "/sys/curves.png", "--output", str(tmp_path / "m.npz")],
             "same file": ["--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "m.npz")],
             "format": ["--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.xyz")],
+            # these trained, then failed (a trailing separator; a listed format that
+            # needs LaTeX) or replaced a FIFO (/dev/null as root) with the model
+            "trailing separator": ["--output", str(tmp_path / "new") + os.sep],
+            "empty": ["--output", ""],
+            "fifo": ["--output", str(tmp_path / "fifo")],
+            "pgf": ["--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.pgf")],
             }[case]
+    if case == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    if case == "pgf" and (shutil.which("xelatex") or shutil.which("lualatex")):
+        pytest.skip("LaTeX is installed: .pgf can be written")
     if case == "read-only" and not _read_only("/sys"):
         pytest.skip("/sys is not a read-only folder here")
-    if case in ("read-only", "same file", "format"):
+    if case in ("read-only", "same file", "format", "pgf"):
         pytest.importorskip("matplotlib")
     status, out, err = run(["train", *argv], capsys)
     assert status == 2, err
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("fastdl train: error: argument --")
     path = argv[-1] if case != "read-only" else "/sys/curves.png"
-    assert repr(path) in err or path.endswith(".xyz")
-    assert sorted(os.listdir(tmp_path)) == []
+    assert repr(path) in err or path.endswith((".xyz", ".pgf"))
+    assert sorted(os.listdir(tmp_path)) == (["fifo"] if case == "fifo" else [])
 
 
 def test_default_folder_not_left_behind_when_refused(tmp_path, monkeypatch, capsys,
@@ -163,6 +178,17 @@ def test_diverged_training_is_a_failure_and_saves_nothing(tmp_path, capsys):
     assert status == 1 and "Traceback" not in err
     assert "diverged" in err and "--lr" in err
     assert not out_path.exists() and "accuracy" not in out
+
+
+def test_divergence_before_any_best_epoch_is_reported(tmp_path, capsys):
+    # with --patience 1 the stopper stopped with no best epoch: a TypeError traceback
+    for argv in (["--lr", "1e20"], ["--weight-decay", "1e308"]):
+        out_path = tmp_path / "m.npz"
+        status, out, err = run(["train", "--epochs", "3", "--patience", "1", "--quiet",
+                                "--output", str(out_path), *argv], capsys)
+        assert status == 1 and "Traceback" not in err, err
+        assert "error: training diverged" in err and argv[0] in err
+        assert not out_path.exists()
 
 
 def test_progress_one_line_per_epoch_when_not_a_terminal(tmp_path, capsys):

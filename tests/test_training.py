@@ -69,6 +69,10 @@ def test_seed_is_named():
     with pytest.raises(TypeError, match="seed"):
         mlp().fit(X, y, seed=1.5, verbose=0)
     mlp().fit(X, y, seed=np.random.default_rng(0), epochs=1, verbose=0)
+    # a seed a saved model could not hold (it saved, then would not load)
+    with pytest.raises(ValueError, match="seed: expected an int <= "):
+        mlp().fit(X, y, seed=2**128, verbose=0)
+    mlp().fit(X, y, seed=2**128 - 1, epochs=1, verbose=0)
     # the model's own seed too (NumPy's messages named nothing)
     with pytest.raises(ValueError, match="seed: expected an int >= 0, got -1"):
         nn.Sequential(nn.Dense(6, 3), seed=-1)

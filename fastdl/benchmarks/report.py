@@ -11,6 +11,8 @@ import json
 import statistics
 import sys
 
+from fastdl import _atomic
+
 BASELINE, FLOOR = "__baseline__", "__floor__"
 COMPILED = ("numba", "cython")
 
@@ -353,8 +355,10 @@ def plot(report, path):
     ax.set_xlabel("time ratio (below 1: fastdl is faster)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # the whole new image or the old one
+        _atomic.save_figure(fig, path, name="--plot", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):

@@ -127,7 +127,7 @@ def shared_seed(seed=None) -> int:
     elif isinstance(seed, np.random.Generator):
         mine = int(seed.integers(2**63))
     elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        mine = V.check_int("seed", seed, 0)
+        mine = V.check_int("seed", seed, 0, V.MAX_SEED)
     else:
         raise TypeError("seed: expected None, an int or a numpy Generator, got "
                         f"{type(seed).__name__}")

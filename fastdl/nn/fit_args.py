@@ -69,7 +69,7 @@ def checked(model, X, y, loss, optimizer, epochs, batch_size, validation_data,
             raise TypeError(f"callbacks[{i}]: expected a fastdl.callbacks.Callback, got "
                             f"{type(cb).__name__}")
     if seed is not None and not isinstance(seed, np.random.Generator):
-        V.check_int("seed", seed, 0)
+        V.check_int("seed", seed, 0, V.MAX_SEED)
 
     a.validation = None
     if validation_data is not None:

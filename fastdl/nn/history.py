@@ -29,7 +29,7 @@ class History:
 
         Epochs are shown from 1, on integer ticks.  Returns the matplotlib ``Figure``,
         or, with ``path``, writes it there (the format from the extension, e.g. ``.png``)
-        and returns ``path``.  Needs matplotlib (``pip install "fastdl[plot]"``); it uses
+        and returns ``path`` (written atomically, as ``Sequential.save``).  Needs matplotlib (``pip install "fastdl[plot]"``); it uses
         no pyplot state, so it works in scripts, servers and notebooks alike.
 
         Training loss is measured during each epoch with dropout and augmentation on,
@@ -62,5 +62,6 @@ class History:
         fig.tight_layout()
         if path is None:
             return fig
-        fig.savefig(path, dpi=110)
-        return path
+        from fastdl import _atomic
+
+        return _atomic.save_figure(fig, path, dpi=110)  # the whole new image or the old one

@@ -501,9 +501,11 @@ class Sequential(Layer, register=False):
     def save(self, path):
         """Write the architecture, parameters, loss, optimizer state and training
         position (``epochs_trained``, seed) to one ``.npz`` file; ``fastdl.load`` reads
-        it back.  The file is written under a temporary name in the same folder,
-        flushed to disk and renamed over ``path``, so a crash never leaves half a
-        model behind.  Returns ``path``.
+        it back.  The file is written as a temporary in the same folder, flushed to
+        disk and renamed over ``path``, so a crash never leaves half a model behind nor
+        loses the old one.  Returns ``path`` (a str).  A path naming a folder, or an
+        existing non-regular file (a device, a FIFO), raises ValueError; a write that
+        fails, OSError naming ``path``.
 
         A model trained by ``fit(distributed=True)`` is written by rank 0 only; on the
         other ranks ``save`` writes nothing (and does not wait for rank 0)."""

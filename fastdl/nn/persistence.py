@@ -14,15 +14,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import re
-import secrets
-import stat
-import time
 import zipfile
 import zlib
 
 import numpy as np
 
+from fastdl import _atomic, _validate as V
 from fastdl._config import BACKENDS_ALL
 from fastdl.nn.base import LAYER_TYPES
 from fastdl.nn.losses import LOSSES, check_loss, check_output
@@ -35,8 +32,6 @@ MAX_META_BYTES = 4 << 20   # an architecture of thousands of layers takes well u
 MAX_LAYERS = 10_000
 MAX_DEPTH = 32             # nested Residual blocks
 _OPTIMIZERS = ("SGD", "Adam")
-_TMP_NAME = re.compile(r"\.fastdl-[A-Za-z0-9_]{8,32}\.tmp")
-STALE_TMP_SECONDS = 15 * 60
 
 
 # ---------------------------------------------------------------------------- save
@@ -64,28 +59,8 @@ def save(model, path):
         meta["optimizer"] = {"type": type(model.optimizer).__name__, "state": state}
         arrays.update(opt_arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temporaries(folder)
-    tmp = os.path.join(folder, f".fastdl-{secrets.token_hex(8)}.tmp")
-    # os.open with 0o666 lets the user's umask decide the mode, as open() would
-    # (tempfile.mkstemp makes 0600 files)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
-    except OSError as e:  # name the user's path, not the temporary one
-        raise type(e)(e.errno, f"cannot write the model to {path!r}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    # the whole new file or the old one (fastdl/_atomic.py); a device or FIFO refused
+    return _atomic.write_atomic(path, lambda fh: np.savez(fh, **arrays), name="path")
 
 
 def _writes_here():
@@ -94,28 +69,6 @@ def _writes_here():
     from fastdl.distributed import _runtime
 
     return not _runtime.is_initialized() or _runtime.rank() == 0
-
-
-def _remove_stale_temporaries(folder):
-    """Remove fastdl's own temporaries that a killed ``save`` left in ``folder``: regular
-    files named as ``save`` names them, owned by this user, untouched for 15 minutes
-    (a ``save`` running in another process writes its file far more recently)."""
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    uid = getattr(os, "getuid", lambda: None)()
-    for e in entries:
-        if not _TMP_NAME.fullmatch(e.name):
-            continue
-        try:
-            st = e.stat(follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TMP_SECONDS and \
-                    (uid is None or st.st_uid == uid):
-                os.unlink(e.path)
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------------------- load
@@ -387,7 +340,7 @@ def _check_meta(meta):
     if not _is_int(e) or not 0 <= e < 2**62:
         raise _Bad(f"metadata: epochs_trained must be an int in [0, 2**62), got {e!r}")
     s = meta.get("seed")
-    if s is not None and (not _is_int(s) or not 0 <= s < 2**128):
+    if s is not None and (not _is_int(s) or not 0 <= s <= V.MAX_SEED):
         raise _Bad(f"metadata: seed must be null or an int in [0, 2**128), got {s!r}")
     b = meta.get("backend")
     if b is not None and b not in BACKENDS_ALL:

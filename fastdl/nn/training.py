@@ -67,7 +67,7 @@ def _resolve_seed(model, seed):
     if isinstance(seed, np.random.Generator):
         seed = int(seed.integers(2**63))
     else:
-        seed = V.check_int("seed", seed, 0)
+        seed = V.check_int("seed", seed, 0, V.MAX_SEED)
     model._seed = seed
     return seed
 
