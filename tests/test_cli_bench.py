@@ -309,6 +309,8 @@ def test_update_floor_reads_real_memory(name, arrays):
 @pytest.mark.parametrize("argv, option", [
     (["--rounds", "0"], "--rounds"), (["--rounds", "-1"], "--rounds"),
     (["--process-rounds", "0"], "--process-rounds"), (["--threads", "x"], "--threads"),
+    # more than fastdl allows: a worker's traceback after minutes of the run
+    (["--threads", "100000"], "--threads"), (["--rounds", "9" * 400], "--rounds"),
 ])
 def test_bench_option_values_are_usage_errors(argv, option, capsys):
     with pytest.raises(SystemExit) as e:
@@ -324,12 +326,43 @@ def test_bench_option_values_are_usage_errors(argv, option, capsys):
     # said yes for /proc as root): both failed only after the whole run
     (["--plot", "b.bogus"], "--plot"),
     (["--json", "/proc/b.json"], "--json"),
+    # these ran the whole benchmark, then wrote nothing and exited 0 (''), wrote the plot
+    # over the JSON (one path), failed with a traceback (a trailing separator), or
+    # would replace a device
+    (["--json", ""], "--json"), (["--plot", ""], "--plot"),
+    (["--json", "same.png", "--plot", "same.png"], "--plot"),
+    (["--json", "new/"], "--json"), (["--json", "/dev/null"], "--json"),
 ])
-def test_bench_usage_errors_come_before_any_benchmark(argv, option, capsys, monkeypatch):
+def test_bench_usage_errors_come_before_any_benchmark(argv, option, capsys, monkeypatch,
+                                                      tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(benchmarks, "run", lambda **kw: pytest.fail("benchmarked"))
+    if "--plot" in argv:
+        pytest.importorskip("matplotlib")
     assert cli.main(["bench", *argv]) == 2
     err = capsys.readouterr().err
-    assert option in err and "error" in err
+    assert option in err and "error" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_bench_results_are_written_whole_or_not_at_all(capsys, monkeypatch, tmp_path):
+    # json.dump into the open file left 4 KiB of broken JSON over the old results on a
+    # full disk, and a traceback
+    monkeypatch.setattr(benchmarks, "run", lambda **kw: {"rows": [], "machine": {}})
+    monkeypatch.setattr(benchmarks, "format_table", lambda report: "table")
+    path = tmp_path / "b.json"
+    path.write_text('{"old": 1}')
+
+    def full(fd):  # the disk fills as the bytes go out
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert cli.main(["bench", "--json", str(path)]) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err == (f"fastdl bench: error: cannot write the results to {str(path)!r}: "
+                   "No space left on device\n")
+    assert json.loads(path.read_text()) == {"old": 1} and os.listdir(tmp_path) == ["b.json"]
 
 
 def test_bench_cli_subprocess_json(tmp_path):

@@ -24,36 +24,34 @@ import json
 import os
 import sys
 
+from fastdl import _atomic
+
 from fastdl.benchmarks.report import format_table, markdown, targets  # noqa: F401
 from fastdl.benchmarks.suite import run  # noqa: F401
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(p):
+    from fastdl import _threads
+    from fastdl.cli import _number  # the train command's checks and messages
+
+    positive = _number(int, lo=1)
     p.add_argument("--quick", action="store_true",
                    help="small sizes, one process per library, no load scenarios (< 1 min)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="write the figures, the machine and the targets as JSON "
                         "(python -m fastdl.benchmarks.report PATH makes the Markdown page)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the ratios (PNG)")
-    p.add_argument("--threads", type=_positive, default=None,
+    # more threads than fastdl allows failed in a worker, after minutes of the run
+    p.add_argument("--threads", type=_number(int, lo=1, hi=_threads.max_threads()),
+                   default=None,
                    help="threads on every side (default: each library's own default; "
                         "fastdl's adapts to the CPU other processes leave free)")
     p.add_argument("--only", default=None,
                    help="comma-separated substrings of row names (kernel and training rows)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    p.add_argument("--rounds", type=_positive, default=None,
+    p.add_argument("--rounds", type=positive, default=None,
                    help="timed rounds per row within a process (default 4, --quick 5)")
-    p.add_argument("--process-rounds", type=_positive, default=None,
+    p.add_argument("--process-rounds", type=positive, default=None,
                    help="fresh processes per library, alternated (default 3, --quick 1)")
     p.add_argument("--scenarios", action=argparse.BooleanOptionalAction, default=None,
                    help="the import orders and the MLP epoch beside 0, 1 and 2 busy processes "
@@ -66,9 +64,10 @@ def add_arguments(p):
                    help="skip the start-up and compile-time measurements")
 
 
-def _usage_error(message):
+def _error(message, status=2):
+    """Print the one-line error; the exit status (2: usage, 1: a failure while working)."""
     print(f"fastdl bench: error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 def check(args):
@@ -85,6 +84,10 @@ def check(args):
             if path is not None:
                 cli._check_writable(option, path)
         if args.plot is not None:
+            if args.json is not None and os.path.abspath(args.plot) == \
+                    os.path.abspath(args.json):
+                raise cli.CommandError(f"argument --plot: {args.plot!r} is also the --json "
+                                       "file", 2)
             cli._check_plot_format(args.plot)
     except cli.CommandError as e:
         return str(e)
@@ -101,21 +104,29 @@ def check(args):
 def main(args):
     why = check(args)
     if why:
-        return _usage_error(why)
+        return _error(why)
     report = run(quick=args.quick, threads=args.threads, use_torch=not args.no_torch,
                  only=args.only, rounds=args.rounds, process_rounds=args.process_rounds,
                  startup=not args.no_startup, scenarios=args.scenarios,
                  keep_openblas=args.keep_openblas_env, sklearn=not args.no_sklearn)
     report["command"] = "fastdl bench " + " ".join(_argv(args))
     print(format_table(report))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1, default=float)
-    if args.plot:
+    # both written whole or not at all (the old file kept); a failure is one line
+    if args.json is not None:
+        text = json.dumps(report, indent=1, default=float).encode()
+        try:
+            _atomic.write_atomic(args.json, lambda fh: fh.write(text), name="--json")
+        except OSError as e:
+            return _error(f"cannot write the results to {args.json!r}: {e.strerror or e}", 1)
+    if args.plot is not None:
         from fastdl.benchmarks.report import plot
 
-        plot(report, args.plot)
+        try:
+            plot(report, args.plot)
+        except OSError as e:
+            return _error(f"cannot write the plot to {args.plot!r}: {e.strerror or e}", 1)
     return 0
+
 
 
 def _argv(args):
