@@ -69,6 +69,21 @@ def check_backend(name) -> str:
     return name
 
 
+def restored_backend(name, what="the model", stacklevel=3):
+    """The backend a saved or pickled model asks for (``name``, or None for the
+    default), so that it goes on with the same kernels; where that backend is not
+    installed, None (the default one) with a RuntimeWarning: the model still loads,
+    its results may differ in the last bits."""
+    if name is None or name in backends():
+        return name
+    import warnings
+
+    warnings.warn(f"{what} was saved with backend {name!r}, which is not available here: "
+                  f"it runs on the default backend, {get_backend()!r}",
+                  RuntimeWarning, stacklevel=stacklevel + 1)
+    return None
+
+
 def get_backend() -> str:
     """The current default backend."""
     if _state["backend"] is None:

@@ -106,3 +106,32 @@ def test_history_plot_is_written_atomically(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         h.plot(tmp_path / "f.png")
     assert sorted(os.listdir(tmp_path)) == ["f.png", "h.png"]
+
+
+def test_load_refuses_what_is_not_a_regular_file(tmp_path):
+    # a FIFO blocked open() for ever; /dev/zero read gigabytes into a MemoryError
+    os.mkfifo(tmp_path / "m.npz")
+    for target in (tmp_path / "m.npz", "/dev/zero"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            fastdl.load(target)
+
+
+def test_load_messages_stay_short(tmp_path):
+    # a 3 MB loss string in the metadata made a 3 MB message
+    import json
+    import zipfile
+
+    p = tmp_path / "m.npz"
+    small_model().save(p)
+    with np.load(p) as f:
+        entries = {k: f[k] for k in f.files}
+    meta = json.loads(entries["meta"].tobytes())
+    meta["loss"] = "x" * 3_000_000
+    entries["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with zipfile.ZipFile(p, "w") as z:
+        for k, v in entries.items():
+            with z.open(k + ".npy", "w") as fh:
+                np.lib.format.write_array(fh, v)
+    with pytest.raises(ValueError, match="metadata: loss") as info:
+        fastdl.load(p)
+    assert len(str(info.value)) < 1200

@@ -266,6 +266,21 @@ def test_assigned_coefs_and_intercepts_are_the_models():
         MLPClassifier().intercepts_ = theirs.intercepts_
 
 
+def test_a_pickle_from_a_machine_with_another_backend_loads(monkeypatch):
+    # a backend built there and not here: unpickling raised, and the fitted estimator was
+    # lost; now it predicts on the default backend, with a warning (as fastdl.load)
+    from fastdl import _config
+
+    X, y = digits()
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                        backend="numpy").fit(X, y)
+    blob = pickle.dumps(est)
+    monkeypatch.setattr(_config, "backends", lambda: ("cython",))
+    with pytest.warns(RuntimeWarning, match="backend 'numpy', which is not available"):
+        copy = pickle.loads(blob)
+    np.testing.assert_allclose(copy.predict_proba(X), est.predict_proba(X), rtol=1e-5)
+
+
 def test_random_state_reproducible_and_convergence_warning():
     X, y = digits()
     a = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=1)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import stat
 import zipfile
 import zlib
 
 import numpy as np
 
-from fastdl import _atomic, _validate as V
+from fastdl import _atomic, _config, _validate as V
 from fastdl._config import BACKENDS_ALL
 from fastdl.nn.base import LAYER_TYPES
 from fastdl.nn.losses import LOSSES, check_loss, check_output
@@ -87,11 +88,19 @@ def load(path):
     raises ``ValueError`` saying what is wrong, before allocating more than the
     file's size."""
     path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    st = os.stat(path)  # OSError as open's, for a missing or unreadable file
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        # a FIFO blocked open() for ever; /dev/zero read gigabytes into a MemoryError
+        raise ValueError(f"{path}: not a regular file (a device, FIFO or socket)")
     with open(path, "rb") as fh:
         try:
             return _load(fh, os.fstat(fh.fileno()).st_size)
         except _Bad as e:
-            raise ValueError(f"{path}: {e}") from None
+            # a crafted file's values can be megabytes: the message stays readable
+            msg = str(e) if len(str(e)) <= 1000 else str(e)[:1000] + "... (cut)"
+            raise ValueError(f"{path}: {msg}") from None
 
 
 def _load(fh, file_size):
@@ -138,27 +147,11 @@ def _load(fh, file_size):
         raise _Bad(f"metadata: {e}") from None
     model.epochs_trained = meta.get("epochs_trained", 0)
     model._seed = meta.get("seed")
-    model.backend = _saved_backend(meta.get("backend"))
+    model.backend = _config.restored_backend(meta.get("backend"))
     if "optimizer" in meta:
         model.optimizer = _load_optimizer(archive, meta["optimizer"], model._params, dtype)
     archive.check_all_read()
     return model
-
-
-def _saved_backend(name):
-    # the backend the model was saved with, so that fit goes on with the same kernels;
-    # where it is not installed, the default one, with a warning (the results may then
-    # differ in the last bits)
-    from fastdl import _config
-
-    if name is None or name in _config.backends():
-        return name
-    import warnings
-
-    warnings.warn(f"the model was saved with backend {name!r}, which is not available here: "
-                  f"it runs on the default backend, {_config.get_backend()!r}",
-                  RuntimeWarning, stacklevel=4)
-    return None
 
 
 def _load_optimizer(archive, o, params, dtype):
@@ -331,20 +324,20 @@ def _check_meta(meta):
     if not isinstance(arch["layers"], list) or not arch["layers"]:
         raise _Bad("metadata: architecture.layers must be a non-empty list")
     if meta["loss"] is not None and meta["loss"] not in LOSSES:
-        raise _Bad(f"metadata: loss must be null or one of {LOSSES}, got {meta['loss']!r}")
+        raise _Bad(f"metadata: loss must be null or one of {LOSSES}, got {_short(meta['loss'])}")
     if not _is_int(meta["num_params"]) or meta["num_params"] < 0:
-        raise _Bad(f"metadata: num_params must be an int >= 0, got {meta['num_params']!r}")
+        raise _Bad(f"metadata: num_params must be an int >= 0, got {_short(meta['num_params'])}")
     if not _is_int(meta["crc32"]) or not 0 <= meta["crc32"] < 2**32:
-        raise _Bad(f"metadata: crc32 must be an int in [0, 2**32), got {meta['crc32']!r}")
+        raise _Bad(f"metadata: crc32 must be an int in [0, 2**32), got {_short(meta['crc32'])}")
     e = meta.get("epochs_trained", 0)
     if not _is_int(e) or not 0 <= e < 2**62:
-        raise _Bad(f"metadata: epochs_trained must be an int in [0, 2**62), got {e!r}")
+        raise _Bad(f"metadata: epochs_trained must be an int in [0, 2**62), got {_short(e)}")
     s = meta.get("seed")
     if s is not None and (not _is_int(s) or not 0 <= s <= V.MAX_SEED):
-        raise _Bad(f"metadata: seed must be null or an int in [0, 2**128), got {s!r}")
+        raise _Bad(f"metadata: seed must be null or an int in [0, 2**128), got {_short(s)}")
     b = meta.get("backend")
     if b is not None and b not in BACKENDS_ALL:
-        raise _Bad(f"metadata: backend must be null or one of {BACKENDS_ALL}, got {b!r}")
+        raise _Bad(f"metadata: backend must be null or one of {BACKENDS_ALL}, got {_short(b)}")
     if "optimizer" in meta:
         _check_optimizer_meta(meta["optimizer"])
     return meta

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 import fastdl.functional as F
-from fastdl import nn, optim
+from fastdl import _config, nn, optim
 
 __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUTS"]
 
@@ -295,6 +295,9 @@ class Network:
         opt_state = state.pop("optimizer_state")
         rngs = state.pop("dropout_rngs")
         self.__dict__.update(state)
+        # pickled where a backend is built that is not here: the default one, with a
+        # warning, as fastdl.load (the estimator could not be unpickled at all)
+        self.backend = _config.restored_backend(self.backend, "the estimator", stacklevel=4)
         self._build()
         np.copyto(self.params.data, data)
         for d, r in zip(self.dropouts, rngs):
