@@ -108,6 +108,15 @@ def _check_writable(option, path):
 
 
 def _check_plot_format(path):
+    """matplotlib starts, and writes ``path``'s format here (``fastdl train`` and
+    ``fastdl bench``)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandError("argument --plot: needs matplotlib: "
+                           "pip install 'fastdl[plot]'", 2) from None
+    except ValueError as e:  # its settings refused, e.g. MPLBACKEND=foo
+        raise CommandError(f"argument --plot: matplotlib does not start: {e}", 2) from None
     from matplotlib.backend_bases import FigureCanvasBase
 
     ext = os.path.splitext(path)[1].lower().lstrip(".")
@@ -203,11 +212,6 @@ def _output_paths(args):
 def _check_outputs(output, plot):
     _check_writable("--output", output)
     if plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CommandError("argument --plot: needs matplotlib: "
-                               "pip install 'fastdl[plot]'", 2) from None
         if os.path.abspath(plot) == os.path.abspath(output):
             raise CommandError(f"argument --plot: {plot!r} is also the --output file", 2)
         _check_writable("--plot", plot)

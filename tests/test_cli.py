@@ -262,3 +262,15 @@ def test_train_writes_only_under_runs(tmp_path):
 def test_gitignore_covers_the_default_output():
     ignored = [ln.strip() for ln in (ROOT / ".gitignore").read_text().splitlines()]
     assert "/runs/" in ignored
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["bench", "--quick"]])
+def test_a_broken_matplotlib_setting_is_a_usage_error(command, tmp_path):
+    # MPLBACKEND=foo: matplotlib's import raised ValueError, a traceback
+    pytest.importorskip("matplotlib")
+    r = subprocess.run([sys.executable, "-m", "fastdl.cli", *command, "--plot",
+                        str(tmp_path / "p.png")], capture_output=True, text=True,
+                       env=dict(os.environ, MPLBACKEND="foo"), cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "argument --plot: matplotlib does not start" in r.stderr
+    assert os.listdir(tmp_path) == []
