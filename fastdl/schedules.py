@@ -212,18 +212,20 @@ class ReduceLROnPlateau(Schedule):
     def step(self, value) -> float:
         """Record one epoch's monitored value; return the rate for the next epoch."""
         value = _metric(self.monitor, value)
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.wait = 0
         if self._improved(value):
             self.best = value
             self.wait = 0
-        elif self.cooldown_counter == 0:
+        else:
             self.wait += 1
-            if self.wait >= self.patience:
-                self.lr = max(self.lr * self.factor, self.min_lr)
-                self.cooldown_counter = self.cooldown
-                self.wait = 0
+        if self.cooldown_counter > 0:
+            # the ``cooldown`` epochs after a reduction are not counted (as PyTorch; the
+            # Keras order, decrementing first, skipped one epoch fewer: cooldown=1 was 0)
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.wait >= self.patience:
+            self.lr = max(self.lr * self.factor, self.min_lr)
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
         return self.lr
 
     def update(self, metrics) -> float:

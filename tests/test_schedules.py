@@ -84,10 +84,30 @@ def test_reduce_on_plateau_max_and_cooldown():
                             min_delta=0.0, cooldown=2)
     seq = [0.5, 0.6, 0.6, 0.55, 0.6, 0.6, 0.6, 0.6, 0.6]
     got = [s.update({"val_accuracy": v}) for v in seq]
-    # reduction after two flat epochs; the cooldown (as Keras) ignores the next epoch
-    # and restarts the count in the one after: the next reduction comes one epoch later
-    want = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001]
+    # reduction after two flat epochs; the cooldown's 2 epochs are not counted, then two
+    # more flat ones reduce again (the Keras order counted the second cooldown epoch)
+    want = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001]
     assert got == pytest.approx(want)
+
+
+def test_reduce_on_plateau_max_min_delta():
+    # 0.52 beats 0.5 by less than min_delta: no improvement, so patience 1 reduces
+    s = S.ReduceLROnPlateau(1.0, mode="max", min_delta=0.05, patience=1, factor=0.1)
+    assert [s.step(v) for v in [0.5, 0.52]] == pytest.approx([1.0, 0.1])
+    assert s.best == 0.5
+
+
+def test_reduce_on_plateau_cooldown_epoch_is_not_counted():
+    # with patience 1 an epoch counted during the cooldown would reduce at once: the
+    # epoch after the reduction is in the cooldown, so the rate stays 0.1 (the test
+    # above, with patience 2, cannot tell)
+    s = S.ReduceLROnPlateau(1.0, patience=1, cooldown=2, factor=0.1)
+    assert [s.step(v) for v in [1.0, 2.0, 2.0, 2.0, 2.0]] == \
+        pytest.approx([1.0, 0.1, 0.1, 0.1, 0.01])
+    # cooldown=1 skips one epoch (it skipped none: the same rates as cooldown=0)
+    for c, want in [(0, [1.0, 0.1, 0.01, 0.001]), (1, [1.0, 0.1, 0.1, 0.01])]:
+        s = S.ReduceLROnPlateau(1.0, patience=1, cooldown=c, factor=0.1)
+        assert [s.step(v) for v in [1.0, 2.0, 2.0, 2.0]] == pytest.approx(want), c
 
 
 def test_reduce_on_plateau_state_and_errors():

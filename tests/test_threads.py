@@ -214,6 +214,25 @@ def test_a_count_given_is_kept_whatever_the_load(threads_state):
     assert T.effective_threads() == 1 and fastdl.get_num_threads() == 2
 
 
+def test_adapting_count_is_capped_by_the_cgroup_quota(threads_state):
+    # 2 idle CPUs but a quota of 1 CPU: the quota is what is free (2 threads would
+    # share one CPU's time)
+    fastdl.set_num_threads(2, adaptive=True)
+    T._load = FakeLoad([0.0], cpus=2)
+    T._load.quota = 1.0
+    T.update()
+    assert T.effective_threads() == 1 and T._state["free"] == 1.0
+
+
+def test_default_threads_is_capped_by_the_cgroup_quota(monkeypatch):
+    # 4 CPUs allowed, a quota of 1.5 CPUs: 1 thread (the whole CPUs of the quota)
+    monkeypatch.setattr(T, "allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(T, "cpu_quota", lambda: 1.5)
+    assert T.default_threads() == 1
+    monkeypatch.setattr(T, "cpu_quota", lambda: None)
+    assert T.default_threads() == 4
+
+
 def test_omp_num_threads_is_a_count_given(threads_state, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     T._state["requested"] = None
