@@ -225,7 +225,8 @@ def cross_entropy(const floating[:, ::1] probs, target, floating[::1] loss, doub
     cdef const int64_t[::1] y
     cdef const floating[:, ::1] t
     cdef Py_ssize_t i, j, n = probs.shape[0], c = probs.shape[1]
-    cdef floating lo = <floating>eps, hi = <floating>(1.0 - eps), s
+    cdef floating lo = <floating>eps, hi = <floating>(1.0 - eps)
+    cdef double s  # a float32 running sum drifted with the row's length
     if target.ndim == 1:
         y = target
         with nogil:

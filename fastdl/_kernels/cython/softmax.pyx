@@ -23,7 +23,11 @@ from fastdl._kernels.cython._helpers cimport fexp, fexp_nonpos, flog, PARALLEL_T
 cdef extern from *:
     """
     /* The row reductions as OpenMP SIMD reductions: gcc keeps one partial result per
-       vector lane (no -ffast-math needed, and nothing else reassociated). */
+       vector lane (no -ffast-math needed, and nothing else reassociated).  Sums go
+       FASTDL_BLOCK elements at a time, the block totals in double: one float32 partial
+       per lane over a whole row drifted with its length (1e-3 relative at 2^20
+       classes, 12% at 2^26). */
+    #define FASTDL_BLOCK 256
     #define FASTDL_ROW_REDUCE(T, S)                                                   \
     static inline T fastdl_row_max_##S(const T *a, Py_ssize_t c) {                 \
         T m = a[0];                                                                 \
@@ -32,16 +36,26 @@ cdef extern from *:
         return m;                                                                   \
     }                                                                               \
     static inline T fastdl_row_sum_##S(const T *a, Py_ssize_t c) {                 \
-        T s = 0;                                                                    \
-        _Pragma("omp simd reduction(+:s)")                                         \
-        for (Py_ssize_t j = 0; j < c; j++) s += a[j];                               \
-        return s;                                                                   \
+        double total = 0;                                                           \
+        for (Py_ssize_t j0 = 0; j0 < c; j0 += FASTDL_BLOCK) {                       \
+            Py_ssize_t end = c - j0 > FASTDL_BLOCK ? j0 + FASTDL_BLOCK : c;         \
+            T s = 0;                                                                \
+            _Pragma("omp simd reduction(+:s)")                                     \
+            for (Py_ssize_t j = j0; j < end; j++) s += a[j];                        \
+            total += s;                                                             \
+        }                                                                           \
+        return (T)total;                                                            \
     }                                                                               \
     static inline T fastdl_row_dot_##S(const T *a, const T *b, Py_ssize_t c) {     \
-        T s = 0;                                                                    \
-        _Pragma("omp simd reduction(+:s)")                                         \
-        for (Py_ssize_t j = 0; j < c; j++) s += a[j] * b[j];                        \
-        return s;                                                                   \
+        double total = 0;                                                           \
+        for (Py_ssize_t j0 = 0; j0 < c; j0 += FASTDL_BLOCK) {                       \
+            Py_ssize_t end = c - j0 > FASTDL_BLOCK ? j0 + FASTDL_BLOCK : c;         \
+            T s = 0;                                                                \
+            _Pragma("omp simd reduction(+:s)")                                     \
+            for (Py_ssize_t j = j0; j < end; j++) s += a[j] * b[j];                 \
+            total += s;                                                             \
+        }                                                                           \
+        return (T)total;                                                            \
     }
     FASTDL_ROW_REDUCE(float, f)
     FASTDL_ROW_REDUCE(double, d)

@@ -16,6 +16,7 @@ from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit, jit_pair, pick
 from fastdl._kernels.numba._math import exp_nonpos, log, log1p
+from fastdl._kernels.numba._rows import row_sum
 from fastdl._kernels.numba._scalar import const, sigmoid_s, softplus_s
 
 
@@ -183,33 +184,33 @@ def _sum64(e):
 
 @jit(fastmath=FASTMATH_REDUCE)
 def _row_sum(e):
-    s = const(e[0], 0.0)
-    for j in range(e.shape[0]):
-        s += e[j]
-    return s
+    return const(e[0], row_sum(e))
 
+
+# the row dots below add up in float64 (their terms in the logits' dtype): a float32
+# running sum drifted with the row's length (their select keeps them from vectorising,
+# so blocks as in _rows.py would still add up 256 terms one by one)
 
 @jit(fastmath=FASTMATH_REDUCE)
 def _row_wdot(w, z, mx):
     # sum_c w[c] (z[c] - mx), a zero weight contributing 0 even against z = -inf
-    s = const(mx, 0.0)
     zero = const(mx, 0.0)
+    s = 0.0
     for j in range(z.shape[0]):
         s += w[j] * (z[j] - mx) if w[j] != zero else zero
-    return s
+    return const(mx, s)
 
 
 @jit(fastmath=FASTMATH_REDUCE)
 def _probs_dot(w, t, z, mx, om, ec):
     # a[c] = w[c] (om t[c] + ec): (sum_c a[c] (z[c] - mx), 0 where a[c] = 0;  sum_c a[c])
-    s = const(mx, 0.0)
-    sa = const(mx, 0.0)
     zero = const(mx, 0.0)
+    s = sa = 0.0
     for j in range(z.shape[0]):
         a = w[j] * (om * t[j] + ec)
         sa += a
         s += a * (z[j] - mx) if a != zero else zero
-    return s, sa
+    return const(mx, s), const(mx, sa)
 
 
 # ---------------------------------------------------------------- softmax cross-entropy
@@ -297,7 +298,7 @@ def _ce_probs(probs, t, loss, lo, hi):
     n, c = probs.shape
     zero = const(lo, 0.0)
     for i in prange(n):
-        s = zero
+        s = 0.0  # float64: a float32 running sum drifted with the row's length
         for j in range(c):
             tj = t[i, j]
             v = probs[i, j]

@@ -13,6 +13,7 @@ from numba import prange
 
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit_pair, pick
 from fastdl._kernels.numba._math import exp, exp_nonpos, log
+from fastdl._kernels.numba._rows import ROW_BLOCK, row_dot, row_sum
 from fastdl._kernels.numba._scalar import const
 
 
@@ -54,24 +55,30 @@ def _softmax_rows(x, out, logmode):
         orow = out[i]
         # the row max makes every exponent <= 0: no overflow, and the sum is >= 1
         mx = _row_max(xr)
-        s = const(mx, 0.0)
+        total = 0.0  # block sums in float64 (see _rows.py: a long row drifted)
         if logmode:
             # out = (x - m) - log s: x - m is exact for x near m, where x - (m + log s)
             # would round at |m|'s scale.  x - m goes through memory because reassoc
             # would fold the two subtractions of one expression into that second form.
-            for j in range(c):
-                d = xr[j] - mx
-                orow[j] = d
-                s += exp_nonpos(d)
-            ls = log(s)
+            for b in range(0, c, ROW_BLOCK):
+                s = const(mx, 0.0)
+                for j in range(b, min(b + ROW_BLOCK, c)):
+                    d = xr[j] - mx
+                    orow[j] = d
+                    s += exp_nonpos(d)
+                total += s
+            ls = log(const(mx, total))
             for j in range(c):
                 orow[j] -= ls
         else:
-            for j in range(c):
-                e = exp_nonpos(xr[j] - mx)
-                orow[j] = e
-                s += e
-            inv = const(mx, 1.0) / s
+            for b in range(0, c, ROW_BLOCK):
+                s = const(mx, 0.0)
+                for j in range(b, min(b + ROW_BLOCK, c)):
+                    e = exp_nonpos(xr[j] - mx)
+                    orow[j] = e
+                    s += e
+                total += s
+            inv = const(mx, 1.0) / const(mx, total)
             for j in range(c):
                 orow[j] *= inv
 
@@ -87,15 +94,12 @@ def _softmax_backward_rows(dy, y, out, logmode):
         dr = dy[i]
         yr = y[i]
         orow = out[i]
-        s = const(dr[0], 0.0)
         if logmode:
-            for j in range(c):
-                s += dr[j]
+            s = const(dr[0], row_sum(dr))
             for j in range(c):
                 orow[j] = dr[j] - exp(yr[j]) * s
         else:
-            for j in range(c):
-                s += dr[j] * yr[j]
+            s = const(dr[0], row_dot(dr, yr))
             for j in range(c):
                 orow[j] = yr[j] * (dr[j] - s)
 
