@@ -421,6 +421,19 @@ def test_softmax_cross_entropy_degenerate_sizes_and_weights(backend, dtype):
     assert F.softmax_cross_entropy(z0, z0, reduction="none", backend=backend)[0].shape == (0,)
 
 
+def test_logits_bce_keeps_the_loss_of_confident_right_predictions(backend, dtype):
+    # softplus(z) - z y cancelled to 0 for z = 20, y = 1 (the loss is e^-20 = 2e-9), in
+    # the compiled kernels; the mirror case (z = -20, y = 0) was exact.  Relative error,
+    # on each element and on the sum, against exact values
+    z = np.array([20.0, 40.0, -20.0, -40.0, 15.0, 3.0], dtype)
+    y = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 1.0], dtype)
+    exact = np.log1p(np.exp(-np.abs(z.astype(np.float64))))
+    loss = F.binary_cross_entropy_with_logits(z, y, reduction="none", backend=backend)
+    np.testing.assert_allclose(loss, exact, rtol=1e-6, atol=0)
+    total = F.binary_cross_entropy_with_logits(z[:2], y[:2], reduction="sum", backend=backend)
+    np.testing.assert_allclose(float(total), exact[:2].sum(), rtol=1e-6)
+
+
 def test_elementwise_extreme_values(backend, dtype):
     z = np.array([1e4, -1e4, 1e4, -1e4, 0.0], dtype)
     y = np.array([1.0, 0.0, 0.0, 1.0, 0.5], dtype)

@@ -189,6 +189,13 @@ cdef inline floating softplus_s(floating x) noexcept nogil:
     return (x if x > 0 else 0) + flog1p(fexp_nonpos(-fabs_(x)))
 
 
+cdef inline floating bce_logits_s(floating z, floating y) noexcept nogil:
+    # softplus(z) - z y as (max(z, 0) - z y) + log1p(e^-|z|): the first part is exact
+    # for y in {0, 1}, so a confident right prediction keeps its tiny loss (softplus(z)
+    # - z y cancelled to 0 for z = 20, y = 1, where the loss is 2e-9)
+    return ((z if z > 0 else 0) - z * y) + flog1p(fexp_nonpos(-fabs_(z)))
+
+
 cdef inline floating relu_s(floating x) noexcept nogil:
     # x < 0 ? 0 : x lets NaN through (NaN < 0 is false), as np.maximum does
     return 0 if x < 0 else x

@@ -30,7 +30,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastdl._kernels.cython._helpers cimport (flog, flog1p, sigmoid_s, softplus_s,
+from fastdl._kernels.cython._helpers cimport (bce_logits_s, flog, flog1p, sigmoid_s,
                                                PARALLEL_THRESHOLD)
 
 cdef extern from "_softmax_rows.h":
@@ -384,7 +384,7 @@ cdef double bce_sum(const floating *p, const floating *y, Py_ssize_t n, bint log
         m = min(<Py_ssize_t>BLOCK, n - a)
         if logits:
             for j in range(m):
-                t[j] = softplus_s(p[a + j]) - p[a + j] * y[a + j]
+                t[j] = bce_logits_s(p[a + j], y[a + j])
         else:
             for j in range(m):
                 t[j] = bce_s(p[a + j], y[a + j], lo, hi)
@@ -460,10 +460,10 @@ def binary_cross_entropy_with_logits(const floating[::1] z, const floating[::1] 
     with nogil:
         if n >= PARALLEL_THRESHOLD:
             for i in prange(n, schedule="static"):
-                o[i] = softplus_s(z[i]) - z[i] * y[i]
+                o[i] = bce_logits_s(z[i], y[i])
         else:
             for i in range(n):
-                o[i] = softplus_s(z[i]) - z[i] * y[i]
+                o[i] = bce_logits_s(z[i], y[i])
     return None
 
 

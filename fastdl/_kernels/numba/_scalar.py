@@ -72,6 +72,15 @@ def softplus_s(x):
 
 
 @inline
+def bce_logits_s(z, y):
+    # softplus(z) - z y as (max(z, 0) - z y) + log1p(e^-|z|): the first part is exact
+    # for y in {0, 1}, so a confident right prediction keeps its tiny loss (softplus(z)
+    # - z y cancelled to 0 for z = 20, y = 1, where the loss is 2e-9)
+    return ((z if z > const(z, 0.0) else const(z, 0.0)) - z * y) + \
+        log1p(exp_nonpos(-abs(z)))
+
+
+@inline
 def relu_s(x):
     # x < 0 ? 0 : x lets NaN through, as np.maximum does
     return const(x, 0.0) if x < const(x, 0.0) else x

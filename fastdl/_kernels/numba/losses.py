@@ -17,7 +17,7 @@ from numba import prange
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit, jit_pair, pick
 from fastdl._kernels.numba._math import exp_nonpos, log, log1p
 from fastdl._kernels.numba._rows import row_sum
-from fastdl._kernels.numba._scalar import const, sigmoid_s, softplus_s
+from fastdl._kernels.numba._scalar import bce_logits_s, const, sigmoid_s
 
 
 # ---------------------------------------------------------------- elementwise losses
@@ -98,7 +98,7 @@ def _bce_logits(z, y, out, write):
     n = z.shape[0]
     if write:
         for i in prange(n):
-            out[i] = softplus_s(z[i]) - z[i] * y[i]
+            out[i] = bce_logits_s(z[i], y[i])
         return 0.0
     nch = (n + CHUNK - 1) // CHUNK
     part = np.empty(nch)
@@ -106,7 +106,7 @@ def _bce_logits(z, y, out, write):
         a = c * CHUNK
         t = np.empty(min(CHUNK, n - a), z.dtype)
         for i in range(t.shape[0]):
-            t[i] = softplus_s(z[a + i]) - z[a + i] * y[a + i]
+            t[i] = bce_logits_s(z[a + i], y[a + i])
         part[c] = _sum64(t)
     return _sum64(part)
 
