@@ -9,31 +9,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 
-from fastdl import _atomic, _threads, _train_plot, _validate as V, callbacks
+from fastdl import _threads, _train_plot, _validate as V, callbacks
 from fastdl import _train_setup as _setup
+from fastdl._cli_checks import (CommandError, check_plot_format, check_writable,
+                                layer_sizes, number, write_failed)
 
 RUNS = "runs"  # default output folder, in the current folder; .gitignore covers it
-# --hidden's widest layer: 2**31 - 1 units would need 6.4 TB of weights after the digits'
-# 64 inputs; beyond 2**31 NumPy refused the shape with an error that named nothing
-MAX_WIDTH = 2**31 - 1
-
-
-class CommandError(Exception):
-    """An expected failure, printed as ``fastdl <command>: error: <message>`` (no
-    traceback) with exit status ``status``: 2 for bad usage, 1 for a failure while
-    working."""
-
-    def __init__(self, message, status=1, *, shown=True):
-        super().__init__(message)
-        self.status = status
-        self.shown = shown  # False on the ranks other than 0 of a distributed run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,107 +27,6 @@ class _Parser(argparse.ArgumentParser):
         # one line: the option and what is wrong with it (the usage block of `train`
         # is a dozen lines that would bury it)
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-# ---- option values --------------------------------------------------------
-
-def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
-    """An argparse ``type=``: ``kind`` (int or float) in the given finite range."""
-    word = "an integer" if kind is int else "a number"
-    if lo is not None and hi is not None:
-        want = f"{word} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    elif lo is not None:
-        want = f"{word} {'>' if lo_open else '>='} {lo:g}"
-    else:
-        want = word
-
-    def parse(text):
-        try:
-            value = kind(text)
-            finite = math.isfinite(value)  # OverflowError for an int beyond float's range
-        except (ValueError, OverflowError):
-            value, finite = None, False
-        if not finite \
-                or (lo is not None and (value <= lo if lo_open else value < lo)) \
-                or (hi is not None and (value >= hi if hi_open else value > hi)):
-            shown = text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)"
-            raise argparse.ArgumentTypeError(f"expected {want}, got {shown!r}")
-        return value
-
-    return parse
-
-
-def _layer_sizes(text):
-    """``--hidden``: comma-separated positive widths; an empty string is no hidden layer."""
-    parts = [p.strip() for p in text.split(",")] if text.strip() else []
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = None
-    if sizes is None or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"expected positive integers separated by commas, such as 256,128, got {text!r}")
-    if any(s > MAX_WIDTH for s in sizes):
-        raise argparse.ArgumentTypeError(f"expected widths of at most {MAX_WIDTH:,}, got {text!r}")
-    return sizes
-
-
-# ---- output files ---------------------------------------------------------
-
-def _check_writable(option, path):
-    """Refuse, before any work, an output path that could not be written at the end."""
-    try:  # an empty name, a folder, a device or FIFO the final rename would replace
-        shown = _atomic.check_target(f"argument {option}", path)
-    except ValueError as e:
-        raise CommandError(str(e), 2) from None
-    folder = os.path.dirname(os.path.abspath(shown))
-    if not os.path.isdir(folder):
-        raise CommandError(f"argument {option}: the folder of {shown!r} does not exist", 2)
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-        if os.path.exists(shown) and not os.access(shown, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as e:
-        raise CommandError(f"argument {option}: cannot write {shown!r}: "
-                           f"{e.strerror or e}", 2) from None
-
-
-def _check_plot_format(path):
-    """matplotlib starts, and writes ``path``'s format here (``fastdl train`` and
-    ``fastdl bench``)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CommandError("argument --plot: needs matplotlib: "
-                           "pip install 'fastdl[plot]'", 2) from None
-    except ValueError as e:  # its settings refused, e.g. MPLBACKEND=foo
-        raise CommandError(f"argument --plot: matplotlib does not start: {e}", 2) from None
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    ext = os.path.splitext(path)[1].lower().lstrip(".")
-    types = FigureCanvasBase.get_supported_filetypes()  # no extension: savefig writes PNG
-    if ext and ext not in types:
-        raise CommandError(f"argument --plot: matplotlib cannot write .{ext} files "
-                           f"(it writes {', '.join('.' + t for t in sorted(types))})", 2)
-    # a listed format may still need a program (.pgf: LaTeX): write a tiny figure in it
-    # now, not after the training
-    import io
-
-    from matplotlib.figure import Figure
-
-    try:
-        fig = Figure(figsize=(1, 1))
-        fig.text(0.5, 0.5, "0")  # text: what needs LaTeX in .pgf
-        fig.savefig(io.BytesIO(), format=ext or None)
-    except Exception as e:  # noqa: BLE001 - whatever the format's writer fails with
-        raise CommandError(f"argument --plot: matplotlib cannot write .{ext or 'png'} "
-                           f"files here: {e}", 2) from None
-
-
-def _write_failed(what, path, e):
-    # e names the temporary file that save() writes first: say the user's path instead
-    return CommandError(f"cannot write the {what} to {os.fspath(path)!r}: {e.strerror or e}")
 
 
 # ---- fastdl info ----------------------------------------------------------
@@ -210,12 +95,12 @@ def _output_paths(args):
 
 
 def _check_outputs(output, plot):
-    _check_writable("--output", output)
+    check_writable("--output", output)
     if plot is not None:
         if os.path.abspath(plot) == os.path.abspath(output):
             raise CommandError(f"argument --plot: {plot!r} is also the --output file", 2)
-        _check_writable("--plot", plot)
-        _check_plot_format(plot)
+        check_writable("--plot", plot)
+        check_plot_format(plot)
 
 
 class _EpochLines(callbacks.Callback):
@@ -368,14 +253,14 @@ def _save(args, model, hist, best, output, plot, title, cm):
     try:
         model.save(output)
     except OSError as e:
-        raise _write_failed("model", output, e) from None
+        raise write_failed("model", output, e) from None
     print(f"model saved to {output} (fastdl.load reads it)")
     if plot is not None:
         try:
             _train_plot.plot_training(hist, cm, plot, "fastdl train: " + title,
                                       _conditions(args), best)
         except OSError as e:
-            raise _write_failed("plot", plot, e) from None
+            raise write_failed("plot", plot, e) from None
         print(f"plot saved to {plot}")
 
 
@@ -390,13 +275,13 @@ def _bench(args):
 # ---- the parser -----------------------------------------------------------
 
 def _add_train_arguments(t):
-    positive = _number(int, lo=1)
+    positive = number(int, lo=1)
     add = t.add_argument
     add("--model", choices=sorted(_setup.MODELS), default="mlp",
         help="the network to train (default: %(default)s)")
-    add("--hidden", type=_layer_sizes, default=[256, 128], metavar="N,N,...",
+    add("--hidden", type=layer_sizes, default=[256, 128], metavar="N,N,...",
         help="MLP hidden layer widths, comma-separated; '' for none (default: 256,128)")
-    add("--dropout", type=_number(float, 0.0, 1.0, hi_open=True), default=0.1, metavar="P",
+    add("--dropout", type=number(float, 0.0, 1.0, hi_open=True), default=0.1, metavar="P",
         help="dropout probability after each hidden layer, in [0, 1) (default: %(default)s)")
     add("--epochs", type=positive, default=60, metavar="N",
         help="most epochs to train; early stopping may end sooner (default: %(default)s)")
@@ -404,11 +289,11 @@ def _add_train_arguments(t):
         help="rows per mini-batch (default: %(default)s)")
     add("--optimizer", choices=("adam", "sgd"), default="adam",
         help="adam (with --weight-decay) or sgd (with --momentum) (default: %(default)s)")
-    add("--lr", type=_number(float, lo=0.0, lo_open=True), default=2e-3,
+    add("--lr", type=number(float, lo=0.0, lo_open=True), default=2e-3,
         help="learning rate, the schedule's starting value (default: %(default)s)")
-    add("--momentum", type=_number(float, 0.0, 1.0, hi_open=True), default=0.9,
+    add("--momentum", type=number(float, 0.0, 1.0, hi_open=True), default=0.9,
         help="SGD momentum, in [0, 1); ignored by adam (default: %(default)s)")
-    add("--weight-decay", type=_number(float, lo=0.0), default=1e-4, metavar="WD",
+    add("--weight-decay", type=number(float, lo=0.0), default=1e-4, metavar="WD",
         help="Adam's decoupled weight decay (AdamW), >= 0; ignored by sgd "
              "(default: %(default)s)")
     add("--schedule", choices=("cosine", "step", "exponential", "none"), default="cosine",
@@ -420,12 +305,12 @@ def _add_train_arguments(t):
     add("--no-augment", action="store_true",
         help="train on the images as they are (default: random 1-pixel shifts and "
              "light noise)")
-    add("--seed", type=_number(int, lo=0, hi=V.MAX_SEED), default=0, metavar="N",
+    add("--seed", type=number(int, lo=0, hi=V.MAX_SEED), default=0, metavar="N",
         help="seed of the data split, initialisation, shuffling, dropout and "
              "augmentation (default: %(default)s)")
     add("--backend", choices=("numpy", "numba", "cython"), default=None,
         help="kernels to train with (default: the fastest available, cython when built)")
-    add("--threads", type=_number(int, lo=1, hi=_threads.max_threads()), default=None,
+    add("--threads", type=number(int, lo=1, hi=_threads.max_threads()), default=None,
         metavar="N",
         help="threads for the kernels and BLAS (default: OMP_NUM_THREADS if set, else "
              "the cores this process may use, fewer while other processes keep them busy)")

@@ -32,9 +32,9 @@ from fastdl.benchmarks.suite import run  # noqa: F401
 
 def add_arguments(p):
     from fastdl import _threads
-    from fastdl.cli import _number  # the train command's checks and messages
+    from fastdl._cli_checks import number  # the train command's checks and messages
 
-    positive = _number(int, lo=1)
+    positive = number(int, lo=1)
     p.add_argument("--quick", action="store_true",
                    help="small sizes, one process per library, no load scenarios (< 1 min)")
     p.add_argument("--json", default=None, metavar="PATH",
@@ -42,7 +42,7 @@ def add_arguments(p):
                         "(python -m fastdl.benchmarks.report PATH makes the Markdown page)")
     p.add_argument("--plot", default=None, metavar="PATH", help="bar chart of the ratios (PNG)")
     # more threads than fastdl allows failed in a worker, after minutes of the run
-    p.add_argument("--threads", type=_number(int, lo=1, hi=_threads.max_threads()),
+    p.add_argument("--threads", type=number(int, lo=1, hi=_threads.max_threads()),
                    default=None,
                    help="threads on every side (default: each library's own default; "
                         "fastdl's adapts to the CPU other processes leave free)")
@@ -73,7 +73,7 @@ def _error(message, status=2):
 def check(args):
     """The usage error of ``args`` found before any benchmark runs, or None."""
     import fastdl
-    from fastdl import cli
+    from fastdl import _cli_checks as checks
     from fastdl.benchmarks import suite
 
     # the train command's checks: a file created and removed in the folder (os.access
@@ -82,14 +82,14 @@ def check(args):
     try:
         for option, path in (("--json", args.json), ("--plot", args.plot)):
             if path is not None:
-                cli._check_writable(option, path)
+                checks.check_writable(option, path)
         if args.plot is not None:
             if args.json is not None and os.path.abspath(args.plot) == \
                     os.path.abspath(args.json):
-                raise cli.CommandError(f"argument --plot: {args.plot!r} is also the --json "
+                raise checks.CommandError(f"argument --plot: {args.plot!r} is also the --json "
                                        "file", 2)
-            cli._check_plot_format(args.plot)
-    except cli.CommandError as e:
+            checks.check_plot_format(args.plot)
+    except checks.CommandError as e:
         return str(e)
     if args.only is not None:
         size = "quick" if args.quick else "full"
