@@ -16,7 +16,7 @@ from fastdl._registry import kernel
 from fastdl.functional.losses import _ones
 
 __all__ = ["LOSSES", "check_loss", "guess_loss", "check_output", "check_y", "loss_grad",
-           "correct"]
+           "correct", "total_weight"]
 
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 _FOLDS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
@@ -158,10 +158,7 @@ def _ce_step(model, out, yb, weight):
     rows = model._buf("ce_rows", (n,), out.dtype)
     dlogits = model._buf("ce_dlogits", (n, c), out.dtype)
     w = _ones(c, out.dtype) if weight is None else weight
-    if weight is None or yb.ndim == 2:
-        denom = float(n)  # probabilities: the mean is over rows whatever the weights (torch)
-    else:
-        denom = float(np.sum(weight[yb], dtype=np.float64))
+    denom = float(n) if weight is None else total_weight(yb, weight)
     # a batch whose rows all weigh 0 adds 0 to the loss and a zero gradient (a NaN scale,
     # 0 / 0, made every parameter NaN: a small last batch of a weight-0 class did it)
     scale = 1.0 / denom if denom != 0 else 0.0
@@ -169,21 +166,38 @@ def _ce_step(model, out, yb, weight):
     return float(np.sum(rows, dtype=np.float64)) * scale * n, dlogits
 
 
+def total_weight(yb, weight):
+    """What the weighted mean cross-entropy of a batch divides by: its total class
+    weight, sum_n w[y_n] for labels and sum_n sum_c w[c] t[n, c] for probabilities
+    (the same number for one-hot targets: both forms train alike).  ``F.
+    softmax_cross_entropy`` divides probabilities by N instead, as PyTorch; fit's
+    documented mean is this one (one-hot targets trained with a step sum_n w[y_n] / N
+    times larger)."""
+    if yb.ndim == 1:
+        return float(np.sum(weight[yb], dtype=np.float64))
+    return float(np.dot(np.sum(yb, axis=0, dtype=np.float64), weight.astype(np.float64)))
+
+
 def loss_grad(model, out, yb, loss, weight, need_grad=True):
     """(the batch's mean loss times its row count, gradient of the mean loss or None),
     at the logits ``out`` for the classification losses.
 
-    With class weights the mean is weighted: sum_n w[y_n] l_n / sum_n w[y_n]."""
+    With class weights the mean is weighted: sum_n w[y_n] l_n / sum_n w[y_n] (for
+    probabilities t, the weights sum_c w[c] t[n, c]: ``total_weight``)."""
     import fastdl.functional as F
 
     be, m = model.backend, out.shape[0]
     if loss == "cross_entropy" and need_grad:
         return _ce_step(model, out, yb, weight)
     if loss == "cross_entropy":
-        if weight is not None and yb.ndim == 1 and not np.any(weight[yb]):
+        if weight is None:
+            lv, g = F.softmax_cross_entropy(out, yb, backend=be)
+            return float(lv) * m, g
+        denom = total_weight(yb, weight)
+        if denom == 0:
             return 0.0, None  # rows that all weigh 0, as in _ce_step
-        lv, g = F.softmax_cross_entropy(out, yb, weight=weight, backend=be)
-        return float(lv) * m, g
+        lv, _ = F.softmax_cross_entropy(out, yb, weight=weight, reduction="sum", backend=be)
+        return float(lv) / denom * m, None
     if loss == "binary_cross_entropy":
         if weight is None:
             lv = float(F.binary_cross_entropy_with_logits(out, yb, backend=be))

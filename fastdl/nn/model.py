@@ -379,7 +379,8 @@ class Sequential(Layer, register=False):
         ``model.parameters()``.  ``schedule(epoch) -> lr`` is applied at the start of
         each epoch.  ``class_weight`` is ``"complement"`` (1 - n_c/N), ``"balanced"``, a
         dict or an array over the classes; the weighted mean loss divides by the
-        batch's total weight.  ``augment(xb, rng) -> xb`` transforms each training batch.
+        batch's total weight (``sum_n sum_c w[c] t[n, c]`` for probabilities: one-hot
+        targets train as labels).  ``augment(xb, rng) -> xb`` transforms each training batch.
         ``verbose=1`` shows a progress bar on a terminal or in a notebook and one line
         per epoch elsewhere (a log file); ``verbose=2`` one line per epoch; 0 nothing.
 

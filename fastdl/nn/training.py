@@ -20,7 +20,7 @@ from fastdl.nn.base import walk_layers
 from fastdl.nn.history import History
 from fastdl.nn.layers import Dropout
 from fastdl.nn.fit_args import checked, class_weight_array
-from fastdl.nn.losses import correct, loss_grad
+from fastdl.nn.losses import correct, loss_grad, total_weight
 
 __all__ = ["fit", "GradientWarning", "DivergenceWarning", "class_weight_array", "epoch_rng"]
 
@@ -341,12 +341,12 @@ class _Run:
 
 def _normalizer(loss, weight, y):
     """``norm(rows) -> float``: what the mean loss of the targets ``y[rows]`` divides by
-    when that is their total class weight (``loss_grad``'s convention: class weights
-    with label targets); None when it divides by the row count."""
-    if weight is None or loss == "mse" or (loss == "cross_entropy" and y.ndim == 2):
+    when that is their total class weight (``loss_grad``'s convention, with class
+    weights); None when it divides by the row count."""
+    if weight is None or loss == "mse":
         return None
     if loss == "cross_entropy":
-        return lambda rows: float(np.sum(weight[y[rows]], dtype=np.float64))
+        return lambda rows: total_weight(y[rows], weight)
     w1 = weight[1]
     return lambda rows: float(np.sum(w1[(y[rows].reshape(-1) > 0.5).astype(np.intp)],
                                      dtype=np.float64))
