@@ -79,7 +79,7 @@ def _name_unnamed(fh, folder):
     """Link the O_TMPFILE file ``fh`` into ``folder`` under a temporary name.  linkat
     through /proc/self/fd with AT_SYMLINK_FOLLOW (os.link calls linkat only when given a
     dir_fd; plain link() fails there with EXDEV); where that is refused, a named copy."""
-    name = f".fastdl-{secrets.token_hex(8)}.tmp"
+    name = _temporary_name()
     tmp = os.path.join(folder, name)
     dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -112,11 +112,16 @@ def _open_temporary(folder, path):
             return os.open(folder, flags | os.O_TMPFILE, 0o666), None
         except OSError:
             pass  # a file system without it (EOPNOTSUPP, EISDIR): a named one
-    tmp = os.path.join(folder, f".fastdl-{secrets.token_hex(8)}.tmp")
+    tmp = os.path.join(folder, _temporary_name())
     try:
         return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o666), tmp
     except OSError as e:
         raise type(e)(e.errno, e.strerror, path) from None  # not the temporary
+
+
+def _temporary_name():
+    # what TMP_NAME matches, so that remove_stale_temporaries finds what a kill left
+    return f".fastdl-{secrets.token_hex(8)}.tmp"
 
 
 def _discard(tmp):
