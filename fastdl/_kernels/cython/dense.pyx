@@ -28,6 +28,7 @@ from cython cimport floating
 cimport openmp
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
+from libc.stdlib cimport calloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from fastdl._kernels.cython._helpers cimport (
@@ -300,14 +301,16 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, b, floatin
         _dense_forward(x, W, bp, out, act, <floating>alpha)
 
 
-cdef void _col_sum(const floating[:, ::1] dy, floating[::1] db) noexcept nogil:
-    # db[j] = sum_n dy[n, j], walking rows so that loads stay contiguous
+cdef void _col_sum(const floating[:, ::1] dy, floating[::1] db, double *acc) noexcept nogil:
+    # db[j] = sum_n dy[n, j], walking rows so that loads stay contiguous; the totals acc
+    # (M zeros) are float64, as a float32 running sum drifts with N (1.6e-5 relative at a
+    # million rows)
     cdef Py_ssize_t i, j, n = dy.shape[0], m = dy.shape[1]
-    for j in range(m):
-        db[j] = 0
     for i in range(n):
         for j in range(m):
-            db[j] += dy[i, j]
+            acc[j] += dy[i, j]
+    for j in range(m):
+        db[j] = <floating>acc[j]
 
 
 def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
@@ -319,9 +322,13 @@ def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
     cdef Py_ssize_t n = dy.shape[0], m = dy.shape[1], k = x.shape[1]
     cdef floating[:, ::1] dxv
     cdef Py_ssize_t i, j, r0, nb
+    cdef double *acc
     check_blas_dims(k, m)
     if dx is not None:
         dxv = dx
+    acc = <double *>calloc(max(m, 1), sizeof(double))
+    if acc == NULL:
+        raise MemoryError()
     with nogil:
         if n == 0 or k == 0 or m == 0:
             # BLAS refuses empty leading dimensions: fill the results directly
@@ -345,4 +352,5 @@ def dense_backward(const floating[:, ::1] dy, const floating[:, ::1] x,
                 par_gemm(c'N', c'T', m, k, nb, <floating *>&dy[r0, 0], m,
                          <floating *>&x[r0, 0], k, 0 if r0 == 0 else 1, &dW[0, 0], m)
                 r0 += nb
-        _col_sum(dy, db)
+        _col_sum(dy, db, acc)
+        free(acc)
