@@ -17,6 +17,7 @@ from fastdl.nn.base import Layer, fmt_shape, layer_config, layer_type, propagate
 from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
 from fastdl.nn.layers import Dense
+from fastdl.nn.summary import summary_table
 
 __all__ = ["Sequential", "History", "GradientWarning", "load"]
 
@@ -205,7 +206,6 @@ class Sequential(Layer, register=False):
         parameter count; then the total.  Prints nothing (``print(m.summary())``).
         ``input_shape``, one sample's shape (``(1, 28, 28)``), shows the shapes that
         input gives (a model over images of any size has ``?`` for H and W)."""
-        rows = [("layer", "type", "output shape", "parameters")]
         shape = self.input_shape
         if input_shape is not None:
             if not isinstance(input_shape, (tuple, list)):
@@ -214,32 +214,7 @@ class Sequential(Layer, register=False):
             dims = tuple(V.check_int("input_shape", d, 1) for d in input_shape)
             shape = self._check_X(np.empty((0,) + dims, self.dtype), "input_shape").shape[1:]
 
-        def add(name, layer, shape, depth):
-            if shape is None:
-                shape = layer.expected_input_shape()
-            out = None if shape is None else tuple(layer.compute_output_shape(shape))
-            kind = type(layer).__name__
-            if getattr(layer, "activation", None):
-                kind += f"({layer.activation})"
-            count = sum(math.prod(s) for s in layer.param_shapes().values())
-            rows.append(("  " * depth + name, kind,
-                         "?" if out is None else fmt_shape(out, batch=True), f"{count:,}"))
-            inner = shape
-            for sub, sublayer in zip(getattr(layer, "_names", ()), getattr(layer, "layers", ())):
-                inner = add(f"{name}.{sub}", sublayer, inner, depth + 1)
-            return out
-
-        shown = shape
-        for name, layer in zip(self._names, self.layers):
-            shape = add(name, layer, shape, 0)
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = [f"Sequential: {len(self.layers)} layers, {self.dtype.name}, input "
-                 + ("of any shape" if shown is None else fmt_shape(shown, batch=True))]
-        for r in rows:
-            lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-        lines.append(f"total parameters: {self._params.num_parameters:,}")
-        return "\n".join(lines)
+        return summary_table(self, shape)
 
     # forward / backward --------------------------------------------------
     def _set_mode(self, training):
