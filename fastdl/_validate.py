@@ -10,7 +10,10 @@ stores fault on them, so a misaligned input is copied (``as_float``, ``aligned``
 misaligned ``out=`` is swapped for an aligned temporary and copied back
 (``aligned_out``); ``make_out`` refuses one that reaches it.  Likewise the kernels get
 plain ndarrays: an ``out=`` of an ndarray subclass (np.matrix, masked, memmap) is
-written through a base-class view of its memory.
+written through a base-class view of its memory, and an input of a subclass is checked
+as that view (``as_ndarray``): a masked array's min and max skip its masked entries,
+which the kernels would read, so an index checked that way wrote outside its output.
+Masked inputs are refused.
 
 The common case (a C-contiguous array of the right dtype and rank, a float
 hyper-parameter, labels in range) takes a short first path of identity and
@@ -30,6 +33,18 @@ import numpy as np
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F32, _F64 = FLOATS  # NumPy's native-order float dtypes are singletons: ``is`` tests them
+
+
+def as_ndarray(name: str, x) -> np.ndarray:
+    """``x`` as a base-class ndarray, so that the checks see what the kernels will read:
+    array-likes converted, subclasses (np.matrix, np.memmap) viewed without a copy.  A
+    masked array is refused (TypeError naming ``name``): its mask would be dropped."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not supported (the masked entries "
+                        f"would be read as data); pass {name}.filled(value)")
+    return np.asarray(x)
 
 
 def _dtype_name(x) -> str:
@@ -58,6 +73,8 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
                 raise TypeError(f"{name}: expected a float32 or float64 array, got {x.dtype}")
         else:
             raise TypeError(f"{name}: expected a NumPy array, got {type(x).__name__}")
+    elif type(x) is not np.ndarray:
+        x = as_ndarray(name, x)
     if x.dtype not in FLOATS:
         raise TypeError(f"{name}: expected a float32 or float64 array, got {_dtype_name(x)}")
     if dtype is not None and x.dtype != dtype:
@@ -223,8 +240,7 @@ def copy_overlapping(res: np.ndarray, inputs, exact_ok: bool = False) -> list:
 
 def as_labels(name: str, y, n: int, num_classes: int) -> np.ndarray:
     """Integer class labels ``(n,)`` in ``[0, num_classes)`` as C-contiguous int64."""
-    if not isinstance(y, np.ndarray):
-        y = np.asarray(y)
+    y = as_ndarray(name, y)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer label array, got {y.dtype}")
     check_ndim(name, y, 1)

@@ -337,7 +337,7 @@ class Compose:
         gen = _rng(rng, "rng")
         x = images
         if self.image_shape is not None:
-            x = np.asarray(x)
+            x = V.as_ndarray("images", x)
             size = int(np.prod(self.image_shape))
             if x.ndim != 2 or x.shape[1] != size:
                 raise ValueError(f"images: expected flattened rows (B, {size}) for "
@@ -345,7 +345,7 @@ class Compose:
             x = x.reshape((x.shape[0],) + self.image_shape)
         first = self.layout == "NCHW" and np.ndim(x) == 4
         if first:
-            x = np.asarray(x).transpose(0, 2, 3, 1)
+            x = V.as_ndarray("images", x).transpose(0, 2, 3, 1)
         if not self.transforms:
             x = np.array(x, copy=True, order="C")
         for t in self.transforms:

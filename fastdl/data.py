@@ -35,7 +35,7 @@ def _rows(name: str, x) -> np.ndarray:
     """An array with at least one dimension (its rows are the samples), C-contiguous."""
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
-    a = np.asarray(x)
+    a = V.as_ndarray(name, x)
     if a.ndim == 0:
         raise ValueError(f"{name}: expected an array with one row per sample, got a scalar")
     return np.ascontiguousarray(a)

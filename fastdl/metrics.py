@@ -66,7 +66,7 @@ _MAX_DIGITS = 100  # float64 has 17 significant digits; 2**63 made format() fail
 def _labels(name: str, y, with_max=False):
     """Integer labels as a C-contiguous int64 (N,) array (bools count as 0 and 1);
     with ``with_max``, also the largest label (-1 when empty)."""
-    a = np.asarray(y)
+    a = V.as_ndarray(name, y)
     if a.size == 0 and a.dtype.kind == "f" and not isinstance(y, np.ndarray):
         a = a.astype(np.int64)  # np.asarray([]) is float64: an empty list is no float data
     if a.dtype.kind == "b":

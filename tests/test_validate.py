@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import fastdl
 import fastdl.functional as F
 from fastdl import _validate as V
 
@@ -91,3 +92,49 @@ def test_as_labels_catches_what_a_byte_swap_would_hide():
         V.as_labels("y", y, 2, 3)
     with pytest.raises(ValueError, match=f"got {-(1 << 62)}"):
         V.as_labels("y", np.array([-(1 << 62), 1], np.int64)[::-1], 2, 3)  # strided view
+
+
+class _Lying(np.ndarray):
+    """An ndarray subclass whose reductions hide its data, as a masked array's skip
+    the masked entries: a check must look at what the kernels will read."""
+    def min(self, *args, **kwargs):
+        return 0
+
+    def max(self, *args, **kwargs):
+        return 0
+
+
+def _index_calls(bad, wrap):
+    """(argument name, call) for every public function taking indices or labels."""
+    am = wrap(np.full((1, 1, 2, 2), bad, np.int64))
+    yield "argmax", lambda b: F.max_pool2d_backward(np.ones((1, 1, 2, 2)), am, (1, 1, 4, 4),
+                                                    backend=b)
+    am2 = wrap(np.full((2, 3), bad, np.int64))
+    yield "argmax", lambda b: F.maxout_backward(np.ones((2, 3)), am2, 2, backend=b)
+    y = wrap(np.array([bad, 1]))
+    yield "target", lambda b: F.softmax_cross_entropy(np.zeros((2, 3)), y, backend=b)
+
+
+@pytest.mark.parametrize("bad", [100, -1, 10**9])
+def test_indices_are_checked_as_the_kernels_read_them(backend, bad):
+    for name, call in _index_calls(bad, lambda a: a.view(_Lying)):
+        with pytest.raises(ValueError, match=name):
+            call(backend)
+    for name, call in _index_calls(bad, lambda a: np.ma.array(a, mask=True)):
+        with pytest.raises(TypeError, match=f"{name}: masked arrays"):
+            call(backend)
+
+
+def test_masked_inputs_are_refused_by_name():
+    x = np.ma.array(np.ones((2, 3), np.float32), mask=False)
+    with pytest.raises(TypeError, match="x: masked"):
+        F.relu(x)
+    with pytest.raises(TypeError, match="y_true: masked"):
+        fastdl.metrics.accuracy(np.ma.array([0, 1]), [0, 1])
+    m = fastdl.nn.Sequential(fastdl.nn.Dense(3, 2), seed=0)
+    with pytest.raises(TypeError, match="X: masked"):
+        m.predict(x)
+    with pytest.raises(TypeError, match="y: masked"):
+        m.fit(np.ones((2, 3), np.float32), np.ma.array([0, 1]), epochs=1, verbose=0)
+    # other subclasses (np.matrix, np.memmap) are read through a base-class view
+    np.testing.assert_array_equal(F.relu(np.eye(2).view(_Lying)), np.eye(2))

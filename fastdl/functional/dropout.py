@@ -137,8 +137,7 @@ def dropout(x, p, rng, *, backend=None):
 
 def _as_mask(mask, shape) -> np.ndarray:
     """``mask`` checked (bool or integer, ``shape``) as C-contiguous uint8 0/1."""
-    if not isinstance(mask, np.ndarray):
-        mask = np.asarray(mask)
+    mask = V.as_ndarray("mask", mask)
     if mask.dtype.kind == "b":
         V.check_shape("mask", mask, shape)
         return np.ascontiguousarray(mask).view(np.uint8)

@@ -54,7 +54,7 @@ def _rows(name, x):
 def _class_target(name, target, x):
     """Integer labels (N,) in [0, C) as int64, or probabilities (N, C) of x's dtype."""
     n, c = x.shape
-    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    t = V.as_ndarray(name, target)
     if t.dtype.kind in "iu":
         return V.as_labels(name, t, n, c)
     if t.dtype.kind != "f":

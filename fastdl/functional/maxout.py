@@ -52,8 +52,7 @@ def maxout(z, pieces, *, backend=None):
 
 def _as_argmax(argmax, shape, pieces: int) -> np.ndarray:
     """``argmax`` checked (integer, ``shape``, values in [0, pieces)) as C-contiguous int32."""
-    if not isinstance(argmax, np.ndarray):
-        argmax = np.asarray(argmax)
+    argmax = V.as_ndarray("argmax", argmax)
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"argmax: expected an integer array, got {argmax.dtype}")
     V.check_shape("argmax", argmax, shape)

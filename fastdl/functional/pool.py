@@ -89,8 +89,7 @@ def _check_plane(name, shape) -> None:
 def _as_argmax(argmax, shape, plane: int) -> np.ndarray:
     """``argmax`` checked (integer, ``shape``, values in [0, plane)) as aligned
     C-contiguous int32."""
-    if not isinstance(argmax, np.ndarray):
-        argmax = np.asarray(argmax)
+    argmax = V.as_ndarray("argmax", argmax)
     if argmax.dtype.kind not in "iu":
         raise TypeError(f"argmax: expected an integer array, got {argmax.dtype}")
     V.check_shape("argmax", argmax, shape)

@@ -79,8 +79,7 @@ def check_y(y, n, loss, out_shape, dtype, name="y"):
     ``out_shape``, converted: cross-entropy labels ``(n,)`` int64 or probabilities
     ``(n, C)`` (one-hot, or rows summing to 1) of ``dtype``; binary targets ``(n, 1)`` in
     [0, 1]; regression targets ``(n, *out_shape)``.  Every value must be finite."""
-    if not isinstance(y, np.ndarray):
-        y = np.asarray(y)
+    y = V.as_ndarray(name, y)
     if y.ndim == 0 or y.shape[0] != n:
         raise ValueError(f"{name}: expected {n} targets (one per row of X), "
                          f"got shape {y.shape}")

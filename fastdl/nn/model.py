@@ -275,8 +275,7 @@ class Sequential(Layer, register=False):
     def _check_X(self, X, name="X"):
         """``X`` as a C-contiguous array of the model's dtype, its shape checked
         against the layers (ValueError naming ``name``)."""
-        if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
+        X = V.as_ndarray(name, X)
         if X.dtype.kind not in "fiub":
             raise TypeError(f"{name}: expected a numeric array, got {X.dtype}")
         want = self.input_shape

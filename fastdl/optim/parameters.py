@@ -183,7 +183,7 @@ class Parameters:
 
     def __setitem__(self, name: str, value) -> None:
         view = self._views[self._name(name)]
-        value = np.asarray(value)
+        value = V.as_ndarray(name, value)
         if value.shape != view.shape:
             raise ValueError(f"{name}: expected shape {view.shape}, got {value.shape}")
         np.copyto(view, value, casting="same_kind")
