@@ -107,7 +107,10 @@ def test_the_backend_round_trips(tmp_path, monkeypatch):
         m = nn.Sequential(nn.Dense(4, 2), seed=0, backend=backend)
         m.fit(X, y, epochs=1, verbose=0, seed=0)
         m.save(tmp_path / "m.npz")
-        assert fastdl.load(tmp_path / "m.npz").backend == backend
+        loaded = fastdl.load(tmp_path / "m.npz")
+        # the optimizer too: it came back on the default backend, and resumed training
+        # took other steps than the uninterrupted run
+        assert loaded.backend == backend and loaded.optimizer.backend == backend
         assert ("backend" in json.loads(np.load(tmp_path / "m.npz")["meta"].tobytes())) \
             == (backend is not None)
     # saved on a backend this installation lacks: the default, with a warning

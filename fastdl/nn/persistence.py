@@ -149,12 +149,13 @@ def _load(fh, file_size):
     model._seed = meta.get("seed")
     model.backend = _config.restored_backend(meta.get("backend"))
     if "optimizer" in meta:
-        model.optimizer = _load_optimizer(archive, meta["optimizer"], model._params, dtype)
+        model.optimizer = _load_optimizer(archive, meta["optimizer"], model._params, dtype,
+                                          model.backend)
     archive.check_all_read()
     return model
 
 
-def _load_optimizer(archive, o, params, dtype):
+def _load_optimizer(archive, o, params, dtype, backend):
     from fastdl import optim
 
     state = {}
@@ -166,7 +167,9 @@ def _load_optimizer(archive, o, params, dtype):
             state[k] = v
     cls = {"SGD": optim.SGD, "Adam": optim.Adam}[o["type"]]
     try:
-        return cls.from_state_dict(params, state)
+        # the model's backend, as fit gives the optimizers it makes: resumed training
+        # then takes the steps the uninterrupted run would have
+        return cls.from_state_dict(params, state, backend=backend)
     except (TypeError, ValueError) as e:
         raise _Bad(f"the optimizer state does not load: {e}") from None
 
