@@ -177,3 +177,35 @@ def test_hyper_parameters_checked_against_the_models_dtype_only_where_used():
     MLPClassifier(max_iter=2, dtype="float64", epsilon=1e-50, learning_rate_init=1e-50,
                   alpha=1e39).fit(X4, Y4)
     MLPClassifier(max_iter=2, solver="sgd", epsilon=1e-50).fit(X4, Y4)
+
+
+# a refused refit ----------------------------------------------------------------------
+def test_a_refused_refit_leaves_the_fitted_estimator_as_it_was():
+    # the labels and n_features_in_ were replaced before class_weight and X's range were
+    # checked: new classes_ over the old network (predict gave labels of the new y) or a
+    # feature count the network did not have
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 3), np.arange(60) % 3
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, y)
+    state = {k: v for k, v in vars(clf).items() if not k.startswith("_")}
+    proba = clf.predict_proba(X)
+    clf.set_params(class_weight={"a": -1.0})
+    with pytest.raises(ValueError, match="class_weight"):
+        clf.fit(X, np.array(["a", "b", "c", "d"] * 15))
+    clf.set_params(class_weight=None)
+    with pytest.raises(ValueError, match="X"):
+        clf.fit(np.c_[X, X] * 1e39, np.array(["a", "b"] * 30))
+    assert {k: v for k, v in vars(clf).items() if not k.startswith("_")}.keys() == state.keys()
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.n_features_in_ == 3
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_a_loss_beyond_float32_squares_is_finite():
+    # targets of 1e19 fit float32, their squares do not: the float32 dot made the loss
+    # curve inf (and tol's rule, inf > inf - tol, never stopped the fit)
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 3)
+    y = (X @ [1.0, 2.0, 3.0]) * 1e19
+    reg = MLPRegressor(hidden_layer_sizes=(5,), random_state=0, max_iter=3).fit(X, y)
+    assert np.all(np.isfinite(reg.loss_curve_)) and reg.loss_curve_[0] > 1e38

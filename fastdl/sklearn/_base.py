@@ -184,18 +184,32 @@ class BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental):
         p = self._check_params()
         first_pass = not hasattr(self, "_network") or (not self.warm_start and not incremental)
-        X, Y, y_score = self._validate_input(X, y, incremental, reset=first_pass)
-        X = self._as_input(X, p["dtype"])
-        Y = self._as_targets(Y, p["dtype"])
-        # checked before a first pass builds the network: a refused class_weight leaves
-        # the estimator as it was
-        cw = self._class_weight_array(y_score, incremental, p["dtype"])
-        n_outputs = self._n_outputs(Y)
-        sizes = [X.shape[1], *p["hidden"], n_outputs]
+        # everything is checked before training starts, and a refusal leaves a fitted
+        # estimator as it was: _validate_input replaces classes_ and n_features_in_ first
+        # (a refused class_weight then left new classes_ over the old network)
+        before = dict(self.__dict__)
+        try:
+            X, Y, y_score, cw, sizes = self._checked_data(X, y, incremental, first_pass, p)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         rs = check_random_state(self.random_state)
         if first_pass:
             self._initialize(sizes, p, rs)
-        else:
+        self._fit_stochastic(X, Y, y_score, rs, p, incremental, cw)
+        if not np.all(np.isfinite(self._network.params.data)):
+            raise ValueError("Solver produced non-finite parameter weights. The input data "
+                             "may contain large values and need to be preprocessed.")
+        return self
+
+    def _checked_data(self, X, y, incremental, first_pass, p):
+        X, Y, y_score = self._validate_input(X, y, incremental, reset=first_pass)
+        X = self._as_input(X, p["dtype"])
+        Y = self._as_targets(Y, p["dtype"])
+        cw = self._class_weight_array(y_score, incremental, p["dtype"])
+        sizes = [X.shape[1], *p["hidden"], self._n_outputs(Y)]
+        if not first_pass:
             net = self._network
             if net.sizes != sizes or net.activation != self.activation or \
                     net.dropout != p["dropout"] or net.dtype != p["dtype"]:
@@ -205,11 +219,7 @@ class BaseMLP(BaseEstimator):
                     f"{net.sizes}, activation {net.activation!r}, dropout {net.dropout}, "
                     f"dtype {net.dtype}; now {sizes}, {self.activation!r}, {p['dropout']}, "
                     f"{p['dtype']}")
-        self._fit_stochastic(X, Y, y_score, rs, p, incremental, cw)
-        if not np.all(np.isfinite(self._network.params.data)):
-            raise ValueError("Solver produced non-finite parameter weights. The input data "
-                             "may contain large values and need to be preprocessed.")
-        return self
+        return X, Y, y_score, cw, sizes
 
     def _initialize(self, sizes, p, rs):
         self.n_iter_ = 0
