@@ -10,6 +10,7 @@ import inspect
 import numbers
 
 import numpy as np
+from scipy import sparse
 
 from fastdl import _validate as V
 
@@ -50,6 +51,17 @@ def _xy(X, y, y_ndim=None):
         raise ValueError(f"y: expected {X.shape[0]} rows (one per row of X {X.shape}), "
                          f"got {y.shape[0]}")
     return X, y
+
+
+def _sparse_xy(X, y):
+    # rows of a sparse matrix are taken by index arrays in CSR (COO has no indexing)
+    if X.ndim != 2:
+        raise ValueError(f"X: expected a 2-D sparse matrix, got shape {X.shape}")
+    y = _rows("y", y)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} rows (one per row of X {X.shape}), "
+                         f"got {y.shape[0]}")
+    return X.tocsr(), y
 
 
 def batches(X, y, batch_size, shuffle=True, seed=None):
@@ -394,11 +406,26 @@ def _metric_fns(metrics):
 
 
 def _accepts(fn, name):
+    # a parameter of that name only: a fit(**params) that routes its keywords on (a
+    # scikit-learn Pipeline, GridSearchCV) refuses those it does not know
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    p = params.get(name)
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+def _check_model(model, needs_evaluate):
+    """What cross_validate calls on a model built by ``build``, before any fit."""
+    if isinstance(model, type):
+        raise TypeError(f"build: returned the class {model.__name__}, not a model; "
+                        f"build must return a new instance")
+    for attr in ("fit", "predict") + (("evaluate",) if needs_evaluate else ()):
+        if not callable(getattr(model, attr, None)):
+            raise TypeError(f"build: returned a {type(model).__name__}, which has no {attr} "
+                            f"method" + (" (metrics: 'loss' needs evaluate(X, y))"
+                                         if attr == "evaluate" else ""))
 
 
 def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, stratify=None,
@@ -413,7 +440,7 @@ def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, strati
         ``fit(X, y, **fit_kwargs)`` and ``predict(X)`` (a scikit-learn estimator, e.g.
         ``fastdl.sklearn.MLPClassifier``), plus ``evaluate(X, y) -> {"loss": ...}`` for
         the ``"loss"`` metric.
-    X : (N, ...) array
+    X : (N, ...) array, or a scipy.sparse matrix (N, F) for a model that takes one
     y : (N,) labels or (N, ...) targets
     k : int, the number of folds (see ``kfold``)
     seed : None, int or numpy.random.Generator
@@ -439,7 +466,10 @@ def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, strati
     if not callable(build):
         raise TypeError(f"build: expected a callable returning a new model, "
                         f"got {type(build).__name__}")
-    X, y = _xy(X, y)
+    if sparse.issparse(X):
+        X, y = _sparse_xy(X, y)
+    else:
+        X, y = _xy(X, y)
     fns = _metric_fns(metrics)
     if stratify is None:
         stratify = y.ndim == 1 and y.dtype.kind not in "fc"
@@ -454,10 +484,7 @@ def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, strati
     scores = {name: [] for name, _ in fns}
     for train, test in folds:
         model = build()
-        for attr in ("fit", "predict"):
-            if not callable(getattr(model, attr, None)):
-                raise TypeError(f"build: returned a {type(model).__name__}, which has no "
-                                f"{attr} method")
+        _check_model(model, any(f == "loss" for _, f in fns))
         kwargs = dict(fit_kwargs)
         if "seed" not in kwargs and _accepts(model.fit, "seed"):
             kwargs["seed"] = int(rng.integers(2**63))
@@ -467,9 +494,6 @@ def cross_validate(build, X, y, k=5, seed=None, metrics=("accuracy",), *, strati
         pred = None
         for name, f in fns:
             if f == "loss":
-                if not callable(getattr(model, "evaluate", None)):
-                    raise TypeError(f"metrics: 'loss' needs a model with evaluate(X, y); "
-                                    f"{type(model).__name__} has none")
                 scores[name].append(float(model.evaluate(X[test], y[test])["loss"]))
                 continue
             if pred is None:

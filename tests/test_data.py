@@ -464,5 +464,33 @@ def test_cross_validate_loss_needs_evaluate():
     class NoEvaluate(Centroids):
         evaluate = None
     X, y = blobs()
+    Centroids.calls = []
     with pytest.raises(TypeError, match="evaluate"):
         D.cross_validate(NoEvaluate, X, y, k=3, metrics=("loss",))
+    assert Centroids.calls == []  # refused before the first fold's fit, not after
+    with pytest.raises(TypeError, match="build: returned the class"):
+        D.cross_validate(lambda: Centroids, X, y, k=3)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cross_validate_scikit_learn_pipelines_and_sparse_X():
+    # a fit(X, y, **params) that routes keywords on (Pipeline) got seed= and verbose=,
+    # which it refused; sparse X was refused as "a scalar"
+    import scipy.sparse as sp
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from fastdl.sklearn import MLPClassifier
+
+    class Keywords(Centroids):
+        def fit(self, X, y, **params):
+            assert params == {}
+            return super().fit(X, y)
+
+    X, y = blobs()
+    assert D.cross_validate(Keywords, X, y, k=3, seed=0)["accuracy"]["mean"] > 0.8
+    mlp = lambda: MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, learning_rate_init=0.01,
+                                random_state=0)
+    res = D.cross_validate(lambda: make_pipeline(StandardScaler(), mlp()), X, y, k=3, seed=0)
+    assert res["accuracy"]["mean"] > 0.8
+    dense = D.cross_validate(mlp, X, y, k=3, seed=0)
+    assert D.cross_validate(mlp, sp.csr_matrix(X), y, k=3, seed=0) == dense
