@@ -244,6 +244,21 @@ def test_bad_constructor_arguments(make, exc, match):
         make()
 
 
+@pytest.mark.parametrize("layer, shape, match", [
+    (nn.Conv2D(1, 1, 1, padding=2**20), (1, 1, 1), "padding"),
+    (nn.Conv2D(1, 1, 1, padding=(0, 2**30)), (1, 1, 1), "padding"),
+    (nn.MaxPool2D(1), (1, 2**16, 2**15 + 1), "int32 argmax"),
+])
+def test_planes_beyond_the_kernels_sizes_are_refused_by_the_layers(layer, shape, match):
+    # as F.conv2d_forward and F.max_pool2d refuse them: the layers took them (a 16 TiB
+    # allocation refused naming nothing; a max pool whose int32 argmax would wrap)
+    m = nn.Sequential(layer, nn.Flatten(), seed=0)
+    with pytest.raises(ValueError, match=match):
+        m.summary(input_shape=shape)
+    with pytest.raises(ValueError, match=match):
+        m.predict(np.ones((0,) + shape, np.float32))
+
+
 def digits_split():
     X, y = datasets.load_digits(images=True, channel_axis=True)
     return data.split(X, y, test_size=0.2, seed=0)

@@ -22,7 +22,7 @@ from fastdl import _validate as V
 from fastdl import init as _init
 from fastdl.functional.conv import (_BLAS_INT_MAX, _pair, _threads_for, workspace,
                                    workspace_size)
-from fastdl.functional.pool import ARGMAX_DTYPE
+from fastdl.functional.pool import _MAX_PLANE, ARGMAX_DTYPE
 from fastdl.nn.activations import apply_activation, apply_activation_backward
 from fastdl.nn.base import Layer, WeightLayer, fmt_shape
 from fastdl.nn.layers import Dense
@@ -48,14 +48,20 @@ def _image_shape(layer, shape, channels=None):
 
 def _spatial_out(layer, shape, khw, stride, padding):
     """(Ho, Wo) for a per-sample (C, H, W) whose H or W may be None (then so is that
-    output side); ValueError when the window is larger than the (padded) input."""
+    output side); ValueError when the window is larger than the (padded) input, or when
+    the padding makes output planes beyond the kernels' 32-bit sizes (as the functional
+    API: a model took them, and NumPy then refused a 16 TiB allocation naming nothing)."""
+    name = type(layer).__name__
     padded = [None if d is None else d + 2 * p for d, p in zip(shape[1:], padding)]
     if any(d is not None and k > d for d, k in zip(padded, khw)):
         shown = "x".join("?" if d is None else str(d) for d in padded)
-        raise ValueError(f"{type(layer).__name__}: the {khw[0]}x{khw[1]} window is larger "
+        raise ValueError(f"{name}: the {khw[0]}x{khw[1]} window is larger "
                          f"than the {'padded ' if any(padding) else ''}input, {shown}")
-    return tuple(None if d is None else (d - k) // s + 1
-                 for d, k, s in zip(padded, khw, stride))
+    ho, wo = (None if d is None else (d - k) // s + 1 for d, k, s in zip(padded, khw, stride))
+    if any(padding) and ho is not None and wo is not None and ho * wo > _BLAS_INT_MAX:
+        raise ValueError(f"{name}: padding {padding} makes {ho}x{wo} output planes, more "
+                         f"than {_BLAS_INT_MAX} pixels")
+    return ho, wo
 
 
 class Conv2D(WeightLayer):
@@ -246,6 +252,14 @@ class MaxPool2D(_Pool2D):
     window, so windows tile), no padding: ``(N, C, H, W) -> (N, C, Ho, Wo)`` with
     ``Ho = (H - kh) // sh + 1``.  The gradient goes to the first maximum of each window
     (overlapping windows add theirs), as ``torch.nn.MaxPool2d``."""
+
+    def compute_output_shape(self, shape):
+        # argmax indexes a plane in int32, as in F.max_pool2d: a larger plane's indices
+        # would wrap, and the backward pass write before dx
+        if shape[1] is not None and shape[2] is not None and shape[1] * shape[2] > _MAX_PLANE:
+            raise ValueError(f"MaxPool2D: a plane of {shape[1]}x{shape[2]} pixels is more "
+                             f"than the int32 argmax indexes ({_MAX_PLANE})")
+        return super().compute_output_shape(shape)
 
     def forward(self, x):
         shape = self._out_shape(x)
