@@ -256,10 +256,11 @@ class MaxPool2D(_Pool2D):
     def compute_output_shape(self, shape):
         # argmax indexes a plane in int32, as in F.max_pool2d: a larger plane's indices
         # would wrap, and the backward pass write before dx
+        out = super().compute_output_shape(shape)  # (C, H, W) checked there
         if shape[1] is not None and shape[2] is not None and shape[1] * shape[2] > _MAX_PLANE:
             raise ValueError(f"MaxPool2D: a plane of {shape[1]}x{shape[2]} pixels is more "
                              f"than the int32 argmax indexes ({_MAX_PLANE})")
-        return super().compute_output_shape(shape)
+        return out
 
     def forward(self, x):
         shape = self._out_shape(x)
