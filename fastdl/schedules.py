@@ -29,6 +29,12 @@ def _epoch(epoch) -> int:
     return V.check_int("epoch", epoch, lo=0)
 
 
+def _real(n: int) -> float:
+    # an int count as a float, inf beyond float's range (10**400 raised OverflowError
+    # in the formulas, where their limits are the answer)
+    return float(n) if n < 2**1000 else math.inf
+
+
 def _metric(name: str, value) -> float:
     # a monitored value may be NaN (a diverged run): it then never improves
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -68,7 +74,7 @@ class StepDecay(Schedule):
         self.epochs_drop = V.check_int("epochs_drop", epochs_drop, lo=1)
 
     def lr_at(self, epoch: int) -> float:
-        return self.lr0 * self.drop_rate ** math.floor(epoch / self.epochs_drop)
+        return self.lr0 * self.drop_rate ** _real(epoch // self.epochs_drop)
 
 
 class ExponentialDecay(Schedule):
@@ -85,7 +91,9 @@ class ExponentialDecay(Schedule):
         self.decay_rate = check_hyper("decay_rate", decay_rate, lo=0.0)
 
     def lr_at(self, epoch: int) -> float:
-        return self.lr0 * math.exp(-self.decay_rate * epoch)
+        if self.decay_rate == 0:
+            return self.lr0  # (0 * inf is NaN)
+        return self.lr0 * math.exp(-self.decay_rate * _real(epoch))
 
 
 class CosineAnnealing(Schedule):
@@ -176,7 +184,8 @@ class ReduceLROnPlateau(Schedule):
     ``s.step(value)`` with the monitored value; both return the rate for the next
     epoch.  As Keras: the first value is an improvement; after ``patience``
     consecutive epochs without one the rate becomes ``max(lr * factor, min_lr)``
-    and the count restarts.  NaN never improves.  A logs dict without the
+    if that is lower (a ``min_lr`` above the rate leaves it, as PyTorch) and the count
+    restarts.  NaN never improves.  A logs dict without the
     monitored key raises ValueError.
     """
 
@@ -223,7 +232,8 @@ class ReduceLROnPlateau(Schedule):
             self.cooldown_counter -= 1
             self.wait = 0
         if self.wait >= self.patience:
-            self.lr = max(self.lr * self.factor, self.min_lr)
+            # never raised: with min_lr above lr0 the "reduction" multiplied the rate by 10
+            self.lr = min(self.lr, max(self.lr * self.factor, self.min_lr))
             self.cooldown_counter = self.cooldown
             self.wait = 0
         return self.lr

@@ -38,6 +38,15 @@ def test_cosine_annealing_formula():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_epochs_beyond_floats_take_the_formulas_limits():
+    # 10**400 raised OverflowError (int to float) from an epoch the checks accepted
+    big = 10**400
+    assert S.StepDecay(0.1, 0.5, 3)(big) == 0.0 and S.StepDecay(0.1, 1.0, 3)(big) == 0.1
+    assert S.ExponentialDecay(0.1, 1e-300)(big) == 0.0
+    assert S.ExponentialDecay(0.1, 0.0)(big) == 0.1
+    assert S.CosineAnnealing(0.1, 0.01, 10)(big) == 0.01
+
+
 def test_numpy_ints_are_epochs():
     assert S.StepDecay(1.0, 0.5, 2)(np.int64(4)) == 0.25
 
@@ -77,6 +86,12 @@ def test_reduce_on_plateau_min():
     s.reset()
     assert s.lr == 1.0 and s.best == math.inf
     assert [s.step(math.nan) for _ in range(3)] == [1.0, 1.0, 0.5]
+
+
+def test_reduce_on_plateau_never_raises_the_rate():
+    # min_lr above lr0: max(lr * factor, min_lr) raised the rate tenfold (PyTorch keeps it)
+    s = S.ReduceLROnPlateau(0.01, factor=0.5, patience=1, min_lr=0.1)
+    assert [s.step(v) for v in (1.0, 1.0, 1.0)] == [0.01, 0.01, 0.01]
 
 
 def test_reduce_on_plateau_max_and_cooldown():
