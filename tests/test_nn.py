@@ -259,6 +259,25 @@ def test_gradient_warnings():
                optimizer=optim.SGD(m2.parameters(), lr=0.0))
 
 
+def test_gradient_norms_are_summed_in_float64():
+    # the float32 dot of each layer's gradient logged 7e19 as inf (fit stopped as
+    # diverged while the clipped step was fine) and 4e-26 as 0 ("zero gradient")
+    r = np.random.default_rng(0)
+    X = (r.standard_normal((16, 4)) * 1e20).astype(np.float32)
+    y = r.integers(0, 2, 16)
+    m = nn.Sequential(nn.Dense(4, 2), seed=0)
+    opt = optim.SGD(m.parameters(), lr=1e-3, clip_norm=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nn.DivergenceWarning)
+        h = m.fit(X, y, optimizer=opt, epochs=2, batch_size=16, seed=0, verbose=0)
+    assert h.history["grad_norm/dense_0"][-1] == pytest.approx(opt.last_grad_norm, rel=1e-6)
+    m = nn.Sequential(nn.Dense(4, 2, bias=False), seed=0)
+    with pytest.warns(nn.GradientWarning, match="vanishing"):
+        h = m.fit(X * np.float32(1e-45), y, epochs=1, batch_size=16, seed=0, verbose=0,
+                  optimizer=optim.SGD(m.parameters(), lr=0.0))
+    assert h.history["grad_norm/dense_0"][-1] > 0
+
+
 def test_steady_state_allocates_no_new_buffers():
     X, y = blobs(n=64)
     m = mlp()

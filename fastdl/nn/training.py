@@ -21,6 +21,7 @@ from fastdl.nn.history import History
 from fastdl.nn.layers import Dropout
 from fastdl.nn.fit_args import checked, class_weight_array
 from fastdl.nn.losses import correct, loss_grad, total_weight
+from fastdl.optim.clipping import sum_squares
 
 __all__ = ["fit", "GradientWarning", "DivergenceWarning", "class_weight_array", "epoch_rng"]
 
@@ -398,9 +399,10 @@ def _grad_norms(model, player):
     for _, layer in player:
         sq = 0.0
         for name in layer.param_shapes():
-            v = model._params.grad_of(layer._prefix + name)
-            sq += float(np.dot(v.reshape(-1), v.reshape(-1)))
-        g.append(float(np.sqrt(sq)))
+            # in float64: a float32 dot logged finite gradients of 7e19 as inf (and fit
+            # stopped as diverged) and ones of 4e-26 as 0 (a "zero gradient" warning)
+            sq += sum_squares(model._params.grad_of(layer._prefix + name), model.backend)
+        g.append(math.sqrt(sq))
     return g
 
 

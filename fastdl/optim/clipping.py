@@ -35,7 +35,9 @@ def _grad_arrays(grads) -> list[np.ndarray]:
     return [one(grads, "grads")]
 
 
-def _sum_squares(a: np.ndarray, backend) -> float:
+def sum_squares(a: np.ndarray, backend) -> float:
+    """sum(a**2) of any float array as a Python float, accumulated in float64 (a float32
+    dot overflowed to inf from |a| of 1.9e19, and lost squares below 1e-23)."""
     a = V.aligned(np.ascontiguousarray(a)).reshape(-1)
     return kernel("sum_squares", backend)(a)
 
@@ -70,7 +72,7 @@ def clip_grad_norm_(grads, max_norm, *, backend=None) -> float:
     arrays = _grad_arrays(grads)
     max_norm = check_hyper("max_norm", max_norm, lo=0.0)
     _config.check_backend(backend)
-    total = math.sqrt(math.fsum(_sum_squares(a, backend) for a in arrays))
+    total = math.sqrt(math.fsum(sum_squares(a, backend) for a in arrays))
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:  # also NaN
         for a in arrays:

@@ -34,10 +34,10 @@ applies the L2 penalty only.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import blas
 
 import fastdl.functional as F
 from fastdl import _config, nn, optim
+from fastdl.optim.clipping import sum_squares
 
 __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUTS"]
 
@@ -45,13 +45,6 @@ __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUTS"]
 HIDDEN_ACTIVATIONS = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 OUTPUTS = ("softmax", "logistic", "identity", "exp")
 _PREDICT_CHUNK = 4096
-
-
-def _sum_squares(a) -> float:
-    """sum(a**2) of a 1-D float array, as a Python float: BLAS's nrm2 scales as it sums,
-    where a float32 np.dot overflowed to inf from |a| of 1.9e19 (the loss curve then read
-    inf, and tol's stopping rule never fired)."""
-    return float(blas.dnrm2(a) if a.dtype == np.float64 else blas.snrm2(a)) ** 2
 
 
 class Network:
@@ -184,7 +177,7 @@ class Network:
             if alpha:
                 sq = 0.0
                 for w in self._wflat:
-                    sq += _sum_squares(w)
+                    sq += sum_squares(w, self.backend)
                 loss += 0.5 * alpha * sq / m
             model.backward(dz)
             self._fix_l2(alpha, m)
@@ -242,7 +235,7 @@ class Network:
         if out == "identity":
             np.subtract(z, yb, out=dz)
             flat = dz.reshape(-1)
-            loss = 0.5 * _sum_squares(flat) / (m * k)
+            loss = 0.5 * sum_squares(flat, self.backend) / (m * k)
             dz *= z.dtype.type(1.0 / m)
             return loss, dz
         # "exp": Poisson deviance with the log link
