@@ -67,6 +67,10 @@ def _target(shape, dtype, out):
         dt = np.dtype(np.float32 if dtype is None else dtype)
         if dt not in V.FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        if math.prod(shape) > np.iinfo(np.intp).max // dt.itemsize:
+            # NumPy's "array is too big" named nothing
+            raise ValueError(f"shape: {shape} has {math.prod(shape)} elements, more than "
+                             f"one {dt} array can hold")
         return dt, None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
@@ -133,8 +137,10 @@ def _uniform(shape, a, gen, dt, out):
         res = out
     else:
         res = gen.random(shape, dtype=dt)
-    res *= 2 * a
-    res -= a
+    # (r - 0.5) 2 a, in this order: 2 a overflowed for an a that fits (inf, or NaN)
+    res -= 0.5
+    res *= 2
+    res *= a
     if out is not None and res is not out:
         out[...] = res
         res = out
@@ -146,6 +152,7 @@ def normal(shape, std=1.0, rng=None, *, dtype=None, out=None) -> np.ndarray:
     shape = _shape(shape)
     std = check_hyper("std", std, lo=0.0)
     dt, out = _target(shape, dtype, out)
+    V.check_fits("std", std, dt)  # 1e300 in float32 drew +-inf
     return _normal(shape, std, as_generator(rng), dt, out)
 
 
@@ -154,6 +161,7 @@ def uniform(shape, a, rng=None, *, dtype=None, out=None) -> np.ndarray:
     shape = _shape(shape)
     a = check_hyper("a", a, lo=0.0)
     dt, out = _target(shape, dtype, out)
+    V.check_fits("a", a, dt)
     return _uniform(shape, a, as_generator(rng), dt, out)
 
 

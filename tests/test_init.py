@@ -109,10 +109,20 @@ def test_small_and_empty_shapes():
     (lambda: init.he_normal(3, 2, out=np.zeros((3, 2), np.int64)), TypeError, "out"),
     (lambda: init.he_normal(3, 2, out=[[0.0] * 2] * 3), TypeError, "out"),
     (lambda: init.he_normal(3, 2, out=np.zeros((3, 2)), dtype=np.float32), TypeError, "out"),
+    # scales the dtype cannot hold drew +-inf or NaN; NumPy's size error named nothing
+    (lambda: init.uniform(3, 1e39), ValueError, "a: 1e"),
+    (lambda: init.normal(3, std=1e300), ValueError, "std: 1e"),
+    (lambda: init.xavier_normal(2**40, 2**40), ValueError, "shape"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_uniform_up_to_the_largest_scale():
+    # 2 a overflowed to inf for a = 1e308 (float64): every sample was inf
+    x = init.uniform(1000, 1e308, rng=0, dtype=np.float64)
+    assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1e308) and x.min() < 0 < x.max()
 
 
 def test_read_only_out_is_refused_and_unchanged():
