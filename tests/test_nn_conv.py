@@ -345,3 +345,26 @@ def test_fastdl_train_model_cnn(tmp_path, capsys):
     assert type(model.layers[0]).__name__ == "Conv2D"
     X, y = datasets.load_digits(images=True)
     assert model.predict(X[:10]).shape == (10,)
+
+
+def test_an_output_activation_before_trailing_flattens(tmp_path):
+    # Dense(softmax) + Flatten was trained and evaluated through a second softmax
+    # (probabilities [0, 0, 1] read as [0.21, 0.21, 0.58]); a sigmoid commutes with Flatten
+    X = rng(0).standard_normal((40, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    a = nn.Sequential(nn.Dense(3, 2, activation="softmax"), nn.Flatten(), seed=0)
+    b = nn.Sequential(nn.Dense(3, 2, activation="softmax"), seed=0)
+    assert a.output_activation == "softmax"
+    ha = a.fit(X, y, epochs=3, batch_size=8, seed=0, verbose=0)
+    hb = b.fit(X, y, epochs=3, batch_size=8, seed=0, verbose=0)
+    assert ha.history["loss"] == hb.history["loss"]
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    a.save(tmp_path / "a.npz")
+    np.testing.assert_array_equal(fastdl.load(tmp_path / "a.npz").predict_proba(X),
+                                  b.predict_proba(X))
+    img = nn.Sequential(nn.Conv2D(1, 2, 1), nn.Sigmoid(), nn.Flatten(), seed=0)
+    assert img.output_activation == "sigmoid"
+    with pytest.warns(UserWarning, match=r"layers\[0\] \(Conv2D\) applies its activation"):
+        nn.Sequential(nn.Conv2D(1, 2, 1, activation="softmax"), nn.Flatten(), seed=0)
+    with pytest.warns(UserWarning, match=r"layers\[1\] \(Softmax\)"):
+        nn.Sequential(nn.Conv2D(1, 2, 1), nn.Softmax(), nn.Flatten(), seed=0)

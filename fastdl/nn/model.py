@@ -5,6 +5,7 @@ in ``fastdl.nn.persistence``."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from fastdl.nn import losses as _losses
 from fastdl.nn.activations import Sigmoid, Softmax
 from fastdl.nn.base import Layer, fmt_shape, layer_config, layer_type, propagate_shape, \
     required_input_shape, walk_layers
+from fastdl.nn.conv import Flatten
 from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
 from fastdl.nn.layers import Dense
@@ -153,17 +155,28 @@ class Sequential(Layer, register=False):
         """``_body`` computes the logits, ``_full`` the output: a final Softmax/Sigmoid
         layer, or the softmax/sigmoid of a last Dense (which then computes the logits,
         the model applying its activation), is the output activation, so both spellings
-        run the same kernels and train the same way."""
-        last = self.layers[-1]
+        run the same kernels and train the same way.  Trailing Flatten layers are looked
+        through where that is exact (a Dense's output is (N, M); a sigmoid is elementwise);
+        an image layer's softmax before them is not the output activation: a warning."""
         self.output_activation = None
         self._body = self._full = self.layers
-        if isinstance(last, (Softmax, Sigmoid)):
+        i = len(self.layers) - 1
+        while i > 0 and isinstance(self.layers[i], Flatten):
+            i -= 1
+        last, flattened = self.layers[i], i < len(self.layers) - 1
+        if isinstance(last, Sigmoid) or (isinstance(last, Softmax) and not flattened):
             self.output_activation = last.name
-            self._body = self.layers[:-1]
+            self._body = self.layers[:i] + self.layers[i + 1:]
         elif isinstance(last, Dense) and last.activation in _HEADS:
             self.output_activation = last.activation
             last._act = None
             self._full = self.layers + [_HEADS[last.activation]()]
+        elif flattened and getattr(last, "activation", getattr(last, "name", None)) in _HEADS:
+            warnings.warn(f"layers[{i}] ({type(last).__name__}) applies its activation before "
+                          f"Flatten: that is not the model's output activation, and the "
+                          f"cross-entropy losses apply theirs to the output again; end the "
+                          f"model with Flatten and a Dense, or use loss='mse'", UserWarning,
+                          stacklevel=4)
 
     # structure ----------------------------------------------------------
     def parameters(self):
