@@ -276,9 +276,13 @@ class BaseMLP(BaseEstimator):
                                nesterovs_momentum=self.nesterovs_momentum,
                                beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
             self._lr_init = p["lr"]
+            # the optimizer's schedule, fixed with it as scikit-learn's: a set_params
+            # between partial_fit calls decayed a kept Adam's rate by invscaling
+            self._schedule = (self.solver == "sgd", self.learning_rate, p["power_t"])
         net.seed_dropout(rs)
         opt = net.optimizer
-        sgd = self.solver == "sgd"
+        sgd, schedule, power_t = getattr(self, "_schedule", (
+            self.solver == "sgd", self.learning_rate, p["power_t"]))  # (pickled before it)
         sample_idx = np.arange(n)
         self.n_iter_ = 0
         try:
@@ -297,13 +301,13 @@ class BaseMLP(BaseEstimator):
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 self._update_no_improvement_count(early, X_val, y_val, p["tol"])
-                if sgd and self.learning_rate == "invscaling":
-                    opt.lr = self._lr_init / (self.t_ + 1) ** p["power_t"]
+                if sgd and schedule == "invscaling":
+                    opt.lr = self._lr_init / (self.t_ + 1) ** power_t
                 if self._no_improvement_count > p["n_iter_no_change"]:
                     what = ("Validation score" if early else "Training loss")
                     msg = (f"{what} did not improve more than tol={p['tol']:f} for "
                            f"{p['n_iter_no_change']} consecutive epochs.")
-                    if sgd and self.learning_rate == "adaptive" and opt.lr > 1e-6:
+                    if sgd and schedule == "adaptive" and opt.lr > 1e-6:
                         opt.lr = opt.lr / 5.0
                         self._no_improvement_count = 0
                         if self.verbose:
