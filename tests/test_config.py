@@ -115,7 +115,6 @@ def test_thread_count_reaches_kernels_called_from_other_threads():
     import threading
 
     import numba
-    import numpy as np
 
     import fastdl.functional as F
     from fastdl import _threads as T

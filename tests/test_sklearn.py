@@ -7,7 +7,6 @@ import io
 import pathlib
 import pickle
 import re
-import warnings
 from contextlib import redirect_stdout
 
 import numpy as np
