@@ -5,6 +5,7 @@ in ``fastdl.nn.persistence``."""
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ from fastdl import _config
 from fastdl import _validate as V
 from fastdl.nn import losses as _losses
 from fastdl.nn.activations import Sigmoid, Softmax
-from fastdl.nn.base import Layer, fmt_shape, layer_config, layer_type, propagate_shape, \
+from fastdl.nn.base import Layer, exclusive, fmt_shape, layer_config, layer_type, propagate_shape, \
     required_input_shape, walk_layers
 from fastdl.nn.conv import Flatten
 from fastdl.nn.fit_args import check_finite
@@ -143,11 +144,18 @@ class Sequential(Layer, register=False):
         self._distributed = False  # trained by fit(distributed=True): save on rank 0 only
         self._warned: set = set()
         self._forward_shape = None  # the output shape of the last public forward
+        self._lock = threading.RLock()  # see base.exclusive
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
 
     def __setstate__(self, state):
         # pickle and deepcopy give every layer's weight views arrays of their own: bind
         # the layers to the model's (unpickled) buffers again, as at construction
         self.__dict__.update(state)
+        self._lock = threading.RLock()
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
 
@@ -235,6 +243,7 @@ class Sequential(Layer, register=False):
             layer.training = training
             layer.backend = self.backend
 
+    @exclusive
     def forward(self, X, training=True):
         """The model's output for the rows of ``X`` (N, *input_shape), for a training
         loop of your own: ``training=True`` runs dropout as ``fit`` does, False as
@@ -251,6 +260,7 @@ class Sequential(Layer, register=False):
         self._forward_shape = out.shape
         return out
 
+    @exclusive
     def backward(self, dy, need_dx=False):
         """Back-propagate ``dy``, the gradient at the output of the last ``forward``
         (same shape), writing every parameter's gradient into ``parameters().grad``
@@ -325,6 +335,7 @@ class Sequential(Layer, register=False):
             self._plans[sample_shape] = out
         return out
 
+    @exclusive
     def __call__(self, X):
         """The model's output (after its output activation) for the rows of ``X``."""
         return self._infer(self._check_X(X), self._full).copy()
@@ -349,6 +360,7 @@ class Sequential(Layer, register=False):
         return self._full if loss == "mse" else self._body
 
     # fit ------------------------------------------------------------------
+    @exclusive
     def fit(self, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
             validation_data=None, validation_split=0.0, schedule=None, callbacks=(),
             class_weight=None, augment=None, shuffle=True, seed=None, verbose=1,
@@ -426,6 +438,7 @@ class Sequential(Layer, register=False):
         _losses.check_output("loss", loss, out_shape)
         return X, loss
 
+    @exclusive
     def predict_proba(self, X):
         """Class probabilities ``(N, C)`` (cross-entropy) or ``P(y=1)`` as ``(N,)`` (binary)."""
         import fastdl.functional as F
@@ -438,6 +451,7 @@ class Sequential(Layer, register=False):
             return F.softmax(out, backend=self.backend)
         return F.sigmoid(out, backend=self.backend).reshape(-1)
 
+    @exclusive
     def predict(self, X):
         """Class labels (int64) for classification, values for ``"mse"``.
 
@@ -451,6 +465,7 @@ class Sequential(Layer, register=False):
             return (out.reshape(-1) > 0).astype(np.int64)
         return out.copy()
 
+    @exclusive
     def evaluate(self, X, y, loss=None, *, class_weight=None):
         """``{"loss": mean loss, "accuracy": ...}`` on ``(X, y)`` (inference mode).
 
@@ -486,6 +501,7 @@ class Sequential(Layer, register=False):
         return self._bufs.nbytes + sum(l._bufs.nbytes for l in walk_layers(self._full))
 
     # persistence ------------------------------------------------------------
+    @exclusive
     def save(self, path):
         """Write the architecture, parameters, loss, optimizer state and training
         position (``epochs_trained``, seed) to one ``.npz`` file; ``fastdl.load`` reads

@@ -37,6 +37,7 @@ import numpy as np
 
 import fastdl.functional as F
 from fastdl import _config, nn, optim
+from fastdl.nn.base import exclusive
 from fastdl.optim.clipping import sum_squares
 
 __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUTS"]
@@ -139,6 +140,11 @@ class Network:
             self._bufs[key] = b
         return b
 
+    @property
+    def _lock(self):
+        return self.model._lock  # its batch buffers are the model's to guard too
+
+    @exclusive
     def epoch(self, X, Y, order, batch_size, alpha, class_weight=None):
         """One pass over the rows of ``X`` in ``order`` (None: in order), one optimizer
         step per batch.  Returns scikit-learn's epoch loss: the row-weighted mean over the
@@ -249,6 +255,7 @@ class Network:
         return loss, dz
 
     # inference --------------------------------------------------------------
+    @exclusive
     def decision(self, X):
         """Raw outputs (logits) ``(N, k)`` of the model's dtype for the rows of ``X`` (a
         C-contiguous array of the model's dtype, or a CSR matrix), in inference mode
