@@ -476,8 +476,9 @@ def _after_fork_in_child() -> None:
     omp = _ext[0] if _ext else None  # only if loaded: importing it here could deadlock
     if omp is not None:
         omp.reset_after_fork()
-    global _py_scope_lock
+    global _py_scope_lock, _lock
     _py_scope_lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = threading.Lock()  # held by _before_fork
     _py_blas_restore()  # the same for the calls of _PyScoped
     if _libgomp_loaded():
         _state["forked_omp"] = True
@@ -486,8 +487,16 @@ def _after_fork_in_child() -> None:
         _reset(True)  # the parent's CPU time is not the child's
 
 
+def _before_fork() -> None:
+    # a fork waits for another thread's Numba set-up (numba_module, some 35 ms): a child
+    # forked in the middle of it hung in its first Numba kernel, on this lock and then on
+    # the launch lock Numba holds under it
+    _lock.acquire()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)
 
 
 def info() -> dict:

@@ -293,3 +293,45 @@ def test_training_does_not_depend_on_the_thread_count(fixed_threads):
     # the GEMMs split their output between threads, not their sums: the same weights up
     # to the order of the few reductions (gradient of the bias, the loss)
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+
+
+_HELD_LOCKS_PROBE = """
+import os, threading, time
+import numpy as np, fastdl
+from fastdl import _threads as T, nn
+m = nn.Sequential(nn.Dense(4, 2), seed=0)
+X = np.ones((3, 4), np.float32)
+m.predict(X)
+held, done = threading.Event(), threading.Event()
+def hold():
+    with T._lock, m._lock:  # a first Numba set-up, a predict: under way at the fork
+        held.set()
+        done.wait()
+t = threading.Thread(target=hold)
+t.start()
+held.wait()
+threading.Timer(0.3, done.set).start()
+r, w = os.pipe()
+pid = os.fork()  # waits for T._lock (released at 0.3 s); m's lock is still held then
+if pid == 0:
+    ok = T._lock.acquire(timeout=5) and m._lock.acquire(timeout=5)
+    os.write(w, (repr(ok) + " " + repr(m.predict(X).shape)).encode())
+    os._exit(0)
+for _ in range(200):  # a hung child is killed after 20 s
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        break
+    time.sleep(0.1)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    os.write(w, b"hung")
+t.join()
+print(os.read(r, 100).decode())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_fastdls_locks_are_held_can_take_them():
+    # a child forked while another thread held fastdl's set-up lock or a model's lock
+    # waited for it for ever (the thread that held it does not exist there)
+    assert run_probe(_HELD_LOCKS_PROBE) == "True (3,)"

@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import threading
+import weakref
 
 import numpy as np
 
@@ -186,6 +189,26 @@ class WeightLayer(Layer, register=False):
         self.dW = params.grad_of(prefix + "W")
         self.b = params[prefix + "b"] if self.bias else None
         self.db = params.grad_of(prefix + "b") if self.bias else None
+
+
+_guarded = weakref.WeakSet()  # the owners of exclusive locks
+
+
+def new_lock(owner):
+    """A lock for ``owner``'s exclusive methods, made anew in a forked child: a thread of
+    the parent that held it at the fork does not exist there, and the child's first call
+    would wait for it for ever."""
+    _guarded.add(owner)
+    return threading.RLock()
+
+
+def _after_fork_in_child():
+    for owner in list(_guarded):
+        owner._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def exclusive(method):

@@ -5,7 +5,6 @@ in ``fastdl.nn.persistence``."""
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 
 import numpy as np
@@ -14,7 +13,7 @@ from fastdl import _config
 from fastdl import _validate as V
 from fastdl.nn import losses as _losses
 from fastdl.nn.activations import Sigmoid, Softmax
-from fastdl.nn.base import Layer, exclusive, fmt_shape, layer_config, layer_type, propagate_shape, \
+from fastdl.nn.base import Layer, exclusive, fmt_shape, new_lock, layer_config, layer_type, propagate_shape, \
     required_input_shape, walk_layers
 from fastdl.nn.conv import Flatten
 from fastdl.nn.fit_args import check_finite
@@ -144,7 +143,7 @@ class Sequential(Layer, register=False):
         self._distributed = False  # trained by fit(distributed=True): save on rank 0 only
         self._warned: set = set()
         self._forward_shape = None  # the output shape of the last public forward
-        self._lock = threading.RLock()  # see base.exclusive
+        self._lock = new_lock(self)  # see base.exclusive
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -155,7 +154,7 @@ class Sequential(Layer, register=False):
         # pickle and deepcopy give every layer's weight views arrays of their own: bind
         # the layers to the model's (unpickled) buffers again, as at construction
         self.__dict__.update(state)
-        self._lock = threading.RLock()
+        self._lock = new_lock(self)
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
 
