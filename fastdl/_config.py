@@ -7,6 +7,7 @@ below re-export it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import os
@@ -84,8 +85,17 @@ def restored_backend(name, what="the model", stacklevel=3):
     return None
 
 
+# use_backend's block: per thread (and asyncio task), where set_backend's default is
+# the process's (a block in one thread changed the backend of the others, and two
+# threads' blocks left the other's backend as the default)
+_block_backend = contextvars.ContextVar("fastdl.use_backend", default=None)
+
+
 def get_backend() -> str:
-    """The current default backend."""
+    """The current default backend: ``use_backend``'s in its block, else ``set_backend``'s."""
+    block = _block_backend.get()
+    if block is not None:
+        return block
     if _state["backend"] is None:
         _state["backend"] = _fastest()
     return _state["backend"]
@@ -100,13 +110,15 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """``with fastdl.use_backend("numba"): ...`` sets the default backend for a block."""
-    previous = get_backend()
-    set_backend(name)
+    """``with fastdl.use_backend("numba"): ...`` sets the default backend for a block, in
+    the calling thread only (and its asyncio task): other threads keep theirs."""
+    if name is None:
+        raise TypeError("backend: expected a str, got None")
+    token = _block_backend.set(check_backend(name))
     try:
         yield
     finally:
-        _state["backend"] = previous
+        _block_backend.reset(token)
 
 
 # the environment variables that change how the thread pools behave or which kernels

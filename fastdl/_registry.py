@@ -62,6 +62,7 @@ _ops("pool", "other", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_po
 
 _cache: dict[tuple[str, str], object] = {}
 _local, _tstate, _bstate = _threads._local, _threads._state, _config._state
+_block_backend = _config._block_backend.get
 
 
 def kernel(name: str, backend: str | None = None):
@@ -71,7 +72,7 @@ def kernel(name: str, backend: str | None = None):
     if getattr(_local, "generation", -1) != _tstate["generation"]:
         _threads.apply_threads()  # a new thread, or a new count (Numba's is per thread)
     if backend is None:
-        backend = _bstate["backend"] or _config.get_backend()
+        backend = _block_backend() or _bstate["backend"] or _config.get_backend()
     if type(backend) is str:
         fn = _cache.get((name, backend))
         if fn is not None:  # the hot path: the generation check above and one dict lookup

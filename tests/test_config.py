@@ -45,6 +45,35 @@ def test_use_backend_restores():
     assert fastdl.get_backend() == before
 
 
+def test_use_backend_is_per_thread():
+    # a block in one thread set every thread's backend, and two threads' blocks left
+    # one of them as the default after both ended
+    import threading
+
+    before = fastdl.get_backend()
+    seen, inside = {}, threading.Barrier(2)
+
+    def block(name):
+        with fastdl.use_backend(name):
+            inside.wait()
+            seen[name] = fastdl.get_backend()
+            inside.wait()
+
+    threads = [threading.Thread(target=block, args=(b,)) for b in ("numpy", "cython")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"numpy": "numpy", "cython": "cython"}
+    assert fastdl.get_backend() == before
+    with fastdl.use_backend("numpy"):
+        other = []
+        t = threading.Thread(target=lambda: other.append(fastdl.get_backend()))
+        t.start()
+        t.join()
+        assert other == [before]
+
+
 def test_set_backend_rejects_unknown():
     with pytest.raises(ValueError, match="backend"):
         fastdl.set_backend("cuda")
