@@ -201,6 +201,15 @@ def aligned_out(fn):
 def _through_stand_ins(out, call):
     """``call(stand_in)`` (see ``aligned_out``), the caller's arrays put back in the result."""
     if isinstance(out, tuple):
+        # the results must not share memory: checked here on the caller's arrays, as a
+        # temporary standing in for one of them overlaps nothing (its result was then
+        # copied back over a sibling's, silently)
+        arrays = [(i, a) for i, a in enumerate(out) if isinstance(a, np.ndarray)]
+        for k, (i, a) in enumerate(arrays):
+            for j, b in arrays[k + 1:]:
+                if np.may_share_memory(a, b):
+                    raise ValueError(f"out[{i}] and out[{j}]: the results must not share "
+                                     f"memory")
         stand = tuple(_stand_in(a) for a in out)
         pairs = [(t, a) for t, a in zip(stand, out) if t is not a]
     else:

@@ -8,6 +8,7 @@ Now the public layer gives the kernels only aligned arrays (inputs copied, ``out
 through an aligned temporary) and the streaming drivers check the pointer themselves,
 so that a direct caller of a kernel cannot crash them either.
 """
+import math
 import subprocess
 import sys
 
@@ -134,6 +135,28 @@ def test_dense_backward_and_softmax_cross_entropy_misaligned_outs(backend, dtype
     assert got[0] is outs[0] and got[1] is outs[1]
     np.testing.assert_array_equal(outs[0], loss)
     np.testing.assert_array_equal(outs[1], dlogits)
+
+
+def test_misaligned_results_that_share_memory_are_refused(backend):
+    # a temporary standing in for a misaligned result overlaps nothing, so the results'
+    # overlap check passed and its copy-back overwrote a sibling result (dW, dlogits,
+    # argmax wrong, silently)
+    r = rng(3)
+    buf = np.zeros(4 * 64 + 3, np.uint8)
+    at = lambda off, shape, dt=np.float32: buf[off:off + 4 * math.prod(shape)].view(
+        dt).reshape(shape)
+    off = (-buf.ctypes.data) % 4  # an aligned start, then one 2 bytes into it
+    dy, x, W = _f(r, 5, 3), _f(r, 5, 4), _f(r, 4, 3)
+    with pytest.raises(ValueError, match=r"out\[1\] and out\[2\]"):
+        F.dense_backward(dy, x, W, out=(None, at(off, (4, 3)), at(off + 2, (3,))),
+                         backend=backend)
+    with pytest.raises(ValueError, match=r"out\[0\] and out\[1\]"):
+        F.softmax_cross_entropy(_f(r, 6, 4), r.integers(0, 4, 6), reduction="none",
+                                out=(at(off + 2, (6,)), at(off, (6, 4))), backend=backend)
+    with pytest.raises(ValueError, match=r"out\[0\] and out\[1\]"):
+        F.max_pool2d(_f(r, 1, 1, 4, 4), 2, out=(at(off + 2, (1, 1, 2, 2)),
+                                               at(off, (1, 1, 2, 2), np.int32)),
+                     backend=backend)
 
 
 def test_optimizers_update_misaligned_arrays_in_place(backend, dtype):
