@@ -475,3 +475,60 @@ def test_save_into_a_missing_folder_names_the_path(tmp_path):
     # the user's path, not the temporary file's name
     with pytest.raises(FileNotFoundError, match="No such file or directory: .*missing/m.npz"):
         small_model().save(path)
+
+
+def test_an_optimizer_on_another_backend_than_its_model_round_trips(tmp_path):
+    # the file did not say, and load gave it the model's: resumed training took other
+    # steps (7e-9 apart) than the uninterrupted run
+    X, y = blobs()
+    m = nn.Sequential(nn.Dense(X.shape[1], 3), seed=0, backend="numpy")
+    m.fit(X, y, optimizer=optim.Adam(m.parameters()), epochs=1, verbose=0, seed=0)
+    assert m.optimizer.backend is None
+    m.save(tmp_path / "m.npz")
+    loaded = fastdl.load(tmp_path / "m.npz")
+    assert loaded.backend == "numpy" and loaded.optimizer.backend is None
+
+
+def test_save_refuses_what_load_could_not_rebuild(tmp_path):
+    # each saved, and then load refused the file (the trained model lost)
+    class Scale(nn.Layer):
+        def forward(self, x):
+            return x
+
+        def backward(self, dy, need_dx=True):
+            return dy
+
+    m = nn.Sequential(nn.Dense(4, 3), Scale(), seed=0)
+    with pytest.raises(ValueError, match="Scale layer is not one of fastdl's"):
+        m.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    def nested(depth):
+        block = nn.Dense(2, 2)
+        for _ in range(depth):
+            block = nn.Residual(block)
+        return block
+
+    nn.Sequential(nested(32), seed=0).save(tmp_path / "deep.npz")  # as deep as load takes
+    fastdl.load(tmp_path / "deep.npz")
+    with pytest.raises(ValueError, match="nested more than 32 deep"):
+        nn.Sequential(nested(33), seed=0)
+
+
+def test_an_optimizer_load_cannot_restore_is_left_out_with_a_warning(tmp_path):
+    class MySGD(optim.SGD):
+        pass
+
+    X, y = blobs()
+    m = small_model()
+    m.fit(X, y, optimizer=MySGD(m.parameters(), lr=0.1), epochs=1, verbose=0, seed=0)
+    with pytest.warns(RuntimeWarning, match="MySGD"):
+        m.save(tmp_path / "m.npz")
+    loaded = fastdl.load(tmp_path / "m.npz")
+    assert loaded.optimizer is None
+    np.testing.assert_array_equal(loaded.parameters().data, m.parameters().data)
+
+    class NoRate:
+        def step(self):
+            pass
+    with pytest.raises(TypeError, match="optimizer"):
+        small_model().fit(X, y, optimizer=NoRate(), epochs=1, verbose=0)

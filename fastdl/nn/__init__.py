@@ -1,7 +1,8 @@
 """Layers and models: ``fastdl.nn``.
 
 A new layer type subclasses ``Layer`` and implements the protocol described in
-``fastdl.nn.base``; importing its module registers it for ``fastdl.load``."""
+``fastdl.nn.base``.  ``fastdl.load`` rebuilds fastdl's own layer types only: ``save``
+refuses a model with a layer of another module (pickle such a model instead)."""
 from fastdl.nn.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from fastdl.nn.base import Layer
 from fastdl.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D

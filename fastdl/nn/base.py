@@ -51,6 +51,7 @@ __all__ = ["Layer", "BufferCache", "LAYER_TYPES", "layer_config", "layer_type",
 
 #: class name -> layer class, for ``fastdl.load`` (filled by ``Layer.__init_subclass__``)
 LAYER_TYPES: dict[str, type] = {}
+MAX_DEPTH = 32  # nested blocks (Residual): deeper is refused by Sequential and load
 
 
 class BufferCache:

@@ -124,9 +124,10 @@ def _make_optimizer(model, optimizer):
         name = V.check_choice("optimizer", optimizer.lower(), ("adam", "sgd"))
         return Adam(model._params, backend=model.backend) if name == "adam" else \
             SGD(model._params, lr=0.01, backend=model.backend)
-    if not hasattr(optimizer, "step"):
-        raise TypeError("optimizer: expected None, 'adam', 'sgd' or an optimizer, got "
-                        f"{type(optimizer).__name__}")
+    if not callable(getattr(optimizer, "step", None)) or not hasattr(optimizer, "lr"):
+        # (fit reads and sets lr each epoch: one without it failed after an epoch)
+        raise TypeError("optimizer: expected None, 'adam', 'sgd' or an optimizer (with "
+                        f"step() and lr), got {type(optimizer).__name__}")
     params = getattr(optimizer, "params", model._params)
     if params is not model._params:
         raise ValueError("optimizer: it updates other parameters than this model's; "

@@ -13,8 +13,8 @@ from fastdl import _config
 from fastdl import _validate as V
 from fastdl.nn import losses as _losses
 from fastdl.nn.activations import Sigmoid, Softmax
-from fastdl.nn.base import Layer, exclusive, fmt_shape, new_lock, layer_config, layer_type, propagate_shape, \
-    required_input_shape, walk_layers
+from fastdl.nn.base import MAX_DEPTH, Layer, exclusive, fmt_shape, layer_config, layer_type, \
+    new_lock, propagate_shape, required_input_shape, walk_layers
 from fastdl.nn.conv import Flatten
 from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
@@ -26,7 +26,7 @@ __all__ = ["Sequential", "History", "GradientWarning", "load"]
 _HEADS = {"softmax": Softmax, "sigmoid": Sigmoid}
 
 
-def _check_layer(layer, where, seen):
+def _check_layer(layer, where, seen, depth=0):
     """A layer (and the layers inside it) fit to be bound into a new model.
 
     Each layer keeps its weights as views into one model's buffer and the activations
@@ -46,8 +46,12 @@ def _check_layer(layer, where, seen):
         raise ValueError(f"{where}: this layer already belongs to another model; build a "
                          "new layer (weights can be copied through parameters().data)")
     seen.add(id(layer))
-    for j, sub in enumerate(layer.sublayers()):
-        _check_layer(sub, f"{where}.layers[{j}]", seen)
+    subs = layer.sublayers()
+    if subs and depth >= MAX_DEPTH:
+        # (the model saved, and then fastdl.load refused the file)
+        raise ValueError(f"{where}: blocks nested more than {MAX_DEPTH} deep")
+    for j, sub in enumerate(subs):
+        _check_layer(sub, f"{where}.layers[{j}]", seen, depth + 1)
 
 
 class Sequential(Layer, register=False):

@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import stat
+import warnings
 import zipfile
 import zlib
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from fastdl import _atomic, _config, _validate as V
 from fastdl._config import BACKENDS_ALL
-from fastdl.nn.base import LAYER_TYPES
+from fastdl.nn.base import LAYER_TYPES, MAX_DEPTH, walk_layers
 from fastdl.nn.losses import LOSSES, check_loss, check_output
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
@@ -31,7 +32,6 @@ FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 MAX_META_BYTES = 4 << 20   # an architecture of thousands of layers takes well under 1 MiB
 MAX_LAYERS = 10_000
-MAX_DEPTH = 32             # nested Residual blocks
 _OPTIMIZERS = ("SGD", "Adam")
 
 
@@ -40,6 +40,7 @@ def save(model, path):
     """``Sequential.save`` (documented there)."""
     if getattr(model, "_distributed", False) and not _writes_here():
         return os.fspath(path)
+    _check_rebuildable(model)
     data = model._params.data
     meta = {"format": FORMAT, "version": FORMAT_VERSION,
             "architecture": model.get_config(), "loss": model.loss,
@@ -49,7 +50,7 @@ def save(model, path):
     if model.backend is not None:  # absent for the default, as files before it
         meta["backend"] = model.backend
     arrays = {"params": data}
-    if model.optimizer is not None:
+    if model.optimizer is not None and _restorable(model.optimizer):
         state, opt_arrays = {}, {}
         for k, v in model.optimizer.state_dict().items():
             if isinstance(v, np.ndarray):
@@ -58,10 +59,37 @@ def save(model, path):
             else:
                 state[k] = v.item() if isinstance(v, np.generic) else v
         meta["optimizer"] = {"type": type(model.optimizer).__name__, "state": state}
+        if model.optimizer.backend != model.backend:
+            # absent: the model's (as fit makes them, and as files before it were read)
+            meta["optimizer"]["backend"] = model.optimizer.backend
         arrays.update(opt_arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     # the whole new file or the old one (fastdl/_atomic.py); a device or FIFO refused
     return _atomic.write_atomic(path, lambda fh: np.savez(fh, **arrays), name="path")
+
+
+def _check_rebuildable(model):
+    """ValueError before anything is written for a layer ``load`` could not rebuild (a
+    class of the user's: load knows fastdl's layer types only), rather than a file that
+    saves and then does not load."""
+    for layer in walk_layers(model.layers):
+        name = type(layer).__name__
+        if LAYER_TYPES.get(name) is not type(layer):
+            raise ValueError(f"model: its {name} layer is not one of fastdl's layer types, "
+                             f"which fastdl.load could not rebuild; pickle the model instead")
+
+
+def _restorable(opt):
+    """Whether ``load`` can restore ``opt`` (fastdl's SGD and Adam exactly); a warning and
+    no optimizer state in the file otherwise: the model itself is still saved."""
+    from fastdl import optim
+
+    if type(opt) in (optim.SGD, optim.Adam):
+        return True
+    warnings.warn(f"the optimizer ({type(opt).__name__}) is not saved: fastdl.load restores "
+                  f"fastdl's SGD and Adam only; the model's weights are", RuntimeWarning,
+                  stacklevel=4)
+    return False
 
 
 def _writes_here():
@@ -149,8 +177,10 @@ def _load(fh, file_size):
     model._seed = meta.get("seed")
     model.backend = _config.restored_backend(meta.get("backend"))
     if "optimizer" in meta:
-        model.optimizer = _load_optimizer(archive, meta["optimizer"], model._params, dtype,
-                                          model.backend)
+        o = meta["optimizer"]
+        backend = _config.restored_backend(o["backend"], "its optimizer") if "backend" in o \
+            else model.backend
+        model.optimizer = _load_optimizer(archive, o, model._params, dtype, backend)
     archive.check_all_read()
     return model
 
@@ -167,8 +197,7 @@ def _load_optimizer(archive, o, params, dtype, backend):
             state[k] = v
     cls = {"SGD": optim.SGD, "Adam": optim.Adam}[o["type"]]
     try:
-        # the model's backend, as fit gives the optimizers it makes: resumed training
-        # then takes the steps the uninterrupted run would have
+        # its own backend: resumed training takes the steps the uninterrupted run would
         return cls.from_state_dict(params, state, backend=backend)
     except (TypeError, ValueError) as e:
         raise _Bad(f"the optimizer state does not load: {e}") from None
@@ -347,8 +376,13 @@ def _check_meta(meta):
 
 
 def _check_optimizer_meta(o):
-    if not isinstance(o, dict) or set(o) != {"type", "state"}:
+    if not isinstance(o, dict) or not {"type", "state"} <= set(o) <= {"type", "state",
+                                                                     "backend"}:
         raise _Bad("metadata: optimizer must be {'type': ..., 'state': {...}}")
+    b = o.get("backend")
+    if b is not None and b not in BACKENDS_ALL:
+        raise _Bad(f"metadata: optimizer.backend must be null or one of {BACKENDS_ALL}, "
+                   f"got {_short(b)}")
     if o["type"] not in _OPTIMIZERS:
         raise _Bad(f"metadata: unknown optimizer type {o['type']!r}")
     if not isinstance(o["state"], dict):
