@@ -138,6 +138,19 @@ def test_refused_fit_leaves_the_model_as_it_was(kw, exc, match):
     _unchanged(m, before)
 
 
+def test_refused_fit_leaves_the_kept_optimizers_rate():
+    # the schedule set the kept optimizer's rate before the first batch was refused
+    from fastdl import schedules
+    X, y = blobs()
+    m = mlp()
+    m.fit(X, y, epochs=1, seed=1, verbose=0)
+    lr = m.optimizer.lr
+    with pytest.raises(ValueError, match="augment"):
+        m.fit(X, y, schedule=schedules.StepDecay(0.5, 0.5, 1), verbose=0,
+              augment=lambda xb, rng: xb[:, :2])
+    assert m.optimizer.lr == lr
+
+
 def test_fit_stopped_after_a_step_keeps_what_trained_the_model():
     X, y = blobs()
     m = mlp()

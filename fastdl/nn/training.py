@@ -102,6 +102,7 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     # its first step (an augment returning the wrong shape, a callback's on_train_begin
     # raising, Ctrl-C) leaves it as it found it
     before = (model.optimizer, model.loss, model.history, model._seed, model._distributed)
+    lr_before = opt.lr  # a schedule sets it before the first batch
     run = bar = None
     try:
         if dp is not None:
@@ -179,6 +180,7 @@ def fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         if run is None or run.steps == 0:
             (model.optimizer, model.loss, model.history, model._seed,
              model._distributed) = before
+            opt.lr = lr_before
         if dp is not None and isinstance(e, SystemExit):
             dp.abort_on_exit(e)
         raise
