@@ -180,6 +180,9 @@ def test_a_monitored_key_of_fits_logs_is_checked_before_training():
     with pytest.raises(ValueError, match="schedule: it monitors 'val_loss'"):
         m.fit(X, t, loss="mse", epochs=1, verbose=0,
               schedule=schedules.ReduceLROnPlateau(0.01))
+    with pytest.raises(ValueError, match="schedule: it monitors 'val_loss'"):  # wrapped
+        m.fit(X, t, loss="mse", epochs=1, verbose=0,
+              schedule=schedules.LinearWarmup(schedules.ReduceLROnPlateau(0.01), 2))
     assert m.epochs_trained == 0
     # with validation, and keys of the training logs, it runs
     m.fit(X, t, loss="mse", epochs=1, verbose=0, validation_split=0.2,

@@ -99,8 +99,11 @@ def _check_monitors(callbacks, schedule, validated, loss):
     # a callback or schedule watching a key that fit will not log was refused only at the
     # end of the first epoch, after a full epoch of training.  Keys of fit's own logs
     # only: another callback may add keys of its own
-    watchers = [(f"callbacks[{i}]", cb) for i, cb in enumerate(callbacks)] + \
-        ([("schedule", schedule)] if schedule is not None else [])
+    watchers = [(f"callbacks[{i}]", cb) for i, cb in enumerate(callbacks)]
+    inner = schedule
+    while inner is not None:  # a LinearWarmup's ReduceLROnPlateau is fed the logs too
+        watchers.append(("schedule", inner))
+        inner = getattr(inner, "schedule", None)
     for where, w in watchers:
         key = getattr(w, "monitor", None)
         if not isinstance(key, str):
