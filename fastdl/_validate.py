@@ -44,7 +44,10 @@ def as_ndarray(name: str, x) -> np.ndarray:
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{name}: masked arrays are not supported (the masked entries "
                         f"would be read as data); pass {name}.filled(value)")
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except ValueError as e:  # a ragged list: NumPy's message named nothing
+        raise ValueError(f"{name}: not an array ({e})") from None
 
 
 def _dtype_name(x) -> str:
@@ -66,7 +69,7 @@ def as_float(name: str, x, ndim=None, dtype=None) -> np.ndarray:
                 return x
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Number)):
-            x = np.asarray(x)
+            x = as_ndarray(name, x)
             if x.dtype.kind == "f" and x.dtype not in FLOATS:
                 x = x.astype(np.float64)
             elif x.dtype.kind in "iub" and dtype is not None:

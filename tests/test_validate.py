@@ -138,3 +138,15 @@ def test_masked_inputs_are_refused_by_name():
         m.fit(np.ones((2, 3), np.float32), np.ma.array([0, 1]), epochs=1, verbose=0)
     # other subclasses (np.matrix, np.memmap) are read through a base-class view
     np.testing.assert_array_equal(F.relu(np.eye(2).view(_Lying)), np.eye(2))
+
+
+def test_ragged_lists_and_unknown_class_weights_are_named():
+    # NumPy's "inhomogeneous shape" and class_weights' "method:" named nothing the
+    # caller passed
+    m = fastdl.nn.Sequential(fastdl.nn.Dense(5, 3), seed=0)
+    with pytest.raises(ValueError, match="X: not an array"):
+        m.predict([[1, 2, 3, 4, 5], [1, 2]])
+    with pytest.raises(ValueError, match="x: not an array"):
+        F.relu([[1.0, 2.0], [1.0]])
+    with pytest.raises(ValueError, match="class_weight: expected one of"):
+        m.fit(np.zeros((4, 5), np.float32), [0, 1, 2, 0], class_weight="bogus", verbose=0)

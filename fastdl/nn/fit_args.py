@@ -150,6 +150,7 @@ def class_weight_array(class_weight, y, loss, num_classes, dtype):
     else:
         c, labels = 2, (y.reshape(-1) > 0.5).astype(np.int64)
     if isinstance(class_weight, str):
+        V.check_choice("class_weight", class_weight, ("complement", "balanced"))
         w = _data.class_weights(labels, method=class_weight, num_classes=c)
     elif isinstance(class_weight, dict):
         w = np.ones(c)
