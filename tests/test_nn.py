@@ -459,3 +459,20 @@ def test_activation_layers_without_a_slope_refuse_alpha(cls):
     # only LeakyReLU and ELU have a slope; an alpha given to the others was ignored
     with pytest.raises(TypeError, match="alpha"):
         cls(alpha=5.0)
+
+
+def test_forward_call_and_backward_refuse_non_finite_input():
+    # predict and fit refused NaN in X; forward and model(X) returned NaN rows and
+    # backward filled the gradient with NaN, silently
+    m = mlp()
+    X, _ = blobs()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    for call in (lambda: m.forward(bad), lambda: m(bad)):
+        with pytest.raises(ValueError, match=r"X: expected finite values, got nan at index \(3, 1\)"):
+            call()
+    out = m.forward(X)
+    dy = np.ones_like(out)
+    dy[0, 0] = np.inf
+    with pytest.raises(ValueError, match="dy: expected finite"):
+        m.backward(dy)

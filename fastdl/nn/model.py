@@ -256,6 +256,7 @@ class Sequential(Layer, register=False):
         the next forward writes over it, so copy what you keep.  ``X`` is checked as in
         ``fit`` (the layers' kernels trust their inputs)."""
         X = self._check_X(X)
+        check_finite("X", X)  # as fit and predict: forward returned NaN rows silently
         if not isinstance(training, bool):
             raise TypeError(f"training: expected a bool, got {type(training).__name__}")
         self._set_mode(training)
@@ -279,6 +280,7 @@ class Sequential(Layer, register=False):
             raise TypeError(f"need_dx: expected a bool, got {type(need_dx).__name__}")
         dy = V.as_float("dy", dy, dtype=self.dtype)
         V.check_shape("dy", dy, shape)
+        check_finite("dy", dy)
         return self._backward(dy, need_dx)
 
     def _forward(self, x, layers=None):
@@ -341,7 +343,9 @@ class Sequential(Layer, register=False):
     @exclusive
     def __call__(self, X):
         """The model's output (after its output activation) for the rows of ``X``."""
-        return self._infer(self._check_X(X), self._full).copy()
+        X = self._check_X(X)
+        check_finite("X", X)
+        return self._infer(X, self._full).copy()
 
     def _infer(self, X, layers, chunk=4096):
         self._set_mode(False)

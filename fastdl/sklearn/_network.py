@@ -161,6 +161,9 @@ class Network:
             if not sparse:
                 xbuf = self._buf("x", (min(batch_size, n), X.shape[1]), X.dtype)
         total = 0.0
+        # the model's unchecked passes, as its own fit: X was checked once, and a
+        # diverging step's inf gradient is scikit-learn's "non-finite weights" at the end
+        model._set_mode(True)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             m = stop - start
@@ -178,14 +181,14 @@ class Network:
                     np.take(X, idx, axis=0, out=xb, mode="clip")
             if sparse:
                 xb = np.asarray(xb.toarray(), dtype=self.dtype)
-            z = model.forward(xb, training=True)
+            z = model._forward(xb)
             loss, dz = self._loss(z, yb, class_weight)
             if alpha:
                 sq = 0.0
                 for w in self._wflat:
                     sq += sum_squares(w, self.backend)
                 loss += 0.5 * alpha * sq / m
-            model.backward(dz)
+            model._backward(dz)
             self._fix_l2(alpha, m)
             opt.step()
             total += loss * m
@@ -261,18 +264,19 @@ class Network:
         C-contiguous array of the model's dtype, or a CSR matrix), in inference mode
         (no dropout); a new array."""
         n = X.shape[0]
+        self.model._set_mode(False)
         if isinstance(X, np.ndarray):
             if n <= _PREDICT_CHUNK:
-                return self.model.forward(X, training=False).copy()
+                return self.model._forward(X).copy()
             out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
             for s in range(0, n, _PREDICT_CHUNK):
-                out[s:s + _PREDICT_CHUNK] = self.model.forward(
-                    np.ascontiguousarray(X[s:s + _PREDICT_CHUNK]), training=False)
+                out[s:s + _PREDICT_CHUNK] = self.model._forward(
+                    np.ascontiguousarray(X[s:s + _PREDICT_CHUNK]))
             return out
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         for s in range(0, n, _PREDICT_CHUNK):
             xb = np.asarray(X[s:s + _PREDICT_CHUNK].toarray(), dtype=self.dtype)
-            out[s:s + xb.shape[0]] = self.model.forward(xb, training=False)
+            out[s:s + xb.shape[0]] = self.model._forward(xb)
         return out
 
     def outputs(self, X):
