@@ -368,3 +368,6 @@ def test_an_output_activation_before_trailing_flattens(tmp_path):
         nn.Sequential(nn.Conv2D(1, 2, 1, activation="softmax"), nn.Flatten(), seed=0)
     with pytest.warns(UserWarning, match=r"layers\[1\] \(Softmax\)"):
         nn.Sequential(nn.Conv2D(1, 2, 1), nn.Softmax(), nn.Flatten(), seed=0)
+    with pytest.warns(UserWarning, match=r"layers\[1\] \(Softmax\) .* before Dropout"):
+        m = nn.Sequential(nn.Dense(3, 2), nn.Softmax(), nn.Dropout(0.5), seed=0)
+    assert m.output_activation is None

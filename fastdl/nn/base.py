@@ -216,7 +216,8 @@ def exclusive(method):
     """One call at a time per model, from any thread (``self._lock``, re-entrant: fit's
     callbacks may predict).  The layers compute in buffers the model owns and return
     views of them, so two threads predicting with one model read each other's rows
-    (1 to 5 of 16 results were wrong)."""
+    (1 to 5 of 16 results were wrong).  Sequential takes its lock in the methods' bodies
+    instead: a wrapper's frame would move its warnings' stack levels off the caller."""
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
         with self._lock:

@@ -5,26 +5,20 @@ in ``fastdl.nn.persistence``."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 from fastdl import _config
 from fastdl import _validate as V
 from fastdl.nn import losses as _losses
-from fastdl.nn.activations import Sigmoid, Softmax
-from fastdl.nn.base import MAX_DEPTH, Layer, exclusive, fmt_shape, layer_config, layer_type, \
-    new_lock, propagate_shape, required_input_shape, walk_layers
-from fastdl.nn.conv import Flatten
+from fastdl.nn.base import MAX_DEPTH, Layer, fmt_shape, layer_config, layer_type, new_lock, \
+    propagate_shape, required_input_shape, walk_layers
 from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
-from fastdl.nn.layers import Dense
+from fastdl.nn.heads import split_output_activation
 from fastdl.nn.summary import summary_table
 
 __all__ = ["Sequential", "History", "GradientWarning", "load"]
-
-_HEADS = {"softmax": Softmax, "sigmoid": Sigmoid}
-
 
 def _check_layer(layer, where, seen, depth=0):
     """A layer (and the layers inside it) fit to be bound into a new model.
@@ -136,7 +130,7 @@ class Sequential(Layer, register=False):
         self._params._aliases = aliases
         # every check passed: only now may the layers change (a refused model leaves
         # its layers as they were, free for another model)
-        self._split_output_activation()
+        self.output_activation, self._body, self._full = split_output_activation(self.layers)
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
         self.loss = None
@@ -161,33 +155,6 @@ class Sequential(Layer, register=False):
         self._lock = new_lock(self)
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
-
-    def _split_output_activation(self):
-        """``_body`` computes the logits, ``_full`` the output: a final Softmax/Sigmoid
-        layer, or the softmax/sigmoid of a last Dense (which then computes the logits,
-        the model applying its activation), is the output activation, so both spellings
-        run the same kernels and train the same way.  Trailing Flatten layers are looked
-        through where that is exact (a Dense's output is (N, M); a sigmoid is elementwise);
-        an image layer's softmax before them is not the output activation: a warning."""
-        self.output_activation = None
-        self._body = self._full = self.layers
-        i = len(self.layers) - 1
-        while i > 0 and isinstance(self.layers[i], Flatten):
-            i -= 1
-        last, flattened = self.layers[i], i < len(self.layers) - 1
-        if isinstance(last, Sigmoid) or (isinstance(last, Softmax) and not flattened):
-            self.output_activation = last.name
-            self._body = self.layers[:i] + self.layers[i + 1:]
-        elif isinstance(last, Dense) and last.activation in _HEADS:
-            self.output_activation = last.activation
-            last._act = None
-            self._full = self.layers + [_HEADS[last.activation]()]
-        elif flattened and getattr(last, "activation", getattr(last, "name", None)) in _HEADS:
-            warnings.warn(f"layers[{i}] ({type(last).__name__}) applies its activation before "
-                          f"Flatten: that is not the model's output activation, and the "
-                          f"cross-entropy losses apply theirs to the output again; end the "
-                          f"model with Flatten and a Dense, or use loss='mse'", UserWarning,
-                          stacklevel=4)
 
     # structure ----------------------------------------------------------
     def parameters(self):
@@ -246,7 +213,6 @@ class Sequential(Layer, register=False):
             layer.training = training
             layer.backend = self.backend
 
-    @exclusive
     def forward(self, X, training=True):
         """The model's output for the rows of ``X`` (N, *input_shape), for a training
         loop of your own: ``training=True`` runs dropout as ``fit`` does, False as
@@ -255,16 +221,16 @@ class Sequential(Layer, register=False):
         Returns the last layer's output buffer (N, *output_shape), the model's dtype:
         the next forward writes over it, so copy what you keep.  ``X`` is checked as in
         ``fit`` (the layers' kernels trust their inputs)."""
-        X = self._check_X(X)
-        check_finite("X", X)  # as fit and predict: forward returned NaN rows silently
-        if not isinstance(training, bool):
-            raise TypeError(f"training: expected a bool, got {type(training).__name__}")
-        self._set_mode(training)
-        out = self._forward(X)
-        self._forward_shape = out.shape
-        return out
+        with self._lock:  # see base.exclusive
+            X = self._check_X(X)
+            check_finite("X", X)  # as fit and predict: forward returned NaN rows silently
+            if not isinstance(training, bool):
+                raise TypeError(f"training: expected a bool, got {type(training).__name__}")
+            self._set_mode(training)
+            out = self._forward(X)
+            self._forward_shape = out.shape
+            return out
 
-    @exclusive
     def backward(self, dy, need_dx=False):
         """Back-propagate ``dy``, the gradient at the output of the last ``forward``
         (same shape), writing every parameter's gradient into ``parameters().grad``
@@ -272,16 +238,17 @@ class Sequential(Layer, register=False):
         else None (the first layer then skips that product).  Needs a ``forward`` just
         before it (``fit``, ``predict`` and ``evaluate`` in between replace what the layers
         saved)."""
-        shape = self._forward_shape
-        if shape is None:
-            raise ValueError("dy: call forward just before backward (none since the model "
-                             "was built or last ran fit, predict or evaluate)")
-        if not isinstance(need_dx, bool):
-            raise TypeError(f"need_dx: expected a bool, got {type(need_dx).__name__}")
-        dy = V.as_float("dy", dy, dtype=self.dtype)
-        V.check_shape("dy", dy, shape)
-        check_finite("dy", dy)
-        return self._backward(dy, need_dx)
+        with self._lock:  # see base.exclusive
+            shape = self._forward_shape
+            if shape is None:
+                raise ValueError("dy: call forward just before backward (none since the model "
+                                 "was built or last ran fit, predict or evaluate)")
+            if not isinstance(need_dx, bool):
+                raise TypeError(f"need_dx: expected a bool, got {type(need_dx).__name__}")
+            dy = V.as_float("dy", dy, dtype=self.dtype)
+            V.check_shape("dy", dy, shape)
+            check_finite("dy", dy)
+            return self._backward(dy, need_dx)
 
     def _forward(self, x, layers=None):
         # the unchecked forward of fit and predict: x is C-contiguous, of the model's
@@ -340,12 +307,12 @@ class Sequential(Layer, register=False):
             self._plans[sample_shape] = out
         return out
 
-    @exclusive
     def __call__(self, X):
         """The model's output (after its output activation) for the rows of ``X``."""
-        X = self._check_X(X)
-        check_finite("X", X)
-        return self._infer(X, self._full).copy()
+        with self._lock:  # see base.exclusive
+            X = self._check_X(X)
+            check_finite("X", X)
+            return self._infer(X, self._full).copy()
 
     def _infer(self, X, layers, chunk=4096):
         self._set_mode(False)
@@ -367,7 +334,6 @@ class Sequential(Layer, register=False):
         return self._full if loss == "mse" else self._body
 
     # fit ------------------------------------------------------------------
-    @exclusive
     def fit(self, X, y, *, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
             validation_data=None, validation_split=0.0, schedule=None, callbacks=(),
             class_weight=None, augment=None, shuffle=True, seed=None, verbose=1,
@@ -422,12 +388,13 @@ class Sequential(Layer, register=False):
         """
         from fastdl.nn import training
 
-        return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
-                            batch_size=batch_size, validation_data=validation_data,
-                            validation_split=validation_split, schedule=schedule,
-                            callbacks=callbacks, class_weight=class_weight, augment=augment,
-                            shuffle=shuffle, seed=seed, verbose=verbose,
-                            initial_epoch=initial_epoch, distributed=distributed)
+        with self._lock:  # see base.exclusive
+            return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                                batch_size=batch_size, validation_data=validation_data,
+                                validation_split=validation_split, schedule=schedule,
+                                callbacks=callbacks, class_weight=class_weight,
+                                augment=augment, shuffle=shuffle, seed=seed, verbose=verbose,
+                                initial_epoch=initial_epoch, distributed=distributed)
 
     # inference ------------------------------------------------------------
     def _task(self, X, loss=None):
@@ -445,34 +412,33 @@ class Sequential(Layer, register=False):
         _losses.check_output("loss", loss, out_shape)
         return X, loss
 
-    @exclusive
     def predict_proba(self, X):
         """Class probabilities ``(N, C)`` (cross-entropy) or ``P(y=1)`` as ``(N,)`` (binary)."""
-        import fastdl.functional as F
+        with self._lock:  # see base.exclusive
+            import fastdl.functional as F
 
-        X, loss = self._task(X)
-        if loss == "mse":
-            raise ValueError("predict_proba: the model is for regression (mse)")
-        out = self._infer(X, self._layers_for(loss))
-        if loss == "cross_entropy":
-            return F.softmax(out, backend=self.backend)
-        return F.sigmoid(out, backend=self.backend).reshape(-1)
+            X, loss = self._task(X)
+            if loss == "mse":
+                raise ValueError("predict_proba: the model is for regression (mse)")
+            out = self._infer(X, self._layers_for(loss))
+            if loss == "cross_entropy":
+                return F.softmax(out, backend=self.backend)
+            return F.sigmoid(out, backend=self.backend).reshape(-1)
 
-    @exclusive
     def predict(self, X):
         """Class labels (int64) for classification, values for ``"mse"``.
 
         The task is ``model.loss`` (set by ``fit``, saved), else guessed as in
         ``evaluate``."""
-        X, loss = self._task(X)
-        out = self._infer(X, self._layers_for(loss))
-        if loss == "cross_entropy":
-            return out.argmax(axis=1).astype(np.int64)
-        if loss == "binary_cross_entropy":
-            return (out.reshape(-1) > 0).astype(np.int64)
-        return out.copy()
+        with self._lock:  # see base.exclusive
+            X, loss = self._task(X)
+            out = self._infer(X, self._layers_for(loss))
+            if loss == "cross_entropy":
+                return out.argmax(axis=1).astype(np.int64)
+            if loss == "binary_cross_entropy":
+                return (out.reshape(-1) > 0).astype(np.int64)
+            return out.copy()
 
-    @exclusive
     def evaluate(self, X, y, loss=None, *, class_weight=None):
         """``{"loss": mean loss, "accuracy": ...}`` on ``(X, y)`` (inference mode).
 
@@ -482,16 +448,17 @@ class Sequential(Layer, register=False):
         than one output and ``mse`` for one.  ``y`` as in ``fit``; ``class_weight`` weights
         the loss as in ``fit``.  ``"accuracy"`` is there for the classification losses,
         not for ``mse``."""
-        X, loss = self._task(X, loss)
-        if X.shape[0] == 0:  # as fit: a mean over no rows is no score (it read 0.0)
-            raise ValueError("X: expected at least one row, got 0")
-        y = _losses.check_y(y, X.shape[0], loss, self._out_shape(X.shape[1:]), self.dtype)
-        weight = None
-        if class_weight is not None:
-            from fastdl.nn.training import class_weight_array
-            weight = class_weight_array(class_weight, y, loss,
-                                        self._out_shape(X.shape[1:])[0], self.dtype)
-        return self._evaluate(X, y, loss, weight)
+        with self._lock:  # see base.exclusive
+            X, loss = self._task(X, loss)
+            if X.shape[0] == 0:  # as fit: a mean over no rows is no score (it read 0.0)
+                raise ValueError("X: expected at least one row, got 0")
+            y = _losses.check_y(y, X.shape[0], loss, self._out_shape(X.shape[1:]), self.dtype)
+            weight = None
+            if class_weight is not None:
+                from fastdl.nn.training import class_weight_array
+                weight = class_weight_array(class_weight, y, loss,
+                                            self._out_shape(X.shape[1:])[0], self.dtype)
+            return self._evaluate(X, y, loss, weight)
 
     def _evaluate(self, X, y, loss, weight):
         n = X.shape[0]
@@ -508,7 +475,6 @@ class Sequential(Layer, register=False):
         return self._bufs.nbytes + sum(l._bufs.nbytes for l in walk_layers(self._full))
 
     # persistence ------------------------------------------------------------
-    @exclusive
     def save(self, path):
         """Write the architecture, parameters, loss, optimizer state and training
         position (``epochs_trained``, seed) to one ``.npz`` file; ``fastdl.load`` reads
@@ -520,9 +486,10 @@ class Sequential(Layer, register=False):
 
         A model trained by ``fit(distributed=True)`` is written by rank 0 only; on the
         other ranks ``save`` writes nothing (and does not wait for rank 0)."""
-        from fastdl.nn import persistence
+        with self._lock:  # see base.exclusive
+            from fastdl.nn import persistence
 
-        return persistence.save(self, path)
+            return persistence.save(self, path)
 
 
 # re-exported: these names were importable from this module before it was split
