@@ -45,11 +45,13 @@ class _Optimizer:
             _config.check_backend(backend)
         self.backend = backend
         self._step = 0
+        self._done = np.zeros(1, np.uint8)  # the update kernel's mark (Adam.step)
         self.last_grad_norm = None
 
     def __setstate__(self, state):
         # after pickle or deepcopy the flat view of the parameters is a copy: view again
         self.__dict__.update(state)
+        self.__dict__.setdefault("_done", np.zeros(1, np.uint8))  # pickled before it
         self._param, self._grad = self._resolve(self._params)
         self._w = self._param.reshape(-1)
 
@@ -380,11 +382,17 @@ class Adam(_Optimizer):
         """One update over the whole buffer (clipping first, when set)."""
         g = self._grad_flat()
         scale = self._grad_scale(g)
-        # the count is taken after the update: Ctrl-C between an increment and the kernel
-        # left it one step ahead of the parameters (and of Adam's bias correction)
-        step = self._step + 1
-        kernel("adam_update", self.backend)(g, self._w, self._m, self._v, step, self._lr,
-                                            self._beta1, self._beta2, self._eps,
-                                            self._weight_decay, self._l1, self._l2, scale,
-                                            self._grad_clip())
-        self._step = step
+        # the count follows the update exactly: the kernel marks it done in its compiled
+        # code, and the count goes up where it did.  Counted before the kernel, a Ctrl-C
+        # could leave it a step ahead; after, a step behind (a Ctrl-C during the kernel is
+        # raised as it returns: 4 of 11 interrupted fits), and Adam's bias correction with it
+        step, done = self._step + 1, self._done
+        done[0] = 0
+        try:
+            kernel("adam_update", self.backend)(g, self._w, self._m, self._v, step, self._lr,
+                                                self._beta1, self._beta2, self._eps,
+                                                self._weight_decay, self._l1, self._l2,
+                                                scale, self._grad_clip(), done)
+        finally:
+            if done[0]:
+                self._step = step

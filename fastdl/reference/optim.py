@@ -57,8 +57,10 @@ def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale
 
 
 def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1, l2,
-                grad_scale, grad_clip):
-    """Adam / AdamW step ``step`` (counting from 1) in place.
+                grad_scale, grad_clip, done=None):
+    """Adam / AdamW step ``step`` (counting from 1) in place; ``done`` (a (1,) uint8
+    array, optional) is set to 1 once the update is complete (the compiled kernels set it
+    in compiled code, so that a Ctrl-C cannot fall between the update and its mark).
 
     w *= 1 - lr * weight_decay                (decoupled, as torch.optim.AdamW)
     m = beta1 m + (1 - beta1) g
@@ -90,6 +92,8 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
     denom *= 1 / math.sqrt(bc2)
     denom += eps
     param -= (lr / bc1) * m / denom
+    if done is not None:
+        done[0] = 1
 
 
 def sum_squares(x):

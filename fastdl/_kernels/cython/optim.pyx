@@ -262,8 +262,9 @@ def sgd_update(const floating[::1] grad, floating[::1] param, velocity, double l
 def adam_update(const floating[::1] grad, floating[::1] param, floating[::1] m,
                 floating[::1] v, double step, double lr, double beta1, double beta2,
                 double eps, double weight_decay, double l1, double l2, double grad_scale,
-                double grad_clip):
-    """Adam / AdamW step in place; grad, param, m, v (n,)."""
+                double grad_clip, unsigned char[::1] done=None):
+    """Adam / AdamW step in place; grad, param, m, v (n,).  ``done`` ((1,) uint8, optional)
+    is set to 1 in the compiled code that ends the update: no Ctrl-C falls between them."""
     cdef Py_ssize_t n = param.shape[0], nc, cs, c, lo, hi
     cdef double bc1, bc2
     cdef floating b1, c1, b2, c2, step_size, inv_sqrt_bc2, feps, decay, fscale, fclip, fl1, fl2x2
@@ -272,7 +273,10 @@ def adam_update(const floating[::1] grad, floating[::1] param, floating[::1] m,
     cdef floating *mp
     cdef floating *vp
     cdef bint plain = l1 == 0 and l2 == 0 and grad_scale == 1 and grad_clip == INFINITY
+    cdef unsigned char unused = 0
+    cdef unsigned char *dp = &unused if done is None else &done[0]
     if n == 0:
+        dp[0] = 1
         return
     # bias corrections in double (libm pow, as Python's float power), then cast once;
     # step is taken as a double, as the other backends' beta ** step does (a long long
@@ -308,6 +312,7 @@ def adam_update(const floating[::1] grad, floating[::1] param, floating[::1] m,
                 if lo < hi:
                     adam_range(gp, wp, mp, vp, lo, hi, plain, b1, c1, b2, c2, step_size,
                                inv_sqrt_bc2, feps, decay, fscale, fclip, fl1, fl2x2)
+        dp[0] = 1
 
 
 def sum_squares(const floating[::1] x):

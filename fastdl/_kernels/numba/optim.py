@@ -116,7 +116,7 @@ def _sgd_momentum(g, w, vel, lr, mom, nesterov, scale, clip, l1, l2x2):
 
 
 def _adam(g, w, m, v, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, scale, clip,
-          l1, l2x2):
+          l1, l2x2, done):
     if l1 == 0 and l2x2 == 0:
         for i in prange(w.shape[0]):
             gi = _clip(g[i], scale, clip)
@@ -128,6 +128,7 @@ def _adam(g, w, m, v, b1, c1, b2, c2, step_size, inv_sqrt_bc2, eps, decay, scale
             gi = _penalty(_clip(g[i], scale, clip), wi, l1, l2x2)
             w[i], m[i], v[i] = _adam_s(gi, wi, m[i], v[i], b1, c1, b2, c2, step_size,
                                        inv_sqrt_bc2, eps, decay)
+    done[0] = 1  # in compiled code: no Ctrl-C between the update and this mark
 
 
 def _scale(x, alpha):
@@ -187,16 +188,19 @@ def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale
 
 
 def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1, l2,
-                grad_scale, grad_clip):
+                grad_scale, grad_clip, done=None):
     n = param.shape[0]
+    if done is None:
+        done = np.zeros(1, np.uint8)
     if n == 0:
+        done[0] = 1
         return
     t = param.dtype.type
     bc1 = 1.0 - beta1 ** step
     bc2 = 1.0 - beta2 ** step
     pick(_adam_k, n)(grad, param, m, v, t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
                      t(lr / bc1), t(1.0 / math.sqrt(bc2)), t(eps), t(1.0 - lr * weight_decay),
-                     t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2))
+                     t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2), done)
 
 
 def sum_squares(x):
