@@ -43,10 +43,13 @@ docs/threads.md has the measurements and the ways to override.
 """
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import threading
 import time
+
+from fastdl._cpu import CpuLoad, allowed_cpus, cpu_quota, default_threads
 
 PERIOD = 0.25   # seconds between two looks at the CPU load
 DOWN = 0.5      # drop a thread when others take more than this much of a CPU from it
@@ -69,31 +72,6 @@ def decide(current: int, ceiling: int, free: float) -> int:
     return max(1, min(ceiling, current))
 
 
-def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on (all, where affinity is unknown)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
-
-
-def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
-    """The cgroup v2 CPU quota in CPUs (at least 1), or None where there is none."""
-    try:
-        with open(path) as fh:
-            quota, period = fh.read().split()[:2]
-        return None if quota == "max" else max(int(quota) / int(period), 1.0)
-    except (OSError, ValueError):
-        return None
-
-
-def default_threads() -> int:
-    """The CPUs this process may use: its affinity, capped by its cgroup quota."""
-    n = len(allowed_cpus())
-    quota = cpu_quota()
-    return max(1, min(n, int(quota)) if quota else n)
-
-
 def max_threads() -> int:
     """The most threads fastdl runs: 4 per CPU of the machine, and at least 64.  Beyond
     the CPUs threads only wait for each other (5,000 made an epoch 300x slower), and
@@ -108,53 +86,11 @@ def env_threads() -> int | None:
     return min(int(first), max_threads()) if first.isdigit() and int(first) > 0 else None
 
 
-class CpuLoad:
-    """The CPUs that other processes kept busy on ``cpus`` between two samples.
-
-    Busy time is read from ``/proc/stat`` (user + nice + system + irq + softirq + steal
-    of those CPUs: steal is the hypervisor giving the CPU to another machine), minus
-    this process's own CPU time (``own``, all its threads), over the wall time between
-    the samples.  ``sample()`` returns it, or None where ``/proc/stat`` is unreadable."""
-
-    def __init__(self, cpus, path="/proc/stat", clock=time.monotonic, own=time.process_time):
-        self.cpus = {f"cpu{c}".encode() for c in cpus}
-        self.path, self.clock, self.own = path, clock, own
-        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.quota = None  # a cgroup CPU quota, when there is one (CPUs)
-        # the per-CPU lines come first; the rest of the file (interrupts) is long
-        self.size = 256 * ((os.cpu_count() or 1) + 2)
-        self.last = self._read()
-
-    def _busy(self):
-        try:
-            with open(self.path, "rb") as fh:
-                data = fh.read(self.size)
-        except OSError:
-            return None
-        busy = 0
-        for line in data.split(b"\n")[1:]:
-            if not line.startswith(b"cpu"):
-                break
-            name, *vals = line.split()
-            if name in self.cpus:
-                v = [int(x) for x in vals[:8]] + [0] * (8 - min(len(vals), 8))
-                busy += sum(v) - v[3] - v[4]  # all but idle and iowait
-        return busy / self.hz
-
-    def _read(self):
-        return self.clock(), self._busy(), self.own()
-
-    def sample(self) -> float | None:
-        now = self._read()
-        (t0, b0, o0), (t1, b1, o1) = self.last, now
-        self.last = now
-        if b0 is None or b1 is None or t1 <= t0:
-            return None
-        return min(max((b1 - b0 - (o1 - o0)) / (t1 - t0), 0.0), float(len(self.cpus)))
-
-
 # ---------------------------------------------------------------------------- state
 _lock = threading.Lock()
+# the count's state (set_num_threads, and update from any thread's kernel call): two
+# threads setting it at once left info() at 1 thread while OpenMP ran 3
+_count_lock = threading.RLock()
 # requested: set_num_threads' n (None: the default); adaptive: the count follows the
 # load; effective: the count in force; generation: bumped when the per-thread Numba
 # counts must be applied again; forked_omp: forked from a process with libgomp loaded
@@ -225,8 +161,9 @@ def set_num_threads(n: int, *, adaptive: bool = False) -> None:
                       "would hang). Use the 'spawn' or 'forkserver' start method for more.",
                       RuntimeWarning, stacklevel=2)
         n = 1
-    _state["requested"] = n
-    _reset(adaptive)
+    with _count_lock:
+        _state["requested"] = n
+        _reset(adaptive)
 
 
 def _reset(adapt=None) -> None:
@@ -265,6 +202,11 @@ def update() -> None:
     omp = _omp()
     if omp is not None:
         omp.set_due(time.monotonic() + PERIOD)
+    with _count_lock:
+        _update()
+
+
+def _update():
     if not _state["adaptive"] or _load is None:
         return
     others = _load.sample()
@@ -307,8 +249,12 @@ def numba_threading_layer() -> str:
     """The Numba threading layer fastdl asks for (see the module docstring)."""
     if "NUMBA_THREADING_LAYER" in os.environ:
         return os.environ["NUMBA_THREADING_LAYER"]
-    if importlib.util.find_spec("numba.np.ufunc.omppool") is not None:
-        return "omp"
+    # looked for as a file: finding the submodule's spec imports Numba itself, which
+    # fails under a bad Numba setting (NUMBA_NUM_THREADS=0) even where only Cython runs
+    spec = importlib.util.find_spec("numba")
+    for root in (spec.submodule_search_locations or ()) if spec is not None else ():
+        if glob.glob(os.path.join(root, "np", "ufunc", "omppool*")):
+            return "omp"
     return "workqueue"
 
 
@@ -476,8 +422,9 @@ def _after_fork_in_child() -> None:
     omp = _ext[0] if _ext else None  # only if loaded: importing it here could deadlock
     if omp is not None:
         omp.reset_after_fork()
-    global _py_scope_lock, _lock
+    global _py_scope_lock, _lock, _count_lock
     _py_scope_lock = threading.Lock()  # another thread may have held it at the fork
+    _count_lock = threading.RLock()
     _lock = threading.Lock()  # held by _before_fork
     _py_blas_restore()  # the same for the calls of _PyScoped
     if _libgomp_loaded():

@@ -226,10 +226,12 @@ def test_adapting_count_is_capped_by_the_cgroup_quota(threads_state):
 
 def test_default_threads_is_capped_by_the_cgroup_quota(monkeypatch):
     # 4 CPUs allowed, a quota of 1.5 CPUs: 1 thread (the whole CPUs of the quota)
-    monkeypatch.setattr(T, "allowed_cpus", lambda: [0, 1, 2, 3])
-    monkeypatch.setattr(T, "cpu_quota", lambda: 1.5)
+    from fastdl import _cpu
+
+    monkeypatch.setattr(_cpu, "allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(_cpu, "cpu_quota", lambda: 1.5)
     assert T.default_threads() == 1
-    monkeypatch.setattr(T, "cpu_quota", lambda: None)
+    monkeypatch.setattr(_cpu, "cpu_quota", lambda: None)
     assert T.default_threads() == 4
 
 

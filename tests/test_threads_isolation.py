@@ -295,6 +295,16 @@ def test_training_does_not_depend_on_the_thread_count(fixed_threads):
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="needs Numba")
+def test_info_does_not_import_numba():
+    # finding Numba's omppool submodule imported Numba, whose bad setting then failed
+    # info() in a program that runs the Cython kernels only
+    code = ("import sys, fastdl; i = fastdl.info(); "
+            "print(i['numba_threading_layer'], 'numba' in sys.modules)")
+    assert run_probe(code, env={"NUMBA_NUM_THREADS": "0"}) in ("omp False",
+                                                              "workqueue False")
+
+
 _HELD_LOCKS_PROBE = """
 import os, threading, time
 import numpy as np, fastdl

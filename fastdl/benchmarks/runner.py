@@ -122,7 +122,7 @@ def busy(n: int):
 def others_busy(seconds: float = 1.0):
     """CPUs that other processes kept busy over the next ``seconds`` (None where
     /proc/stat is unreadable): a run on a busy machine says so in its report."""
-    from fastdl._threads import CpuLoad, allowed_cpus
+    from fastdl._cpu import CpuLoad, allowed_cpus
 
     load = CpuLoad(allowed_cpus())
     time.sleep(seconds)
