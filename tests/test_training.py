@@ -465,5 +465,7 @@ def test_the_weighted_epoch_loss_is_the_weighted_mean_over_its_rows(kind):
     h = m.fit(X, y, loss=loss, optimizer=optim.SGD(m.parameters(), lr=0.0), epochs=1,
               batch_size=7, class_weight=cw, validation_data=(X, y), verbose=0, seed=0)
     assert h.history["loss"][0] == pytest.approx(h.history["val_loss"][0], rel=1e-12)
-    assert h.history["loss"][0] == pytest.approx(
-        m.evaluate(X, y, class_weight=cw)["loss"], rel=1e-12)
+    ev = m.evaluate(X, y, class_weight=cw)
+    assert h.history["loss"][0] == pytest.approx(ev["loss"], rel=1e-12)
+    # the accuracy stays a share of the rows (it was divided by the total weight once)
+    assert h.history["accuracy"][0] == h.history["val_accuracy"][0] == ev["accuracy"]

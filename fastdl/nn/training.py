@@ -315,9 +315,11 @@ class _Run:
         total, n_correct, n, wloss, wsum = values[:5]
         if len(values) > 5:  # the first epoch: the first batch's mean loss
             self.first_loss, self._first = values[5], None
-        if self.norm is not None:
-            total, n = wloss, wsum if wsum > 0 else 1.0  # (all rows weightless: 0)
-        logs = {"loss": total / n, "lr": float(self.opt.lr)}
+        if self.norm is None:
+            mean = total / n
+        else:
+            mean = wloss / wsum if wsum > 0 else 0.0  # (all rows weightless: 0)
+        logs = {"loss": mean, "lr": float(self.opt.lr)}
         if self.loss != "mse":
             logs["accuracy"] = n_correct / n
         for name, v in zip(self.names, norms):
