@@ -204,16 +204,17 @@ def aligned_out(fn):
 def _through_stand_ins(out, call):
     """``call(stand_in)`` (see ``aligned_out``), the caller's arrays put back in the result."""
     if isinstance(out, tuple):
-        # the results must not share memory: checked here on the caller's arrays, as a
-        # temporary standing in for one of them overlaps nothing (its result was then
-        # copied back over a sibling's, silently)
-        arrays = [(i, a) for i, a in enumerate(out) if isinstance(a, np.ndarray)]
-        for k, (i, a) in enumerate(arrays):
-            for j, b in arrays[k + 1:]:
-                if np.may_share_memory(a, b):
-                    raise ValueError(f"out[{i}] and out[{j}]: the results must not share "
-                                     f"memory")
         stand = tuple(_stand_in(a) for a in out)
+        # a temporary standing in for a caller's array overlaps nothing, so the
+        # function's own check that the results share no memory passes, and the copy-back
+        # overwrote a sibling result, silently: checked here on the caller's arrays
+        for i, (t, a) in enumerate(zip(stand, out)):
+            if isinstance(a, np.ndarray) and t.base is None and t is not a:
+                for j, b in enumerate(out):
+                    if j != i and isinstance(b, np.ndarray) and np.may_share_memory(a, b):
+                        i0, j0 = min(i, j), max(i, j)
+                        raise ValueError(f"out[{i0}] and out[{j0}]: the results must not "
+                                         f"share memory")
         pairs = [(t, a) for t, a in zip(stand, out) if t is not a]
     else:
         stand = _stand_in(out)

@@ -4,6 +4,7 @@ model against the same computation with the public kernels, save/load, training 
 the digit images, shapes and bad configurations, and ``fastdl train --model cnn``."""
 import os
 import re
+import warnings
 from functools import partial
 
 import numpy as np
@@ -371,3 +372,7 @@ def test_an_output_activation_before_trailing_flattens(tmp_path):
     with pytest.warns(UserWarning, match=r"layers\[1\] \(Softmax\) .* before Dropout"):
         m = nn.Sequential(nn.Dense(3, 2), nn.Softmax(), nn.Dropout(0.5), seed=0)
     assert m.output_activation is None
+    m.save(tmp_path / "m.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said at construction, not again at load
+        fastdl.load(tmp_path / "m.npz")

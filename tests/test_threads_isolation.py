@@ -312,15 +312,22 @@ from fastdl import _threads as T, nn
 m = nn.Sequential(nn.Dense(4, 2), seed=0)
 X = np.ones((3, 4), np.float32)
 m.predict(X)
-held, done = threading.Event(), threading.Event()
-def hold():
-    with T._lock, m._lock:  # a first Numba set-up, a predict: under way at the fork
-        held.set()
-        done.wait()
-t = threading.Thread(target=hold)
-t.start()
-held.wait()
-threading.Timer(0.3, done.set).start()
+setup_held, model_held = threading.Event(), threading.Event()
+setup_done, forked = threading.Event(), threading.Event()
+def setup():  # a first Numba set-up, under way at the fork: the fork waits for it
+    with T._lock:
+        setup_held.set()
+        setup_done.wait()
+def predict():  # a predict in another thread, under way at the fork and after it
+    with m._lock:
+        model_held.set()
+        forked.wait()
+threads = [threading.Thread(target=setup), threading.Thread(target=predict)]
+for t in threads:
+    t.start()
+setup_held.wait()
+model_held.wait()
+threading.Timer(0.3, setup_done.set).start()
 r, w = os.pipe()
 pid = os.fork()  # waits for T._lock (released at 0.3 s); m's lock is still held then
 if pid == 0:
@@ -335,7 +342,9 @@ else:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     os.write(w, b"hung")
-t.join()
+forked.set()
+for t in threads:
+    t.join()
 print(os.read(r, 100).decode())
 """
 

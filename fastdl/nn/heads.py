@@ -9,6 +9,11 @@ from fastdl.nn.layers import Dense, Dropout
 _HEADS = {"softmax": Softmax, "sigmoid": Sigmoid}
 
 
+class OutputActivationWarning(UserWarning):
+    """A softmax or sigmoid before the model's last layers, which is not its output
+    activation (said when the model is built; fastdl.load does not say it again)."""
+
+
 def split_output_activation(layers):
     """``(output_activation, body, full)``: ``body`` computes the logits, ``full`` the
     output.  A final Softmax/Sigmoid layer, or the softmax/sigmoid of a last Dense (which
@@ -33,6 +38,6 @@ def split_output_activation(layers):
         warnings.warn(f"layers[{i}] ({type(last).__name__}) applies its activation before "
                       f"{after}: that is not the model's output activation, and the "
                       f"cross-entropy losses apply theirs to the output again; end the "
-                      f"model with the activation, or use loss='mse'", UserWarning,
-                      stacklevel=4)
+                      f"model with the activation, or use loss='mse'",
+                      OutputActivationWarning, stacklevel=4)
     return None, layers, layers

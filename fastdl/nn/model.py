@@ -16,6 +16,7 @@ from fastdl.nn.base import MAX_DEPTH, Layer, fmt_shape, layer_config, layer_type
 from fastdl.nn.fit_args import check_finite
 from fastdl.nn.history import History
 from fastdl.nn.heads import split_output_activation
+from fastdl.nn.layers import Residual
 from fastdl.nn.summary import summary_table
 
 __all__ = ["Sequential", "History", "GradientWarning", "load"]
@@ -40,12 +41,13 @@ def _check_layer(layer, where, seen, depth=0):
         raise ValueError(f"{where}: this layer already belongs to another model; build a "
                          "new layer (weights can be copied through parameters().data)")
     seen.add(id(layer))
-    subs = layer.sublayers()
-    if subs and depth >= MAX_DEPTH:
-        # (the model saved, and then fastdl.load refused the file)
-        raise ValueError(f"{where}: blocks nested more than {MAX_DEPTH} deep")
-    for j, sub in enumerate(subs):
-        _check_layer(sub, f"{where}.layers[{j}]", seen, depth + 1)
+    # Residual blocks nest as load counts them (a Maxout's inner Dense is no block): the
+    # model saved, and then fastdl.load refused the file
+    block = isinstance(layer, Residual)
+    if block and depth >= MAX_DEPTH:
+        raise ValueError(f"{where}: Residual blocks nested more than {MAX_DEPTH} deep")
+    for j, sub in enumerate(layer.sublayers()):
+        _check_layer(sub, f"{where}.layers[{j}]", seen, depth + block)
 
 
 class Sequential(Layer, register=False):
@@ -68,7 +70,8 @@ class Sequential(Layer, register=False):
         first) also takes ``(N, H, W)`` images, as ``(N, 1, H, W)``.
     output_shape : per-sample output shape (None where it depends on ``X``)
     output_activation : ``"softmax"``, ``"sigmoid"`` (a final ``nn.Softmax()`` /
-        ``nn.Sigmoid()`` or a last ``Dense`` with that activation) or None
+        ``nn.Sigmoid()`` or a last ``Dense`` with that activation, Flatten layers after
+        them looked through where exact: see ``fastdl.nn.heads``) or None
     loss, optimizer, history : set by ``fit`` (``loss`` and ``optimizer`` are saved)
     epochs_trained : epochs run by ``fit`` so far (saved; numbers the next epoch)
 

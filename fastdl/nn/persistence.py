@@ -132,6 +132,7 @@ def load(path):
 
 
 def _load(fh, file_size):
+    from fastdl.nn.heads import OutputActivationWarning
     from fastdl.nn.model import Sequential
     from fastdl.optim import Parameters
 
@@ -159,7 +160,9 @@ def _load(fh, file_size):
                    f"match the architecture, which needs ({size},) {dtype}")
     try:
         model = Sequential.__new__(Sequential)
-        model._build(layers, dtype, None)  # no random initialisation: the file has them
+        with warnings.catch_warnings():  # said when the model was built
+            warnings.simplefilter("ignore", OutputActivationWarning)
+            model._build(layers, dtype, None)  # no random initialisation: the file has them
     except (TypeError, ValueError) as e:
         raise _Bad(f"the architecture cannot be rebuilt: {e}") from None
     data = model._params.data
