@@ -94,6 +94,14 @@ def dropout(x, p, rng, *, backend=None):
     gen = _generator(rng)
     y = np.empty(x.shape, x.dtype)
     mask = np.empty(x.shape, np.bool_)
+    return dropout_into(x, p, gen, y, mask, lambda name, shape, dt: np.empty(shape, dt),
+                        backend)
+
+
+def dropout_into(x, p, gen, y, mask, buffer, backend):
+    """``dropout`` into ``y`` and ``mask`` (x's shape, C-contiguous; x checked), with its
+    work arrays from ``buffer(name, shape, dtype)``: nn.Dropout passes its reused buffers
+    (a training step allocated 8 bytes a unit here), the public function np.empty."""
     if p == 0.0:
         np.copyto(y, x)
         mask.fill(True)
@@ -113,8 +121,8 @@ def dropout(x, p, rng, *, backend=None):
     words = _words(gen, nw + n // 512 + math.isqrt(n >> 4) // 2 + 4)
     r = words[:nw].view(np.uint8)[:n]
     pool = words[nw:].view(np.uint32)
-    ties = np.empty(n, np.int64)
-    counts = np.empty(-(-n // CHUNK), np.int64)
+    ties = buffer("ties", (n,), np.int64)
+    counts = buffer("counts", (-(-n // CHUNK),), np.int64)
     xf, yf, mf = x.reshape(-1), y.reshape(-1), mask.reshape(-1).view(np.uint8)
     kernel("dropout", backend)(xf, r, yf, mf, ties, counts, t8, 1.0 / (1.0 - p), CHUNK)
     total = int(counts[0] if counts.size == 1 else counts.sum())

@@ -234,15 +234,17 @@ class Dropout(Layer):
             self._identity = True
             return x
         self._identity = False
-        from fastdl.functional.dropout import dropout
+        from fastdl.functional.dropout import dropout_into
         if self.fixed_mask is not None:
             y = self._buf("y", x.shape, x.dtype)
             np.multiply(x, self.fixed_mask, out=y)
             y *= x.dtype.type(1.0 / (1.0 - self.p))
             self._mask = self.fixed_mask
             return y
-        y, self._mask = dropout(x, self.p, self.rng, backend=self.backend)
-        return y
+        # into the layer's buffers (the public dropout allocates y, the mask and its work)
+        y = self._buf("y", x.shape, x.dtype)
+        self._mask = self._buf("mask", x.shape, np.bool_)
+        return dropout_into(x, self.p, self.rng, y, self._mask, self._buf, self.backend)[0]
 
     def backward(self, dy, need_dx=True):
         if self._identity:
