@@ -14,14 +14,33 @@ import numpy as np
 __all__ = ["load_digits", "load_idx"]
 
 
-@functools.lru_cache(maxsize=1)
-def _digits():
+def _digits_rows():
+    """(1797, 65) float64: the 64 pixels and the digit of each image.  Read from the file
+    scikit-learn ships, without importing scikit-learn: its import (threadpoolctl's) sets
+    KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK in the environment, which fastdl leaves
+    alone.  Through scikit-learn where the file is not where it was."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or ()) if spec is not None else ():
+        path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            with gzip.open(path, "rt") as fh:
+                rows = np.loadtxt(fh, delimiter=",")
+            if rows.shape == (1797, 65):
+                return rows
     from sklearn.datasets import load_digits as _sk_load_digits
 
     d = _sk_load_digits()
+    return np.column_stack([d.data, d.target]).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits():
+    rows = _digits_rows()
     # pixel values are the integers 0..16; k / 16 is exact in float32
-    X = (np.asarray(d.data, dtype=np.float64) / 16.0).astype(np.float32)
-    y = np.asarray(d.target, dtype=np.int64)
+    X = (rows[:, :64] / 16.0).astype(np.float32)
+    y = rows[:, 64].astype(np.int64)
     X.setflags(write=False)
     y.setflags(write=False)
     return X, y

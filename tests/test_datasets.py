@@ -19,6 +19,21 @@ def test_load_digits_rows():
     np.testing.assert_array_equal(X * 16, np.round(X * 16))  # k / 16 exactly
 
 
+def test_load_digits_leaves_the_environment_alone():
+    # it imported scikit-learn, whose threadpoolctl set KMP_DUPLICATE_LIB_OK and
+    # KMP_INIT_AT_FORK for the whole process (the README's own example, fastdl train)
+    import subprocess
+    import sys
+
+    code = ("import os, sys; before = dict(os.environ)\n"
+            "from fastdl import datasets; datasets.load_digits()\n"
+            "print(sorted(k for k in set(os.environ) | set(before)"
+            " if os.environ.get(k) != before.get(k)), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "[] False", out.stderr[-2000:]
+
+
 def test_load_digits_images():
     X, y = datasets.load_digits()
     images, y2 = datasets.load_digits(images=True)
