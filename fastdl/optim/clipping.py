@@ -53,7 +53,9 @@ def clip_grad_norm_(grads, max_norm, *, backend=None) -> float:
     Parameters
     ----------
     grads : Parameters (its ``.grad`` buffer), an array, or a list/tuple of arrays
-        float32/float64, writeable; strided arrays are accepted.
+        float32/float64, writeable; strided arrays are accepted.  The arrays of a list
+        may differ in dtype (each is scaled in its own, as PyTorch's): an exception to
+        the one-dtype convention, as they never meet in one operation.
     max_norm : float >= 0
 
     Returns
