@@ -394,6 +394,17 @@ def test_softmax_cross_entropy_minus_inf_logits(backend, dtype):
     assert np.isfinite(loss[2]) and np.all(np.isfinite(d[2]))
 
 
+def test_subnormal_class_weights_give_the_weighted_mean(backend, dtype):
+    # the mean's 1 / sum(w) overflowed the dtype: a finite loss, an inf or NaN gradient
+    x = np.array([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], dtype)
+    y = np.array([0, 1])
+    tiny = np.finfo(dtype).tiny / 2**10  # subnormal: 1 / (2 tiny) overflows
+    loss, g = F.softmax_cross_entropy(x, y, np.full(3, tiny, dtype), backend=backend)
+    want_loss, want_g = F.softmax_cross_entropy(x, y, backend=backend)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+    np.testing.assert_allclose(g, want_g, rtol=1e-6, atol=1e-7)
+
+
 def test_softmax_cross_entropy_degenerate_sizes_and_weights(backend, dtype):
     loss, d = F.softmax_cross_entropy(np.array([[3.0]], dtype), [0], backend=backend)
     assert float(loss) == 0 and d.tolist() == [[0.0]]  # C = 1: p = 1

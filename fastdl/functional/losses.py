@@ -19,6 +19,7 @@ refused (the compiled kernels read an input after writing the result).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -331,6 +332,15 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
     if reduction != "mean":
         grad_scale = 1.0
     elif denom != 0:
+        big = float(np.finfo(dtype).max)
+        if denom * big < 1.0:
+            # subnormal weights: 1 / denom overflowed the dtype, and the gradient was inf
+            # or NaN where the loss was finite.  Both scaled by a power of two (exact); the
+            # weighted mean is their ratio
+            k = -math.frexp(denom)[1]
+            with np.errstate(over="ignore"):
+                w = np.minimum(np.ldexp(w.astype(np.float64), k), big).astype(dtype)
+            denom = math.ldexp(denom, k)
         grad_scale = 1.0 / denom
     else:
         grad_scale = float("nan")  # 0/0, as PyTorch: nan loss and gradient
