@@ -126,17 +126,26 @@ def get_num_threads() -> int:
     return _state["requested"]
 
 
+def _decided() -> None:
+    # the count is decided at its first use, under the lock: a first kernel call in one
+    # thread beside set_num_threads in another left effective 2 with OpenMP at 3
+    if _state["effective"] is None or _state["adaptive"] is None:
+        with _count_lock:
+            if _state["effective"] is None or _state["adaptive"] is None:
+                _reset()
+
+
 def effective_threads() -> int:
     """The thread count in force for the next kernel call."""
     if _state["effective"] is None:
-        _reset()
+        _decided()
     return _state["effective"]
 
 
 def adaptive() -> bool:
     """Whether the count follows the CPU load (the default count does)."""
     if _state["adaptive"] is None:
-        _reset()
+        _decided()
     return _state["adaptive"]
 
 

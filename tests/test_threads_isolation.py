@@ -305,6 +305,37 @@ def test_info_does_not_import_numba():
                                                               "workqueue False")
 
 
+_FIRST_USE_RACE = """
+import threading, numpy as np, fastdl
+import fastdl.functional as F
+from fastdl import _threads as T
+inside, a_done = threading.Event(), threading.Event()
+default = T.default_threads
+def slow_default():  # the first kernel call's lazy decision, caught in the middle
+    inside.set()
+    a_done.wait(1.0)
+    return default()
+T.default_threads = slow_default
+def first_kernel():
+    F.relu(np.ones(10, np.float32), backend="cython")
+def fixed_count():
+    inside.wait()
+    fastdl.set_num_threads(3)
+    a_done.set()
+ts = [threading.Thread(target=first_kernel), threading.Thread(target=fixed_count)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(T._state["requested"], T._state["effective"], T._state["adaptive"], T._omp().get_count())
+"""
+
+
+@pytest.mark.skipif("cython" not in fastdl.backends(), reason="needs the Cython backend")
+def test_the_first_kernel_call_beside_set_num_threads_keeps_one_count():
+    # the count, decided lazily at the first kernel call outside the lock, interleaved
+    # with set_num_threads in another thread: effective 2 with OpenMP at 3, or adaptive
+    # left on (27 of 30 fresh processes with a short switch interval)
+    assert run_probe(_FIRST_USE_RACE, env={"OMP_NUM_THREADS": ""}) == "3 3 False 3"
+
+
 _HELD_LOCKS_PROBE = """
 import os, threading, time
 import numpy as np, fastdl
