@@ -16,9 +16,9 @@ __all__ = ["load_digits", "load_idx"]
 
 def _digits_rows():
     """(1797, 65) float64: the 64 pixels and the digit of each image.  Read from the file
-    scikit-learn ships, without importing scikit-learn: its import (threadpoolctl's) sets
-    KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK in the environment, which fastdl leaves
-    alone.  Through scikit-learn where the file is not where it was."""
+    scikit-learn ships, without importing scikit-learn: its import sets KMP_INIT_AT_FORK
+    and, through threadpoolctl, KMP_DUPLICATE_LIB_OK in the environment, which fastdl
+    leaves alone.  Through scikit-learn where the file is not where it was."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")

@@ -14,7 +14,7 @@ class OutputActivationWarning(UserWarning):
     activation (said when the model is built; fastdl.load does not say it again)."""
 
 
-def split_output_activation(layers):
+def split_output_activation(layers, warn=True):
     """``(output_activation, body, full)``: ``body`` computes the logits, ``full`` the
     output.  A final Softmax/Sigmoid layer, or the softmax/sigmoid of a last Dense (which
     then computes the logits, the model applying its activation), is the output
@@ -33,7 +33,7 @@ def split_output_activation(layers):
     if exact and isinstance(last, Dense) and last.activation in _HEADS:
         last._act = None
         return last.activation, layers, layers + [_HEADS[last.activation]()]
-    if tail and getattr(last, "activation", getattr(last, "name", None)) in _HEADS:
+    if warn and tail and getattr(last, "activation", getattr(last, "name", None)) in _HEADS:
         after = ", ".join(type(t).__name__ for t in tail)
         warnings.warn(f"layers[{i}] ({type(last).__name__}) applies its activation before "
                       f"{after}: that is not the model's output activation, and the "

@@ -90,7 +90,7 @@ class Sequential(Layer, register=False):
         for layer in self.layers:
             layer.init_params(rng)
 
-    def _build(self, layers, dtype, backend):
+    def _build(self, layers, dtype, backend, warn=True):
         """Everything but the initial weights (``fastdl.load`` copies them in instead)."""
         super().__init__()
         from fastdl.optim import Parameters
@@ -133,7 +133,8 @@ class Sequential(Layer, register=False):
         self._params._aliases = aliases
         # every check passed: only now may the layers change (a refused model leaves
         # its layers as they were, free for another model)
-        self.output_activation, self._body, self._full = split_output_activation(self.layers)
+        self.output_activation, self._body, self._full = split_output_activation(self.layers,
+                                                                                 warn)
         for name, layer in zip(self._names, self.layers):
             layer.bind(self._params, f"{name}.")
         self.loss = None

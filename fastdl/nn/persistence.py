@@ -132,7 +132,6 @@ def load(path):
 
 
 def _load(fh, file_size):
-    from fastdl.nn.heads import OutputActivationWarning
     from fastdl.nn.model import Sequential
     from fastdl.optim import Parameters
 
@@ -160,9 +159,9 @@ def _load(fh, file_size):
                    f"match the architecture, which needs ({size},) {dtype}")
     try:
         model = Sequential.__new__(Sequential)
-        with warnings.catch_warnings():  # said when the model was built
-            warnings.simplefilter("ignore", OutputActivationWarning)
-            model._build(layers, dtype, None)  # no random initialisation: the file has them
+        # no random initialisation (the file has them), and no output-activation warning
+        # (said when the model was built)
+        model._build(layers, dtype, None, warn=False)
     except (TypeError, ValueError) as e:
         raise _Bad(f"the architecture cannot be rebuilt: {e}") from None
     data = model._params.data
