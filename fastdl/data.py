@@ -1,6 +1,6 @@
 """Data handling for training: mini-batches, class weights, class balancing by
 resampling, a (stratified) train/test split, k-fold splits and cross-validation of a
-model (``cross_validate``, in fastdl/_crossval.py).  Everything random is seeded:
+model.  Everything random is seeded:
 ``seed`` is None (fresh entropy), an int, or a ``numpy.random.Generator`` (used as is,
 so one Generator threaded through several calls gives one reproducible stream).
 """
