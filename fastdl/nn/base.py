@@ -36,7 +36,6 @@ when its module is imported.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
@@ -192,13 +191,17 @@ class WeightLayer(Layer, register=False):
         self.db = params.grad_of(prefix + "b") if self.bias else None
 
 
-_guarded = weakref.WeakSet()  # the owners of exclusive locks
+_guarded = weakref.WeakSet()  # the owners of new_lock's locks
 
 
 def new_lock(owner):
-    """A lock for ``owner``'s exclusive methods, made anew in a forked child: a thread of
-    the parent that held it at the fork does not exist there, and the child's first call
-    would wait for it for ever."""
+    """A re-entrant lock that makes ``owner``'s calls take turns, from any thread (fit's
+    callbacks may predict): a model's layers compute in buffers the model owns and return
+    views of them, so two threads predicting with one model read each other's rows (1 to
+    5 of 16 results were wrong).  The methods take it in their bodies (a decorator's frame
+    would move their warnings' stack levels off the caller).  Made anew in a forked
+    child: a thread of the parent that held it at the fork does not exist there, and the
+    child's first call would wait for it for ever."""
     _guarded.add(owner)
     return threading.RLock()
 
@@ -210,19 +213,6 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def exclusive(method):
-    """One call at a time per model, from any thread (``self._lock``, re-entrant: fit's
-    callbacks may predict).  The layers compute in buffers the model owns and return
-    views of them, so two threads predicting with one model read each other's rows
-    (1 to 5 of 16 results were wrong).  Sequential takes its lock in the methods' bodies
-    instead: a wrapper's frame would move its warnings' stack levels off the caller."""
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return locked
 
 
 def walk_layers(layers):

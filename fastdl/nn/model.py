@@ -145,7 +145,7 @@ class Sequential(Layer, register=False):
         self._distributed = False  # trained by fit(distributed=True): save on rank 0 only
         self._warned: set = set()
         self._forward_shape = None  # the output shape of the last public forward
-        self._lock = new_lock(self)  # see base.exclusive
+        self._lock = new_lock(self)  # see base.new_lock
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -225,7 +225,7 @@ class Sequential(Layer, register=False):
         Returns the last layer's output buffer (N, *output_shape), the model's dtype:
         the next forward writes over it, so copy what you keep.  ``X`` is checked as in
         ``fit`` (the layers' kernels trust their inputs)."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             X = self._check_X(X)
             check_finite("X", X)  # as fit and predict: forward returned NaN rows silently
             if not isinstance(training, bool):
@@ -242,7 +242,7 @@ class Sequential(Layer, register=False):
         else None (the first layer then skips that product).  Needs a ``forward`` just
         before it (``fit``, ``predict`` and ``evaluate`` in between replace what the layers
         saved)."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             shape = self._forward_shape
             if shape is None:
                 raise ValueError("dy: call forward just before backward (none since the model "
@@ -313,7 +313,7 @@ class Sequential(Layer, register=False):
 
     def __call__(self, X):
         """The model's output (after its output activation) for the rows of ``X``."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             X = self._check_X(X)
             check_finite("X", X)
             return self._infer(X, self._full).copy()
@@ -392,7 +392,7 @@ class Sequential(Layer, register=False):
         """
         from fastdl.nn import training
 
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                                 batch_size=batch_size, validation_data=validation_data,
                                 validation_split=validation_split, schedule=schedule,
@@ -418,7 +418,7 @@ class Sequential(Layer, register=False):
 
     def predict_proba(self, X):
         """Class probabilities ``(N, C)`` (cross-entropy) or ``P(y=1)`` as ``(N,)`` (binary)."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             import fastdl.functional as F
 
             X, loss = self._task(X)
@@ -434,7 +434,7 @@ class Sequential(Layer, register=False):
 
         The task is ``model.loss`` (set by ``fit``, saved), else guessed as in
         ``evaluate``."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             X, loss = self._task(X)
             out = self._infer(X, self._layers_for(loss))
             if loss == "cross_entropy":
@@ -452,7 +452,7 @@ class Sequential(Layer, register=False):
         than one output and ``mse`` for one.  ``y`` as in ``fit``; ``class_weight`` weights
         the loss as in ``fit``.  ``"accuracy"`` is there for the classification losses,
         not for ``mse``."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             X, loss = self._task(X, loss)
             if X.shape[0] == 0:  # as fit: a mean over no rows is no score (it read 0.0)
                 raise ValueError("X: expected at least one row, got 0")
@@ -490,7 +490,7 @@ class Sequential(Layer, register=False):
 
         A model trained by ``fit(distributed=True)`` is written by rank 0 only; on the
         other ranks ``save`` writes nothing (and does not wait for rank 0)."""
-        with self._lock:  # see base.exclusive
+        with self._lock:  # see base.new_lock
             from fastdl.nn import persistence
 
             return persistence.save(self, path)

@@ -32,7 +32,13 @@ FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 MAX_META_BYTES = 4 << 20   # an architecture of thousands of layers takes well under 1 MiB
 MAX_LAYERS = 10_000
-_OPTIMIZERS = ("SGD", "Adam")
+_OPTIMIZERS = ("SGD", "Adam")  # what load restores: fastdl's classes of these names
+
+
+def _optimizer_class(name):
+    from fastdl import optim
+
+    return {"SGD": optim.SGD, "Adam": optim.Adam}[name]
 
 
 # ---------------------------------------------------------------------------- save
@@ -82,9 +88,7 @@ def _check_rebuildable(model):
 def _restorable(opt):
     """Whether ``load`` can restore ``opt`` (fastdl's SGD and Adam exactly); a warning and
     no optimizer state in the file otherwise: the model itself is still saved."""
-    from fastdl import optim
-
-    if type(opt) in (optim.SGD, optim.Adam):
+    if type(opt) in map(_optimizer_class, _OPTIMIZERS):
         return True
     warnings.warn(f"the optimizer ({type(opt).__name__}) is not saved: fastdl.load restores "
                   f"fastdl's SGD and Adam only; the model's weights are", RuntimeWarning,
@@ -188,8 +192,6 @@ def _load(fh, file_size):
 
 
 def _load_optimizer(archive, o, params, dtype, backend):
-    from fastdl import optim
-
     state = {}
     for k, v in o["state"].items():
         if isinstance(v, dict):
@@ -197,7 +199,7 @@ def _load_optimizer(archive, o, params, dtype, backend):
                                      count=params.data.size)
         else:
             state[k] = v
-    cls = {"SGD": optim.SGD, "Adam": optim.Adam}[o["type"]]
+    cls = _optimizer_class(o["type"])
     try:
         # its own backend: resumed training takes the steps the uninterrupted run would
         return cls.from_state_dict(params, state, backend=backend)

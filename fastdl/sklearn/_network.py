@@ -37,7 +37,6 @@ import numpy as np
 
 import fastdl.functional as F
 from fastdl import _config, nn, optim
-from fastdl.nn.base import exclusive
 from fastdl.optim.clipping import sum_squares
 
 __all__ = ["Network", "HIDDEN_ACTIVATIONS", "OUTPUTS"]
@@ -140,11 +139,6 @@ class Network:
             self._bufs[key] = b
         return b
 
-    @property
-    def _lock(self):
-        return self.model._lock  # its batch buffers are the model's to guard too
-
-    @exclusive
     def epoch(self, X, Y, order, batch_size, alpha, class_weight=None):
         """One pass over the rows of ``X`` in ``order`` (None: in order), one optimizer
         step per batch.  Returns scikit-learn's epoch loss: the row-weighted mean over the
@@ -153,46 +147,47 @@ class Network:
         ``X`` is (n, f) of the model's dtype, C-contiguous, or a CSR matrix (densified a
         batch at a time); ``Y`` int64 labels (n,) for ``"softmax"``, else (n, k) targets of
         the model's dtype; ``class_weight`` None or (C,) of the model's dtype."""
-        model, opt = self.model, self.optimizer
-        n = X.shape[0]
-        sparse = not isinstance(X, np.ndarray)
-        if order is not None:
-            ybuf = self._buf("y", (min(batch_size, n),) + Y.shape[1:], Y.dtype)
-            if not sparse:
-                xbuf = self._buf("x", (min(batch_size, n), X.shape[1]), X.dtype)
-        total = 0.0
-        # the model's unchecked passes, as its own fit: X was checked once, and a
-        # diverging step's inf gradient is scikit-learn's "non-finite weights" at the end
-        model._set_mode(True)
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            m = stop - start
-            if order is None:
-                xb, yb = X[start:stop], Y[start:stop]
-            else:
-                idx = order[start:stop]
-                yb = ybuf[:m]
-                # mode="clip": idx is a permutation, and "raise" buffers out= (slower)
-                np.take(Y, idx, axis=0, out=yb, mode="clip")
-                if sparse:
-                    xb = X[idx]
+        with self.model._lock:  # (its batch buffers too: see new_lock)
+            model, opt = self.model, self.optimizer
+            n = X.shape[0]
+            sparse = not isinstance(X, np.ndarray)
+            if order is not None:
+                ybuf = self._buf("y", (min(batch_size, n),) + Y.shape[1:], Y.dtype)
+                if not sparse:
+                    xbuf = self._buf("x", (min(batch_size, n), X.shape[1]), X.dtype)
+            total = 0.0
+            # the model's unchecked passes, as its own fit: X was checked once, and a
+            # diverging step's inf gradient is scikit-learn's "non-finite weights" at the end
+            model._set_mode(True)
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                m = stop - start
+                if order is None:
+                    xb, yb = X[start:stop], Y[start:stop]
                 else:
-                    xb = xbuf[:m]
-                    np.take(X, idx, axis=0, out=xb, mode="clip")
-            if sparse:
-                xb = np.asarray(xb.toarray(), dtype=self.dtype)
-            z = model._forward(xb)
-            loss, dz = self._loss(z, yb, class_weight)
-            if alpha:
-                sq = 0.0
-                for w in self._wflat:
-                    sq += sum_squares(w, self.backend)
-                loss += 0.5 * alpha * sq / m
-            model._backward(dz)
-            self._fix_l2(alpha, m)
-            opt.step()
-            total += loss * m
-        return total / n
+                    idx = order[start:stop]
+                    yb = ybuf[:m]
+                    # mode="clip": idx is a permutation, and "raise" buffers out= (slower)
+                    np.take(Y, idx, axis=0, out=yb, mode="clip")
+                    if sparse:
+                        xb = X[idx]
+                    else:
+                        xb = xbuf[:m]
+                        np.take(X, idx, axis=0, out=xb, mode="clip")
+                if sparse:
+                    xb = np.asarray(xb.toarray(), dtype=self.dtype)
+                z = model._forward(xb)
+                loss, dz = self._loss(z, yb, class_weight)
+                if alpha:
+                    sq = 0.0
+                    for w in self._wflat:
+                        sq += sum_squares(w, self.backend)
+                    loss += 0.5 * alpha * sq / m
+                model._backward(dz)
+                self._fix_l2(alpha, m)
+                opt.step()
+                total += loss * m
+            return total / n
 
     def _fix_l2(self, alpha, m):
         """Make the optimizer's fused ``2 l2 w`` term into scikit-learn's ``alpha W / m``:
@@ -258,26 +253,26 @@ class Network:
         return loss, dz
 
     # inference --------------------------------------------------------------
-    @exclusive
     def decision(self, X):
         """Raw outputs (logits) ``(N, k)`` of the model's dtype for the rows of ``X`` (a
         C-contiguous array of the model's dtype, or a CSR matrix), in inference mode
         (no dropout); a new array."""
-        n = X.shape[0]
-        self.model._set_mode(False)
-        if isinstance(X, np.ndarray):
-            if n <= _PREDICT_CHUNK:
-                return self.model._forward(X).copy()
+        with self.model._lock:  # see fastdl.nn.base.new_lock
+            n = X.shape[0]
+            self.model._set_mode(False)
+            if isinstance(X, np.ndarray):
+                if n <= _PREDICT_CHUNK:
+                    return self.model._forward(X).copy()
+                out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
+                for s in range(0, n, _PREDICT_CHUNK):
+                    out[s:s + _PREDICT_CHUNK] = self.model._forward(
+                        np.ascontiguousarray(X[s:s + _PREDICT_CHUNK]))
+                return out
             out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
             for s in range(0, n, _PREDICT_CHUNK):
-                out[s:s + _PREDICT_CHUNK] = self.model._forward(
-                    np.ascontiguousarray(X[s:s + _PREDICT_CHUNK]))
+                xb = np.asarray(X[s:s + _PREDICT_CHUNK].toarray(), dtype=self.dtype)
+                out[s:s + xb.shape[0]] = self.model._forward(xb)
             return out
-        out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
-        for s in range(0, n, _PREDICT_CHUNK):
-            xb = np.asarray(X[s:s + _PREDICT_CHUNK].toarray(), dtype=self.dtype)
-            out[s:s + xb.shape[0]] = self.model._forward(xb)
-        return out
 
     def outputs(self, X):
         """The output activation applied to ``decision(X)``: class probabilities

@@ -187,11 +187,14 @@ def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale
                                  t(grad_scale), t(grad_clip), t(l1), t(2.0 * l2))
 
 
+_DONE_UNUSED = np.zeros(1, np.uint8)  # the mark when the caller wants none (only written)
+
+
 def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1, l2,
                 grad_scale, grad_clip, done=None):
     n = param.shape[0]
     if done is None:
-        done = np.zeros(1, np.uint8)
+        done = _DONE_UNUSED
     if n == 0:
         done[0] = 1
         return
