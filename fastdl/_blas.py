@@ -1,10 +1,12 @@
 """The OpenBLAS libraries loaded in this process, found without loading anything: their
-files, builds and thread counts (for ``fastdl.info()``), and the functions that get and
-set their thread counts (for ``Scoped``, fastdl/_threads.py).  threadpoolctl finds
-them the same way, but importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
+files, builds and thread counts (for ``fastdl.info()``), the functions that get and
+set their thread counts (for ``Scoped``, fastdl/_threads.py), and the GEMM that the
+compiled kernels call (``gemm``).  threadpoolctl finds the libraries the same way, but
+importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 
 def loaded_libraries() -> list[str]:
@@ -101,3 +103,96 @@ def openblas_counters(path: str):
     get.restype, get.argtypes = ctypes.c_int, []
     put.restype, put.argtypes = None, [ctypes.c_int]
     return get, put
+
+
+class Gemm(NamedTuple):
+    """A BLAS's ``sgemm``/``dgemm`` (Fortran interface): its library ("numpy" or
+    "scipy"), file, the functions' addresses (0 for SciPy's, which the kernels reach
+    through ``scipy.linalg.cython_blas``) and its integer size in bytes (8 in a
+    64-bit-integer build)."""
+    library: str
+    file: str | None
+    sgemm: int
+    dgemm: int
+    int_bytes: int
+
+
+SCIPY_GEMM = Gemm("scipy", None, 0, 0, 4)
+_gemm: Gemm | None = None
+
+
+def numpy_gemm() -> Gemm | None:
+    """NumPy's OpenBLAS ``?gemm``: the one among the OpenBLAS libraries loaded whose
+    ``sgemm`` and ``dgemm`` NumPy's own module resolves to, if ``Scoped`` can set its
+    thread count (a pthreads build); else None (NumPy built on MKL, Accelerate, or a
+    BLAS whose file does not say OpenBLAS)."""
+    import ctypes
+
+    import numpy as np
+
+    try:
+        core = __import__("numpy._core._multiarray_umath", fromlist=["_"])  # NumPy 2
+    except ImportError:
+        core = np.core._multiarray_umath
+    try:
+        numpys = ctypes.CDLL(core.__file__, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):
+        return None
+
+    def address(lib, name):
+        fn = getattr(lib, name, None)  # dlsym: NumPy's handle searches its dependencies
+        return None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value
+
+    for path in loaded_libraries():
+        if "openblas" not in os.path.basename(path).lower():
+            continue
+        sym = _openblas_symbols(path)
+        if sym is None or openblas_counters(path) is None:
+            continue
+        lib, prefix, suffix = sym
+        names = [f"{prefix}{kind}gemm_{suffix}" for kind in "sd"]
+        ours = [address(lib, n) for n in names]
+        if None in ours or ours != [address(numpys, n) for n in names]:
+            continue
+        config = (_openblas_call(sym, "openblas_get_config", ctypes.c_char_p) or b"").split()
+        return Gemm("numpy", os.path.realpath(path), ours[0], ours[1],
+                    8 if b"USE64BITINT" in config else 4)
+    return None
+
+
+def gemm() -> Gemm:
+    """The ``?gemm`` every Cython and Numba kernel calls: NumPy's OpenBLAS where
+    ``numpy_gemm`` finds it, else SciPy's.  Why NumPy's: it is the BLAS of
+    ``np.matmul``, of the NumPy backend and of the benchmarks' floors, and NumPy's
+    wheels ship a newer OpenBLAS than SciPy's.  Measured 2026-12-07 (AVX2 Zen 3, one
+    thread, float32, NumPy 2.4.6's OpenBLAS 0.3.31 against SciPy 1.17.1's 0.3.30): the
+    products of a dense layer 32x784x512 took 372 (forward) and 410 us (input
+    gradient) against 569 and 588 us; at 256 rows 2.5 against 3.2 ms (forward), at
+    1,024 rows within 5% either way."""
+    global _gemm
+    if _gemm is None:
+        _gemm = numpy_gemm() or SCIPY_GEMM
+    return _gemm
+
+
+def use_gemm(library: str) -> str:
+    """Make the kernels call ``library``'s ``?gemm`` ("numpy" or "scipy"; for the tests,
+    which run both; not thread-safe against running kernels); returns the previous
+    library.  ValueError where NumPy's cannot be used."""
+    global _gemm
+    import sys
+
+    previous = gemm().library
+    if library == "numpy":
+        found = numpy_gemm()
+        if found is None:
+            raise ValueError("library: NumPy's BLAS is not an OpenBLAS that fastdl can use")
+    elif library == "scipy":
+        found = SCIPY_GEMM
+    else:
+        raise ValueError(f"library: expected 'numpy' or 'scipy', got {library!r}")
+    _gemm = found
+    cython_gemm = sys.modules.get("fastdl._kernels.cython._gemm")
+    if cython_gemm is not None:
+        cython_gemm.use(found.sgemm, found.dgemm, found.int_bytes)
+    return previous

@@ -172,8 +172,9 @@ def versions() -> dict:
 
 
 def info() -> dict:
-    """Versions, backends, threads, the BLAS libraries loaded, the thread-related
-    environment variables (``None``: unset) and the CPU."""
+    """Versions, backends, threads, the BLAS libraries loaded and the one whose GEMM the
+    compiled kernels call (``gemm``: NumPy's OpenBLAS, or SciPy's where NumPy's is not
+    one), the thread-related environment variables (``None``: unset) and the CPU."""
     threads = _threads.info()
     return {
         "versions": versions(),
@@ -184,5 +185,6 @@ def info() -> dict:
         "numba_threading_layer": threads["numba_threading_layer"] if _probe("numba") else None,
         "environment": {k: os.environ.get(k) for k in THREAD_ENV},
         "blas": _blas.blas_info(),
+        "gemm": {"library": _blas.gemm().library, "file": _blas.gemm().file},
         "cpu": cpu_info(),
     }

@@ -95,7 +95,8 @@ def test_threads_roundtrip():
 
 def test_info_keys():
     d = fastdl.info()
-    for key in ("versions", "backends", "num_threads", "threads", "blas", "cpu", "environment"):
+    for key in ("versions", "backends", "num_threads", "threads", "blas", "gemm", "cpu",
+                "environment"):
         assert key in d
     assert d["versions"]["fastdl"] == fastdl.__version__
     assert set(d["threads"]) >= {"requested", "effective", "adaptive", "cpus_allowed"}

@@ -41,8 +41,8 @@ def measure(fns: dict, rounds: int, sample: float, pre: float, pair=None,
     drift of the machine between rounds cancels out of them.
 
     ``cool``: seconds of sleep before each block, for competitors calling different
-    BLAS libraries (fastdl's Cython backend SciPy's OpenBLAS, NumPy's ``np.matmul``
-    NumPy's): each library's idle threads spin about 0.1 s after a call, and a block
+    BLAS libraries (fastdl's compiled backends SciPy's OpenBLAS where NumPy's is
+    not one, ``np.matmul`` NumPy's): each library's idle threads spin about 0.1 s after a call, and a block
     started then shares a CPU with them, which no program using one of them alone
     sees."""
     loops = {}

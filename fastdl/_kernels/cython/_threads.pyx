@@ -9,10 +9,11 @@ the call it sets, and afterwards restores:
     that soname, and whichever loads first serves both, so a count left set there
     would be PyTorch's ``torch.get_num_threads()`` too;
   * the thread count of every OpenBLAS loaded (``register_blas``): NumPy's (the
-    NumPy and Numba backends' GEMMs) and SciPy's (the Cython backend's, through
-    ``scipy.linalg.cython_blas``).  That count is process-wide, so it is set when
-    the first scoped call of any thread enters and restored when the last leaves;
-    the bookkeeping runs under the GIL, which makes it atomic.
+    NumPy backend's GEMMs, and the compiled backends' where fastdl/_blas.py chose
+    it) and SciPy's (theirs otherwise, through ``scipy.linalg.cython_blas``).
+    That count is process-wide, so it is set when the first scoped call of any
+    thread enters and restored when the last leaves; the bookkeeping runs under the
+    GIL, which makes it atomic.
 Nothing is set when the count is already fastdl's (the common case: both are the
 CPU count), so a call then costs a comparison per library.
 

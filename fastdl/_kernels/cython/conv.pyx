@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
 # distutils: libraries = m
-"""2-D convolution, Cython backend: im2col + GEMM (scipy.linalg.cython_blas) over chunks
+"""2-D convolution, Cython backend: im2col + GEMM (``gemm`` of _gemm.pxd) over chunks
 of output positions.
 
 x is (N, C, H, W), W is (O, C, kh, kw), b is (O,), y and dy are (N, O, Ho, Wo);
@@ -35,7 +35,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 cimport openmp
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from fastdl._kernels.cython._gemm cimport gemm
 
 from fastdl._kernels.cython._helpers cimport (
     fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
@@ -66,17 +66,6 @@ def set_parallel_chunks(bint on):
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
-
-
-cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
-                      const floating *a, int lda, const floating *b, int ldb, floating beta,
-                      floating *c, int ldc) noexcept nogil:
-    # column-major C (m, n) = alpha op(A) op(B) + beta C
-    if floating is float:
-        sgemm(&ta, &tb, &m, &n, &k, &alpha, <float *>a, &lda, <float *>b, &ldb, &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &m, &n, &k, &alpha, <double *>a, &lda, <double *>b, &ldb, &beta, c,
-              &ldc)
 
 
 cdef void unfold(floating *x, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, floating *cols,

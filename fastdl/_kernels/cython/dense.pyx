@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: define_macros = FASTDL_LIBMVEC=1 NPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION
 # distutils: libraries = m
-"""Dense layer, Cython backend: GEMM through scipy.linalg.cython_blas, then one
+"""Dense layer, Cython backend: GEMM (``gemm`` of _gemm.pxd: OpenBLAS), then one
 fused pass for the bias and the activation.
 
 x is (N, K), W is (K, M), b is (M,), y is (N, M):  y = act(x @ W + b).
@@ -19,7 +19,7 @@ that window (the activation, the loss, Adam) shared a CPU with one of them; fast
 then ran those kernels on one thread (fastdl/_threads.py).  OpenMP's idle threads
 spin for a few milliseconds too, but they are the threads the next region needs.
 
-Sizes: BLAS (scipy.linalg.cython_blas) takes 32-bit ints.  N never reaches it whole:
+Sizes: fastdl passes BLAS 32-bit ints (SciPy's takes no more).  N never reaches it whole:
 the products run over blocks of at most BLAS_INT_MAX rows (one block in practice), so
 any N works; K and M are leading dimensions and must fit, or the kernels raise
 ValueError (a size cast to int used to wrap, and the output was never written).
@@ -29,7 +29,7 @@ cimport openmp
 from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport calloc, free
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from fastdl._kernels.cython._gemm cimport gemm
 
 from fastdl._kernels.cython._helpers cimport (
     fexp_nonpos, flog, ftanh, relu_s, leaky_relu_s, elu_s, sigmoid_s, gelu_s, silu_s,
@@ -86,16 +86,6 @@ cdef check_blas_dims(Py_ssize_t k, Py_ssize_t m):
 
 ACT_CODES = {None: 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5,
              "gelu": 6, "silu": 7, "softmax": 8, "log_softmax": 9}
-
-
-cdef inline void gemm(char ta, char tb, int m, int n, int k, floating alpha,
-                      floating *a, int lda, floating *b, int ldb, floating beta,
-                      floating *c, int ldc) noexcept nogil:
-    # column-major C (m, n) = alpha op(A) op(B) + beta C
-    if floating is float:
-        sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
-    else:
-        dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
 
 
 cdef struct Split:

@@ -1,7 +1,9 @@
 """BLAS's GEMM for the Numba kernels, one block of a product per thread.
 
-The Numba dense kernels call SciPy's ``sgemm``/``dgemm`` (``scipy.linalg.cython_blas``,
-the functions the Cython kernels call) by address, from inside a prange region: each
+The Numba dense and convolution kernels call the ``sgemm``/``dgemm`` that
+fastdl/_blas.py chose (``gemm``: NumPy's OpenBLAS where it found it, else SciPy's
+``scipy.linalg.cython_blas``; the functions the Cython kernels call) by address, from
+inside a prange region: each
 thread computes one block of the output on one BLAS thread (the registry's
 ``SERIAL_BLAS``: ``Scoped`` sets BLAS's count to 1 for the call).  With ``np.matmul``
 the product ran on NumPy's OpenBLAS threads, whose idle threads spin for about 0.1 s
@@ -14,11 +16,12 @@ the longer side of the column-major output, one block a thread, block starts a
 multiple of ``SPLIT_ALIGN`` elements, at most one block per ``MIN_BLOCK`` of that side,
 and one thread for a product under ``GEMM_PARALLEL_FLOPS``.
 
-The BLAS function's address is an argument of the kernels, an int, called through
-``_call13``: Numba does not cache a kernel that holds a ctypes function in its globals
-(its address changes from process to process), and a ctypes function as an argument
-cost 10 us a call in Numba's dispatcher, which types it anew each time.  BLAS takes
-32-bit ints: callers keep every size at most ``BLAS_INT_MAX``.
+The BLAS function is an argument of the kernels, ``f``: an int64 array of its address
+and its integer size in bytes (8 in NumPy's 64-bit-integer OpenBLAS, 4 in SciPy's),
+called through ``_call13``: Numba does not cache a kernel that holds a ctypes function
+in its globals (its address changes from process to process), and a ctypes function
+as an argument cost 10 us a call in Numba's dispatcher, which types it anew each time.
+Callers keep every size at most ``BLAS_INT_MAX`` (2**31 - 1) whichever library runs.
 """
 import numpy as np
 from llvmlite import ir
@@ -28,6 +31,7 @@ import scipy.linalg.cython_blas  # noqa: F401
 from numba import prange, types
 from numba.extending import get_cython_function_address, intrinsic
 
+from fastdl import _blas
 from fastdl._kernels.numba._jit import jit, jit_pair
 
 BLAS_INT_MAX = 2**31 - 1
@@ -37,14 +41,23 @@ MIN_BLOCK = 64             # at most one block per 64 rows or columns
 
 _N = ord("N")  # BLAS's "no transpose", as the kernels pass it
 
-_GEMM = {np.dtype(np.float32): get_cython_function_address("scipy.linalg.cython_blas", "sgemm"),
-         np.dtype(np.float64): get_cython_function_address("scipy.linalg.cython_blas", "dgemm")}
+_functions = {}  # (library, dtype) -> the kernels' ``f``
 
 
 def gemm_function(dtype):
-    """The address of SciPy's ?gemm for ``dtype`` (float32: sgemm, float64: dgemm), the
-    first argument of the kernels below."""
-    return _GEMM[np.dtype(dtype)]
+    """The ?gemm for ``dtype`` (float32: sgemm, float64: dgemm) of the library
+    ``fastdl._blas.gemm()`` chose, as the kernels below take it: int64 [address,
+    integer size in bytes]."""
+    dtype = np.dtype(dtype)
+    chosen = _blas.gemm()
+    f = _functions.get((chosen, dtype))
+    if f is None:
+        name = "sgemm" if dtype == np.float32 else "dgemm"
+        address = getattr(chosen, name)
+        if chosen.library == "scipy":
+            address = get_cython_function_address("scipy.linalg.cython_blas", name)
+        f = _functions[(chosen, dtype)] = np.array([address, chosen.int_bytes], np.int64)
+    return f
 
 
 @intrinsic
@@ -100,20 +113,25 @@ def split_plan(r, c, k, want):
 
 @jit
 def gemm(f, ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
-    """Column-major C (m, n) = op(A) op(B) + beta C through the ?gemm at address ``f``;
-    ``a``, ``b``, ``c`` are arrays, ``*_off`` the element offsets of the blocks'
-    first elements, ``ta``/``tb`` ``ord("N")`` or ``ord("T")``."""
-    # BLAS takes every argument by address
-    ints = np.empty(6, np.int32)
-    ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = m, n, k, lda, ldb, ldc
+    """Column-major C (m, n) = op(A) op(B) + beta C through the ?gemm ``f``
+    (``gemm_function``); ``a``, ``b``, ``c`` are arrays, ``*_off`` the element offsets
+    of the blocks' first elements, ``ta``/``tb`` ``ord("N")`` or ``ord("T")``."""
+    # BLAS takes every argument by address, its ints 4 or 8 bytes wide
+    w = f[1]
+    ints = np.empty(6, np.int64)
+    if w == 8:
+        ints[0], ints[1], ints[2], ints[3], ints[4], ints[5] = m, n, k, lda, ldb, ldc
+    else:
+        i4 = ints.view(np.int32)
+        i4[0], i4[1], i4[2], i4[3], i4[4], i4[5] = m, n, k, lda, ldb, ldc
     chars = np.empty(2, np.uint8)
     chars[0], chars[1] = ta, tb
     scal = np.empty(2, c.dtype)
     scal[0], scal[1] = 1, beta
     p, s, it = ints.ctypes.data, scal.ctypes.data, c.itemsize
-    _call13(f, chars.ctypes.data, chars.ctypes.data + 1, p, p + 4, p + 8, s,
-            a.ctypes.data + a_off * it, p + 12, b.ctypes.data + b_off * it, p + 16, s + it,
-            c.ctypes.data + c_off * it, p + 20)
+    _call13(f[0], chars.ctypes.data, chars.ctypes.data + 1, p, p + w, p + 2 * w, s,
+            a.ctypes.data + a_off * it, p + 3 * w, b.ctypes.data + b_off * it, p + 4 * w,
+            s + it, c.ctypes.data + c_off * it, p + 5 * w)
     # used after the call, so that they are not freed before BLAS reads them
     return ints[0] + chars[0] + scal[0]
 

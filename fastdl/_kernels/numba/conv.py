@@ -19,7 +19,7 @@ the time of the run-by-run copies, one thread, measured on a loaded machine).
 
 Threads, as in the Cython backend: each thread takes every nthr-th chunk (a prange
 over the threads) in a slice of ``ws`` of its own (fastdl/functional/conv.py sizes
-it, one slice a thread), and calls SciPy's ``sgemm``/``dgemm`` by address on one BLAS
+it, one slice a thread), and calls ``sgemm``/``dgemm`` (fastdl/_blas.py's choice) by address on one BLAS
 thread (``_blas.gemm``; the registry's ``SERIAL_BLAS``).  With ``np.dot`` inside a
 serial driver, OpenBLAS's own threads ran the GEMMs, and Scoped's spin rule then put
 every other kernel of a training step on one thread.  The backward pass sums dW and

@@ -1,4 +1,4 @@
-"""Dense layer, Numba backend: the GEMM goes to SciPy's BLAS, one block of the output
+"""Dense layer, Numba backend: the GEMM goes to OpenBLAS, one block of the output
 a thread, each on one BLAS thread (fastdl/_kernels/numba/_blas.py says why), and the
 same thread finishes its block with the bias and the activation while it is in cache.
 
