@@ -445,6 +445,24 @@ def test_logits_bce_keeps_the_loss_of_confident_right_predictions(backend, dtype
     np.testing.assert_allclose(float(total), exact[:2].sum(), rtol=1e-6)
 
 
+def test_bce_with_logits_gradient_of_confident_right_predictions(backend, dtype):
+    # sigmoid(z) - y cancels for y = 1 (z > 0) and y = 0 (z < 0): the gradient is
+    # -sigmoid(-z) and sigmoid(z), tiny and exactly representable in relative terms
+    # (it was 0 in float32 from z = 17, and in float64 from z = 37)
+    z = np.concatenate([np.linspace(5, 80, 31), -np.linspace(5, 80, 31)]).astype(dtype)
+    y = (z > 0).astype(dtype)
+    z64 = z.astype(np.float64)
+    exact = np.where(z64 > 0, -1 / (1 + np.exp(z64)), 1 / (1 + np.exp(-z64)))
+    got = F.binary_cross_entropy_with_logits_backward(z, y, reduction="sum", backend=backend)
+    np.testing.assert_allclose(got, exact, rtol=8 * np.finfo(dtype).eps, atol=0)
+    # wrong predictions and soft labels: within a few ulp of 1 - y and sigmoid(z) - y
+    y = np.tile(np.array([0.0, 0.25, 0.5, 1.0], dtype), 31)[:62][::-1].copy()
+    exact = 1 / (1 + np.exp(-z64)) - y
+    got = F.binary_cross_entropy_with_logits_backward(z, y, reduction="sum", backend=backend)
+    np.testing.assert_allclose(got, exact, rtol=8 * np.finfo(dtype).eps,
+                               atol=4 * np.finfo(dtype).eps)
+
+
 def test_elementwise_extreme_values(backend, dtype):
     z = np.array([1e4, -1e4, 1e4, -1e4, 0.0], dtype)
     y = np.array([1.0, 0.0, 0.0, 1.0, 0.5], dtype)

@@ -74,16 +74,14 @@ def binary_cross_entropy_with_logits(z, y, out):
     return float(np.sum(terms, dtype=np.float64))
 
 
-def _sigmoid(z):
-    # exp(-|z|) never overflows; each side is computed where it is accurate
-    e = np.exp(-np.abs(z))
-    one = z.dtype.type(1.0)
-    return np.where(z >= 0, one / (one + e), e / (one + e))
-
-
 def binary_cross_entropy_with_logits_backward(z, y, out, scale):
-    """out = scale (sigmoid(z) - y)."""
-    np.subtract(_sigmoid(z), y, out=out)
+    """out = scale (sigmoid(z) - y), as (1 - y) - sigmoid(-z) where z >= 0: for y = 1 the
+    subtraction that cancels is then exact, and a confident right prediction keeps its
+    gradient -sigmoid(-z) (sigmoid(z) - 1 is 0 in float32 from z = 17)."""
+    one = z.dtype.type(1.0)
+    e = np.exp(-np.abs(z))  # never overflows
+    s = e / (one + e)       # sigmoid(-|z|)
+    np.copyto(out, np.where(z >= 0, (one - y) - s, s - y))
     out *= out.dtype.type(scale)
 
 

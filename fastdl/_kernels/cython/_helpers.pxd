@@ -196,6 +196,16 @@ cdef inline floating bce_logits_s(floating z, floating y) noexcept nogil:
     return ((z if z > 0 else 0) - z * y) + flog1p(fexp_nonpos(-fabs_(z)))
 
 
+cdef inline floating bce_logits_d(floating z, floating y) noexcept nogil:
+    # sigmoid(z) - y, as (1 - y) - sigmoid(-z) for z >= 0 and sigmoid(z) - y below, with
+    # sigmoid(-|z|) = e / (1 + e), e = exp(-|z|): exact in the part that cancels, so a
+    # confident right prediction keeps its tiny gradient (sigmoid(z) - 1 rounded to 0
+    # from z = 17 in float32, where the gradient is -4e-8, as PyTorch's does)
+    cdef floating e = fexp_nonpos(-fabs_(z))
+    cdef floating s = e / (<floating>1 + e)
+    return ((<floating>1 - y) - s) if z >= 0 else (s - y)
+
+
 cdef inline floating relu_s(floating x) noexcept nogil:
     # x < 0 ? 0 : x lets NaN through (NaN < 0 is false), as np.maximum does
     return 0 if x < 0 else x

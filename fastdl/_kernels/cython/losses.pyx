@@ -30,7 +30,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastdl._kernels.cython._helpers cimport (bce_logits_s, flog, flog1p, sigmoid_s,
+from fastdl._kernels.cython._helpers cimport (bce_logits_d, bce_logits_s, flog, flog1p,
                                                PARALLEL_THRESHOLD)
 
 cdef extern from "_softmax_rows.h":
@@ -475,7 +475,7 @@ def binary_cross_entropy_with_logits_backward(const floating[::1] z, const float
     with nogil:
         if n >= PARALLEL_THRESHOLD:
             for i in prange(n, schedule="static"):
-                out[i] = (sigmoid_s(z[i]) - y[i]) * k
+                out[i] = bce_logits_d(z[i], y[i]) * k
         else:
             for i in range(n):
-                out[i] = (sigmoid_s(z[i]) - y[i]) * k
+                out[i] = bce_logits_d(z[i], y[i]) * k

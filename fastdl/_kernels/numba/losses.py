@@ -17,7 +17,7 @@ from numba import prange
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, jit, jit_pair, pick
 from fastdl._kernels.numba._math import exp_nonpos, log, log1p
 from fastdl._kernels.numba._rows import row_sum
-from fastdl._kernels.numba._scalar import bce_logits_s, const, sigmoid_s
+from fastdl._kernels.numba._scalar import bce_logits_d, bce_logits_s, const
 
 
 # ---------------------------------------------------------------- elementwise losses
@@ -116,7 +116,7 @@ _bce_logits_k = jit_pair(_bce_logits)
 
 def _bce_logits_backward(z, y, out, k):
     for i in prange(z.shape[0]):
-        out[i] = (sigmoid_s(z[i]) - y[i]) * k
+        out[i] = bce_logits_d(z[i], y[i]) * k
 
 
 _bce_logits_backward_k = jit_pair(_bce_logits_backward)
