@@ -194,6 +194,16 @@ def _cpus(x):
     return "unknown" if x is None else f"{x:.2f}"
 
 
+def _gemm(machine):
+    gemm = machine.get("gemm")
+    if gemm is None:
+        return "not recorded"
+    blas = [b for b in machine.get("blas", []) if b.get("filepath") == gemm.get("file")]
+    config = (blas[0].get("config") or "").split() if blas else []
+    version = " ".join(config[:2]) if config else "OpenBLAS"
+    return f"{'NumPy' if gemm['library'] == 'numpy' else 'SciPy'}'s ({version})"
+
+
 def _header(report):
     m = report["machine"]
     v = m["versions"]
@@ -203,6 +213,7 @@ def _header(report):
              f"CPU: {m['cpu']['model']}, {m['cpu']['count']} logical CPUs, "
              f"{', '.join(f for f in m['cpu']['features'] if f.startswith('avx'))}",
              "versions: " + ", ".join(f"{k} {x}" for k, x in v.items()),
+             "GEMM of fastdl's compiled kernels: " + _gemm(m),
              "children's OpenBLAS variables: " + ", ".join(
                  f"{k}={m['environment_of_children'].get(k)}" for k in
                  ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",

@@ -140,7 +140,8 @@ def loadavg():
 def machine(keep_openblas: bool = False) -> dict:
     """What a figure depends on: the CPU (model, count, flags), versions, the thread
     and OpenBLAS environment variables (as set for ``fastdl bench`` and as given to
-    its children), the BLAS libraries, and the load when asked."""
+    its children), the BLAS libraries and the one the compiled kernels' GEMMs call, and
+    the load."""
     import fastdl
     from fastdl import _config
 
@@ -151,4 +152,5 @@ def machine(keep_openblas: bool = False) -> dict:
             "environment": env,
             "environment_of_children": {k: (v if keep_openblas or k not in UNSET else None)
                                         for k, v in env.items()},
-            "blas": info["blas"], "loadavg": loadavg(), "others_busy_cpus": others_busy()}
+            "blas": info["blas"], "gemm": info["gemm"], "loadavg": loadavg(),
+            "others_busy_cpus": others_busy()}
