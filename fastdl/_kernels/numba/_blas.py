@@ -3,13 +3,12 @@
 The Numba dense and convolution kernels call the ``sgemm``/``dgemm`` that
 fastdl/_blas.py chose (``gemm``: NumPy's OpenBLAS where it found it, else SciPy's
 ``scipy.linalg.cython_blas``; the functions the Cython kernels call) by address, from
-inside a prange region: each
-thread computes one block of the output on one BLAS thread (the registry's
-``SERIAL_BLAS``: ``Scoped`` sets BLAS's count to 1 for the call).  With ``np.matmul``
-the product ran on NumPy's OpenBLAS threads, whose idle threads spin for about 0.1 s
-after a call, so every later kernel of a training step (the loss, Adam) ran on one
-thread (fastdl/_threads.py); now one OpenMP pool runs them all, as in the Cython
-backend.
+inside a prange region: each thread computes one block of the output on one BLAS
+thread (the registry's ``SERIAL_BLAS``: ``Scoped`` sets BLAS's count to 1 for the
+call).  With ``np.matmul`` the product ran on NumPy's OpenBLAS threads, whose idle
+threads spin for about 0.1 s after a call, so every later kernel of a training step
+(the loss, Adam) ran on one thread (fastdl/_threads.py); now one OpenMP pool runs them
+all, as in the Cython backend.
 
 The split is the Cython twin's (``split`` in fastdl/_kernels/cython/dense.pyx): along
 the longer side of the column-major output, one block a thread, block starts a
