@@ -34,6 +34,13 @@ def loaded_libraries() -> list[str]:
     return paths
 
 
+def openblas_libraries() -> list[str]:
+    """The loaded libraries whose file name, or the name of the file it links to, says
+    OpenBLAS (MKL and BLIS are left alone)."""
+    return [p for p in loaded_libraries()
+            if any("openblas" in os.path.basename(q).lower() for q in (p, os.path.realpath(p)))]
+
+
 def _openblas_symbols(path: str):
     # (library, prefix, suffix) of the OpenBLAS at ``path``, already loaded, under the
     # names its builds export (NumPy's and SciPy's wheels prefix them with ``scipy_``,
@@ -68,9 +75,7 @@ def blas_info() -> list[dict]:
     import ctypes
 
     out = []
-    for path in loaded_libraries():
-        if "openblas" not in os.path.basename(path).lower():
-            continue
+    for path in openblas_libraries():
         sym = _openblas_symbols(path)
         if sym is None:
             continue
@@ -143,9 +148,7 @@ def numpy_gemm() -> Gemm | None:
         fn = getattr(lib, name, None)  # dlsym: NumPy's handle searches its dependencies
         return None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value
 
-    for path in loaded_libraries():
-        if "openblas" not in os.path.basename(path).lower():
-            continue
+    for path in openblas_libraries():
         sym = _openblas_symbols(path)
         if sym is None or openblas_counters(path) is None:
             continue

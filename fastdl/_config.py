@@ -185,6 +185,6 @@ def info() -> dict:
         "numba_threading_layer": threads["numba_threading_layer"] if _probe("numba") else None,
         "environment": {k: os.environ.get(k) for k in THREAD_ENV},
         "blas": _blas.blas_info(),
-        "gemm": {"library": _blas.gemm().library, "file": _blas.gemm().file},
+        "gemm": {k: getattr(_blas.gemm(), k) for k in ("library", "file")},
         "cpu": cpu_info(),
     }

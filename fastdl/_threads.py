@@ -314,12 +314,12 @@ def find_blas() -> None:
     dense kernel).  MKL and BLIS are left at their own counts."""
     import ctypes
 
-    from fastdl._blas import loaded_libraries, openblas_counters
+    from fastdl._blas import openblas_counters, openblas_libraries
 
     omp = _omp()
-    for path in loaded_libraries():
+    for path in openblas_libraries():
         path = os.path.realpath(path)
-        if path in _blas_seen or "openblas" not in os.path.basename(path).lower():
+        if path in _blas_seen:
             continue
         _blas_seen.add(path)
         counters = openblas_counters(path)
