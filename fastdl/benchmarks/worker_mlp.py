@@ -106,10 +106,10 @@ def main(argv=None):
     samples = {k: [] for k in fns}
     for _ in range(a.epochs):
         for k, fn in fns.items():
-            # the competitors call different BLAS libraries (the Cython backend SciPy's
-            # OpenBLAS, the floor and the Numba backend NumPy's, PyTorch its own), whose
-            # idle threads spin about 0.1 s after a call: each epoch starts with them
-            # asleep, as in a program using one library
+            # the competitors run BLAS in different threads (the compiled backends
+            # one thread per OpenMP thread, the floor OpenBLAS's own pool, PyTorch its
+            # own library), whose idle threads spin about 0.1 s after a call: each epoch
+            # starts with them asleep, as in a program using one library
             time.sleep(COOL)
             t = time.perf_counter()
             fn()
