@@ -446,6 +446,10 @@ def test_load_state_dict_bad_input_changes_nothing():
         (variant(v=[0.0] * p.size), TypeError, "v"),
         (variant(lr=np.zeros(2)), ValueError, "lr"),
         (variant(clip_norm=-1.0), ValueError, "clip_norm"),
+        # a negative second moment no run writes: the next step's sqrt(v) was NaN
+        (variant(v=np.where(np.arange(p.size) == 3, -1e-30, good["v"]).astype(np.float32)),
+         ValueError, r"\['v'\].*never negative.*index 3"),
+        (variant(v=np.full(p.size, -np.inf, np.float32)), ValueError, "never negative"),
     ]
     for d, exc, match in cases:
         with pytest.raises(exc, match=match):

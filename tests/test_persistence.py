@@ -371,6 +371,20 @@ def test_missing_and_extra_entries(tmp_path, saved):
                     **{"optimizer/m": files["optimizer/m"].astype(np.float64)}))
 
 
+def test_optimizer_state_no_run_writes_is_refused(tmp_path, saved):
+    # a negative Adam second moment loaded, and the first step made every parameter NaN
+    files = saved[1]
+    v = files["optimizer/v"].copy()
+    v[1] = -1.0
+    _refused(_write(tmp_path / "v.npz", files, **{"optimizer/v": v}), "never negative")
+    # what a run can write loads: NaN and inf moments (a NaN or overflowing gradient)
+    m = files["optimizer/m"].copy()
+    m[0], v[1], v[2] = np.nan, np.nan, np.inf
+    loaded = fastdl.load(_write(tmp_path / "n.npz", files,
+                                **{"optimizer/m": m, "optimizer/v": v}))
+    np.testing.assert_array_equal(loaded.optimizer.v, v)
+
+
 # ---------------------------------------------------------------------- fuzzing
 def _load_or_refuse(raw, tmp_path):
     p = tmp_path / "fuzz.npz"

@@ -206,6 +206,7 @@ class _Optimizer:
             if a.shape != (n,):
                 raise ValueError(f"state_dict[{k!r}]: expected shape {(n,)}, got {a.shape}")
             arrays[k] = a
+        self._check_state_arrays(arrays)
         # everything checked: apply
         self._step = step
         self._lr = lr
@@ -214,6 +215,10 @@ class _Optimizer:
         self._set_hyper(hyper)
         for k, a in arrays.items():
             np.copyto(getattr(self, "_" + k), a)
+
+    def _check_state_arrays(self, arrays: dict) -> None:
+        """Refuse state arrays that no run of this optimizer can produce (the subclass
+        says which); shapes and dtypes are checked already."""
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self._hyper_values().items())
@@ -359,6 +364,15 @@ class Adam(_Optimizer):
 
     def _state_array_names(self, hyper=None) -> tuple:
         return ("m", "v")
+
+    def _check_state_arrays(self, arrays: dict) -> None:
+        # v is a running mean of squares: never negative (NaN and inf it can be, after
+        # a NaN or overflowing gradient, and a saved model keeps them).  A negative v
+        # would make the next step's sqrt(v) NaN and every parameter with it.
+        neg = np.flatnonzero(arrays["v"] < 0)
+        if neg.size:
+            raise ValueError(f"state_dict['v']: Adam's second moments are never negative; "
+                             f"got {arrays['v'][neg[0]]!r} at index {neg[0]}")
 
     beta1 = property(lambda self: self._beta1)
     beta2 = property(lambda self: self._beta2)
