@@ -297,21 +297,27 @@ def test_moments_below_the_smallest_normal_are_stored_as_zero(backend, dtype, n)
 
 
 def test_subnormal_arithmetic_is_left_on_after_an_update(backend):
-    # the Cython Adam flushes subnormals in each thread's FP control word during the
-    # update; afterwards, on the calling thread and on the OpenMP threads that run the
-    # next parallel kernel (scale: above PARALLEL_THRESHOLD), they are computed again.
-    # Compared as bits: with denormals-are-zero left on, a float comparison would read
-    # the subnormal as 0 too
+    # the Cython Adam and momentum updates flush subnormals in each thread's FP control
+    # word during the update; afterwards, on the calling thread and on the OpenMP
+    # threads that run the next parallel kernel (scale: above PARALLEL_THRESHOLD), they
+    # are computed again.  Compared as bits: with denormals-are-zero left on, a float
+    # comparison would read the subnormal as 0 too
     n = 100_003
     tiny = np.finfo(np.float32).tiny
     half = (np.float32(tiny) * np.float32(0.5)).view(np.uint32)
     assert half == 1 << 22  # 2**-127: the subnormal with the top mantissa bit
-    w, m, v = np.ones(n, np.float32), np.full(n, 1.05 * tiny, np.float32), np.ones(n, np.float32)
-    F.adam_update_(w, np.zeros(n, np.float32), m, v, 1, lr=1e-3, backend=backend)
-    assert (np.float32(tiny) * np.float32(0.5)).view(np.uint32) == half
-    x = np.full(n, tiny, np.float32)
-    kernel("scale", "cython" if "cython" in COMPILED else backend)(x, 0.5)
-    assert np.all(x.view(np.uint32) == half)
+    for update in ("adam", "momentum"):
+        w, m, v = (np.ones(n, np.float32), np.full(n, 1.05 * tiny, np.float32),
+                   np.ones(n, np.float32))
+        if update == "adam":
+            F.adam_update_(w, np.zeros(n, np.float32), m, v, 1, lr=1e-3, backend=backend)
+        else:
+            F.sgd_update_(w, np.zeros(n, np.float32), 0.1, momentum=0.9, velocity=m,
+                          backend=backend)
+        assert (np.float32(tiny) * np.float32(0.5)).view(np.uint32) == half, update
+        x = np.full(n, tiny, np.float32)
+        kernel("scale", "cython" if "cython" in COMPILED else backend)(x, 0.5)
+        assert np.all(x.view(np.uint32) == half), update
 
 
 @pytest.mark.parametrize("n", [2, 100_002])  # serial and parallel paths
@@ -328,10 +334,17 @@ def test_subnormal_params_and_gradients_are_read_as_their_values(backend, dtype,
         ones, m2, v2 = np.ones(n, dtype), np.zeros(n, dtype), np.zeros(n, dtype)
         F.adam_update_(ones, w, m2, v2, 1, lr=1e-3, grad_scale=float(np.finfo(dtype).max / 4),
                        backend=be)
-        results.append((ws, m, v, ones, m2, v2))
+        # the momentum update flushes as Adam does: the same two reads
+        wm, vel = w.copy(), np.zeros(n, dtype)
+        F.sgd_update_(wm, g, 1e-3, momentum=0.9, velocity=vel, l1=0.01, backend=be)
+        ones2, vel2 = np.ones(n, dtype), np.zeros(n, dtype)
+        F.sgd_update_(ones2, w, 1e-3, momentum=0.9, velocity=vel2,
+                      grad_scale=float(np.finfo(dtype).max / 4), backend=be)
+        results.append((ws, m, v, ones, m2, v2, wm, vel, ones2, vel2))
     for got, want in zip(*results):
         assert_close(got, want, dtype, scale=5)
     assert np.all(results[0][0][::2] < -1e-4) and np.all(results[0][3][::2] < 1 - 1e-4)
+    assert np.all(results[0][6][::2] < -1e-6) and np.all(results[0][8][::2] < 1 - 5e-7)
 
 
 # ---- bad input: a clear error, every array unchanged ----
