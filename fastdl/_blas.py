@@ -1,8 +1,9 @@
 """The OpenBLAS libraries loaded in this process, found without loading anything: their
 files, builds and thread counts (for ``fastdl.info()``), the functions that get and
 set their thread counts (for ``Scoped``, fastdl/_threads.py), and the GEMM that the
-compiled kernels call (``gemm``).  threadpoolctl finds the libraries the same way, but
-importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
+compiled kernels call (``gemm``).  Not threadpoolctl: importing it sets
+KMP_DUPLICATE_LIB_OK in the environment, and its way of listing the loaded libraries
+can deadlock beside an import (``loaded_libraries``)."""
 from __future__ import annotations
 
 import os
@@ -10,28 +11,26 @@ from typing import NamedTuple
 
 
 def loaded_libraries() -> list[str]:
-    """Paths of the shared objects loaded in this process (``dl_iterate_phdr``; empty
-    where the C library has none).  threadpoolctl finds them the same way, but
-    importing it sets KMP_DUPLICATE_LIB_OK in the environment."""
-    import ctypes
+    """Paths of the shared objects loaded in this process, as their executable
+    mappings in ``/proc/self/maps`` name them (the files themselves, links resolved);
+    empty where there is no such file.
 
-    class Info(ctypes.Structure):
-        _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
-
-    paths = []
-
-    def seen(info, size, data):
-        if info.contents.name:
-            paths.append(os.fsdecode(info.contents.name))
-        return 0
-
-    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t,
-                                ctypes.c_void_p)(seen)
+    Not ``dl_iterate_phdr`` (threadpoolctl's way): glibc runs its callback holding the
+    loader lock, and a Python callback gives the GIL up every few milliseconds; a
+    thread that takes it then and loads an extension module waits for the loader lock
+    with the GIL held, and the callback for the GIL: a deadlock (two threads' first
+    fastdl calls, one of them importing Numba, hung 3 runs in 6)."""
+    paths: dict[str, None] = {}
     try:
-        ctypes.CDLL(None).dl_iterate_phdr(callback, None)
-    except (AttributeError, OSError):
+        with open("/proc/self/maps", "rb") as f:
+            for line in f:
+                # address perms offset device inode [path]; a path may hold spaces
+                fields = line.rstrip(b"\n").split(None, 5)
+                if len(fields) == 6 and b"x" in fields[1] and fields[5].startswith(b"/"):
+                    paths[os.fsdecode(fields[5])] = None
+    except OSError:
         return []
-    return paths
+    return list(paths)
 
 
 def openblas_libraries() -> list[str]:
@@ -59,8 +58,6 @@ def _openblas_symbols(path: str):
 
 
 def _openblas_call(sym, name, restype):
-    import ctypes
-
     lib, prefix, suffix = sym
     fn = getattr(lib, f"{prefix}{name}{suffix}", None)
     if fn is None:

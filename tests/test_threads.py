@@ -139,6 +139,41 @@ def test_max_threads_is_taken_and_runs():
     assert r.stdout.split() == ["True", str(float(1 << 20))]
 
 
+def test_finding_blas_beside_imports_does_not_deadlock():
+    # fastdl looks for the loaded OpenBLAS libraries at a thread's first kernel calls,
+    # while another thread may be importing (Numba, SciPy).  Through dl_iterate_phdr
+    # with a Python callback this hung every run (the callback, holding glibc's loader
+    # lock, waited for the GIL; the importing thread, holding the GIL in dlopen, for the
+    # loader lock).  A fresh process, since each library loads once; faulthandler ends
+    # a hang with the stacks.
+    code = ("import faulthandler, threading\n"
+            "faulthandler.dump_traceback_later(60, exit=True)\n"
+            "from fastdl import _blas\n"
+            "found, stop = [], threading.Event()\n"
+            "def look():\n"
+            "    while not stop.is_set():\n"
+            "        found.append(len(_blas.loaded_libraries()))\n"
+            "t = threading.Thread(target=look)\n"
+            "t.start()\n"
+            "import scipy.special, scipy.linalg, scipy.sparse, numba  # noqa\n"
+            "stop.set()\n"
+            "t.join()\n"
+            "print(len(found) > 0 and min(found) > 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["True"]
+
+
+def test_loaded_libraries_are_the_mapped_shared_objects():
+    from fastdl import _blas
+    import numpy.linalg._umath_linalg as ext
+
+    paths = _blas.loaded_libraries()
+    assert os.path.realpath(ext.__file__) in paths
+    assert len(paths) == len(set(paths)) and all(os.path.isabs(p) for p in paths)
+
+
 @pytest.mark.parametrize("value, want", [(None, 2.0 ** 28 / 1.5e9), ("14", 2.0 ** 14 / 1.5e9),
                                          ("1", 2.0 ** 4 / 1.5e9), ("40", 2.0 ** 30 / 1.5e9),
                                          ("no", 2.0 ** 28 / 1.5e9)])
