@@ -392,6 +392,15 @@ def test_softmax_cross_entropy_minus_inf_logits(backend, dtype):
     loss, d = F.softmax_cross_entropy(z, [0, 1, 2], reduction="none", backend=backend)
     assert np.all(np.isnan(loss[:2])) and np.all(np.isnan(d[:2]))
     assert np.isfinite(loss[2]) and np.all(np.isfinite(d[2]))
+    # whatever their coefficients: the target's class weighing 0 (the reference gave a
+    # loss of 0 beside a NaN gradient), an all -inf row, probability targets with zeros
+    z = np.array([[np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0], [ninf, ninf, ninf]], dtype)
+    w = np.array([0.0, 1.0, 1.0], dtype)
+    for target in ([0, 0, 0], np.array([[1, 0, 0]] * 3, dtype)):
+        for smoothing in (0.0, 0.1):
+            loss, d = F.softmax_cross_entropy(z, target, w, smoothing, "none",
+                                              backend=backend)
+            assert np.all(np.isnan(loss)) and np.all(np.isnan(d)), (target, smoothing, loss)
 
 
 def test_subnormal_class_weights_give_the_weighted_mean(backend, dtype):

@@ -118,7 +118,11 @@ def softmax_cross_entropy(logits, target, weight, loss, dlogits, label_smoothing
         a[np.arange(n), target] += (one - eps) * weight[target]
     else:
         a = weight * ((one - eps) * target + eps / dt(c))
-    loss[...] = -_xlogy_rows(a, logp)
+    # 0 log 0 = 0 for a zero coefficient on p = 0 only: a row of NaN log p (NaN or +inf
+    # logits, or all -inf) is NaN whatever its coefficients, as its gradient is
+    with np.errstate(invalid="ignore"):
+        terms = np.where((a == 0) & (logp == -np.inf), dt(0.0), a * logp)
+    loss[...] = -terms.sum(axis=1)
     np.multiply(e / s, a.sum(axis=1, keepdims=True), out=dlogits)
     dlogits -= a
     dlogits *= dt(grad_scale)
