@@ -3,6 +3,7 @@ forms, scikit-learn, SciPy and finite differences (every backend's gradients too
 extreme values, the API contract and bad input.  An optional extra test compares
 softmax_cross_entropy with PyTorch when it is installed; nothing else needs it."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -412,6 +413,26 @@ def test_subnormal_class_weights_give_the_weighted_mean(backend, dtype):
     want_loss, want_g = F.softmax_cross_entropy(x, y, backend=backend)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
     np.testing.assert_allclose(g, want_g, rtol=1e-6, atol=1e-7)
+
+
+def test_subnormal_class_weights_beside_large_ones(backend):
+    # scaled up by 2**k so that 1 / sum(w[y]) fits, the weight of a class no target has
+    # (weighed in by label smoothing) went beyond float32 and was clamped: a mean that
+    # overflows came out finite and 8x too small.  Now as float64 rounded to float32
+    z = np.zeros((2, 2), np.float32)
+    w = np.array([1e-40, 1.0], np.float32)  # the targets' class subnormal
+    for smoothing, overflows in ((0.5, True), (0.0, False)):
+        want_loss, want_d = F.softmax_cross_entropy(z.astype(np.float64), [0, 0],
+                                                    w.astype(np.float64), smoothing,
+                                                    backend="numpy")
+        assert (abs(float(want_loss)) > np.finfo(np.float32).max) == overflows
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss, d = F.softmax_cross_entropy(z, [0, 0], w, smoothing, backend=backend)
+        with np.errstate(over="ignore"):
+            want_loss, want_d = want_loss.astype(np.float32), want_d.astype(np.float32)
+        np.testing.assert_allclose(float(loss), want_loss, rtol=1e-6)
+        np.testing.assert_allclose(d, want_d, rtol=1e-6)
 
 
 def test_softmax_cross_entropy_degenerate_sizes_and_weights(backend, dtype):

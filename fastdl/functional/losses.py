@@ -329,6 +329,7 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
         denom = float(np.sum(w[target], dtype=np.float64))  # O(N), before the row pass
     else:
         denom = float(n)
+    wide = False
     if reduction != "mean":
         grad_scale = 1.0
     elif denom != 0:
@@ -339,12 +340,26 @@ def softmax_cross_entropy(logits, target, weight=None, label_smoothing=0.0, redu
             # weighted mean is their ratio
             k = -math.frexp(denom)[1]
             with np.errstate(over="ignore"):
-                w = np.minimum(np.ldexp(w.astype(np.float64), k), big).astype(dtype)
+                w64 = np.ldexp(w.astype(np.float64), k)
             denom = math.ldexp(denom, k)
+            # a weight the scaling takes beyond float32 (a class no target has, weighed
+            # in by label smoothing): clamped, it made a mean that overflows finite and
+            # 8x too small; computed in float64 and rounded, it is inf.  (A float64
+            # weight beyond float64 this way, 2**1024 times the targets', stays clamped.)
+            wide = dtype == np.float32 and bool(np.max(w64) > big)
+            w = w64 if wide else np.minimum(w64, big).astype(dtype)
         grad_scale = 1.0 / denom
     else:
         grad_scale = float("nan")  # 0/0, as PyTorch: nan loss and gradient
 
+    if wide:
+        rows64, d64 = np.empty(n), np.empty((n, c))
+        kernel("softmax_cross_entropy", backend)(logits.astype(np.float64), target, w,
+                                                 rows64, d64, eps, grad_scale)
+        with np.errstate(over="ignore"):  # rounded to float32: inf where beyond it
+            dlogits[...] = d64
+            total = float(np.add.reduce(rows64))
+            return _reduced(total, denom, "mean", dtype, loss_out, inputs), dlogits
     kernel("softmax_cross_entropy", backend)(logits, target, w, rows, dlogits, eps, grad_scale)
     return _row_result(rows, reduction, denom, loss_out, inputs), dlogits
 
