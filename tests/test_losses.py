@@ -425,7 +425,7 @@ def test_subnormal_class_weights_beside_large_ones(backend):
         want_loss, want_d = F.softmax_cross_entropy(z.astype(np.float64), [0, 0],
                                                     w.astype(np.float64), smoothing,
                                                     backend="numpy")
-        assert (abs(float(want_loss)) > np.finfo(np.float32).max) == overflows
+        assert (abs(float(want_loss)) > float(np.finfo(np.float32).max)) == overflows
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             loss, d = F.softmax_cross_entropy(z, [0, 0], w, smoothing, backend=backend)
