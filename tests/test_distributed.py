@@ -101,7 +101,7 @@ def records(request, tmp_path_factory):
 PASSED = ["check_allreduce", "check_broadcast", "check_errors", "check_reduce_sums",
           "check_consistency", "check_seeds", "check_gradients", "check_training",
           "check_buckets", "check_fit_equivalence", "check_fit_streams",
-          "check_fit_refusals", "check_fit_save"]
+          "check_fit_refusals", "check_fit_thread_counts", "check_fit_save"]
 
 
 @needs_mpi

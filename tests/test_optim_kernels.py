@@ -3,6 +3,7 @@ every compiled backend against the reference over 200-step trajectories, the
 reference against hand-computed steps, convergence, the contract and bad input."""
 import functools
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -197,14 +198,31 @@ def test_clipping_kernels_match_reference(backend, dtype, n, on_threads):
 
 def test_sum_squares_float32_accuracy(backend, on_threads):
     # 1e6 float32 values of 0.1: a float32 running sum would be off by about 1e-3.  In
-    # float64 each of the Cython kernel's 8 accumulators adds 125,000 equal terms on one
-    # thread, whose rounding errors add up to about 3e-12.  On 2 threads pinned the odd
-    # count makes two chunks, the second one value shorter
+    # float64 each of the Cython kernel's 8 accumulators adds at most 8,192 equal terms
+    # in each of its 16 chunks of 65,536 values (the last one shorter: the odd count)
     on_threads(2)
     x = np.full(1_000_003, 0.1, np.float32)
     exact = 1_000_003 * float(np.float32(0.1)) ** 2
     assert kernel("sum_squares", backend)(x) == pytest.approx(exact, rel=1e-10)
     assert kernel("sum_squares", backend)(np.zeros(0, np.float32)) == 0.0
+
+
+@pytest.mark.parametrize("n", [70_000, 535_818, 3_000_001])
+def test_sum_squares_is_the_same_on_any_thread_count(backend, n, on_threads):
+    # ranks of a distributed fit may run different thread counts: their gradient norms
+    # (clip_norm, the History's grad_norm) must agree bit for bit.  One partial sum a
+    # thread made the norms differ, and clipped parameters parted between ranks
+    x = rng(n).standard_normal(n).astype(np.float32)
+    got = {}
+    for threads in (1, 2):
+        on_threads(threads)
+        got[threads] = kernel("sum_squares", backend)(x)
+        box = []
+        t = threading.Thread(target=lambda: box.append(kernel("sum_squares", backend)(x)))
+        t.start()
+        t.join()
+        got[threads, "thread"] = box[0]
+    assert len(set(got.values())) == 1, got
 
 
 def test_clipping_kernels_nan(backend):

@@ -97,9 +97,10 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
 
 
 def sum_squares(x):
-    """sum x^2 as a Python float, accumulated in float64."""
+    """sum x^2 as a Python float, accumulated in float64 (NumPy's pairwise sum: not
+    np.dot, whose BLAS splits the sum by its thread count)."""
     x64 = x.astype(np.float64)
-    return float(np.dot(x64, x64))
+    return float(np.add.reduce(x64 * x64))
 
 
 def scale(x, alpha):

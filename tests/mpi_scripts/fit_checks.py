@@ -204,6 +204,28 @@ def check_fit_refusals(p, r, record):
     record["fit_after_refusals"] = bits(m.parameters().data)
 
 
+def check_fit_thread_counts(p, r, record):
+    """Ranks on different thread counts (nodes of different sizes): clipping by the
+    global norm sums over more than one kernel chunk (65,536 values), and each rank's
+    norm, the History's grad_norm and the parameters are the same bits (the norm was a
+    sum of one partial a thread: the ranks' parameters parted after one epoch)."""
+    X, y = data(n=64, d=300)
+    saved = fastdl.get_num_threads()
+    fastdl.set_num_threads(1 + r % 2)
+    try:
+        for backend in fastdl.backends():
+            m = nn.Sequential(nn.Dense(300, 256, "relu"), nn.Dense(256, 3), seed=0,
+                              backend=backend)
+            opt = optim.Adam(m.parameters(), lr=1e-3, clip_norm=0.01)
+            h = m.fit(X, y, optimizer=opt, epochs=2, batch_size=32, seed=0, verbose=0,
+                      distributed=True)
+            record[f"fit_threads_{backend}_params"] = bits(m.parameters().data)
+            record[f"fit_threads_{backend}_logs"] = {k: [bits(float(v)) for v in vs]
+                                                     for k, vs in h.history.items()}
+    finally:
+        fastdl.set_num_threads(saved)
+
+
 def check_fit_save(p, r, record, outdir):
     X, y = data()
     m = mlp()
@@ -256,7 +278,8 @@ def check_cli(p, r, record, outdir):
 
 def run(record, outdir):
     p, r = dist.world_size(), dist.rank()
-    for check in (check_fit_equivalence, check_fit_streams, check_fit_refusals):
+    for check in (check_fit_equivalence, check_fit_streams, check_fit_refusals,
+                  check_fit_thread_counts):
         check(p, r, record)
         record.setdefault("passed", []).append(check.__name__)
     check_fit_save(p, r, record, outdir)

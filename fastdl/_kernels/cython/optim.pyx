@@ -91,6 +91,13 @@ cdef Py_ssize_t n_chunks(Py_ssize_t n) noexcept nogil:
     return nt if nt > 1 else 1
 
 
+cdef inline Py_ssize_t sum_chunks(Py_ssize_t n) noexcept nogil:
+    # a reduction's chunks: PARALLEL_THRESHOLD elements each (at most MAX_CHUNKS), set by
+    # n alone, so that its partial sums, and the result, are those of any thread count
+    cdef Py_ssize_t nc = (n + PARALLEL_THRESHOLD - 1) // PARALLEL_THRESHOLD
+    return 1 if nc < 1 else (MAX_CHUNKS if nc > MAX_CHUNKS else nc)
+
+
 cdef inline Py_ssize_t chunk_size(Py_ssize_t n, Py_ssize_t nc) noexcept nogil:
     # rounded up to 16 elements: every chunk but the first starts on a 64-byte line
     return (((n + nc - 1) // nc) + 15) // 16 * 16
@@ -337,21 +344,24 @@ def sum_squares(const floating[::1] x):
     """sum x^2 (x is (n,)) as a Python float, accumulated in float64.
 
     One partial sum per chunk, added in chunk order: the result does not depend
-    on thread timing (unlike an OpenMP reduction clause)."""
-    cdef Py_ssize_t n = x.shape[0], nc, cs, c, lo, hi
+    on thread timing (unlike an OpenMP reduction clause), nor on the thread count: the
+    chunks are cut by size alone (ranks of a distributed fit on different thread
+    counts clipped by different norms, and their parameters parted)."""
+    cdef Py_ssize_t n = x.shape[0], nc, nt, cs, c, lo, hi
     cdef double partial[MAX_CHUNKS]
     cdef double total = 0
     cdef const floating *xp
     if n == 0:
         return 0.0
     xp = &x[0]
-    nc = n_chunks(n)
+    nc = sum_chunks(n)
+    nt = min(n_chunks(n), nc)
     cs = chunk_size(n, nc)
     with nogil:
         if nc == 1:
             total = sumsq_range(xp, 0, n)
         else:
-            for c in prange(nc, schedule="static", num_threads=nc):
+            for c in prange(nc, schedule="static", num_threads=nt):
                 lo = c * cs
                 hi = min(lo + cs, n)
                 partial[c] = sumsq_range(xp, lo, hi) if lo < hi else 0.0

@@ -208,14 +208,17 @@ def adam_update(grad, param, m, v, step, lr, beta1, beta2, eps, weight_decay, l1
 
 def sum_squares(x):
     n = x.shape[0]
+    # chunks of PARALLEL_THRESHOLD elements (at most 256), set by n alone: the result is
+    # the same on any thread count and on either path (ranks of a distributed fit on
+    # different thread counts clipped by different norms, and their parameters parted)
+    partial = np.zeros(min(256, max(1, -(-n // _config.PARALLEL_THRESHOLD))))
     # the parallel kernel only where this thread may launch one (as pick: on the
     # workqueue layer, two threads launching at once aborted the process)
-    if n < _config.PARALLEL_THRESHOLD or not _config.numba_parallel_here():
-        partial = np.zeros(1)
+    if partial.shape[0] == 1 or effective_threads() == 1 or \
+            not _config.numba_parallel_here():
         _sumsq_serial(x, partial)
-        return float(partial[0])
-    partial = np.zeros(effective_threads())
-    _sumsq_parallel(x, partial)
+    else:
+        _sumsq_parallel(x, partial)
     return float(math.fsum(partial))
 
 
