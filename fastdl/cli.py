@@ -81,7 +81,7 @@ def _output_paths(args):
     made = args.output is None and not os.path.isdir(RUNS)
     if made:
         try:
-            os.mkdir(RUNS)
+            os.makedirs(RUNS, exist_ok=True)  # another run may create it meanwhile
         except OSError as e:
             raise CommandError(f"argument --output: cannot create the folder {RUNS!r} for "
                                f"the default {output!r}: {e.strerror or e}", 2) from None
@@ -89,7 +89,11 @@ def _output_paths(args):
         _check_outputs(output, plot)
     except CommandError:
         if made:
-            os.rmdir(RUNS)  # a refused command leaves nothing behind
+            # a refused command leaves nothing behind, but what another run put there
+            # (rmdir refuses a folder that is not empty); a run that found the folder
+            # and saw it go makes it again before it saves (_save)
+            with contextlib.suppress(OSError):
+                os.rmdir(RUNS)
         raise
     return output, plot
 
@@ -251,6 +255,8 @@ def _evaluate(model, data):
 
 def _save(args, model, hist, best, output, plot, title, cm):
     try:
+        if args.output is None:  # a refused run beside this one may have removed it
+            os.makedirs(RUNS, exist_ok=True)
         model.save(output)
     except OSError as e:
         raise write_failed("model", output, e) from None

@@ -157,6 +157,39 @@ def test_default_folder_not_left_behind_when_refused(tmp_path, monkeypatch, caps
     assert os.listdir(tmp_path) == []
 
 
+def test_a_refused_run_leaves_runs_to_a_run_beside_it(tmp_path, monkeypatch, capsys,
+                                                     no_training):
+    # a refused run removed the runs/ folder it had made while another run was using
+    # it: that run's model was lost (or, with a file in it already, a traceback)
+    monkeypatch.chdir(tmp_path)
+    refuse = cli._check_outputs
+
+    def other_run_writes_first(output, plot):
+        (tmp_path / "runs" / "other.npz").write_bytes(b"x")  # the run beside this one
+        refuse(output, plot)
+
+    monkeypatch.setattr(cli, "_check_outputs", other_run_writes_first)
+    status, _, err = run(["train", "--plot", str(tmp_path / "nowhere" / "c.png")], capsys)
+    assert status == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert os.listdir(tmp_path / "runs") == ["other.npz"]
+
+
+def test_the_default_folder_is_made_again_before_saving(tmp_path, monkeypatch, capsys):
+    # the folder a refused run beside this one removed while this one trained
+    monkeypatch.chdir(tmp_path)
+    fit = nn.Sequential.fit
+
+    def fit_then_folder_gone(self, *args, **kwargs):
+        h = fit(self, *args, **kwargs)
+        os.rmdir(tmp_path / "runs")
+        return h
+
+    monkeypatch.setattr(nn.Sequential, "fit", fit_then_folder_gone)
+    status, out, err = run(["train", "--epochs", "1", "--quiet"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "runs" / "digits-mlp.npz").exists()
+
+
 def test_save_failure_names_the_users_path(tmp_path, monkeypatch, capsys):
     def save(self, path):
         raise OSError(28, "No space left on device", str(tmp_path / ".fastdl-x1.tmp"))
