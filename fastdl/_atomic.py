@@ -7,7 +7,8 @@ failure (disk full, an exception, Ctrl-C) or a kill at any moment leaves the old
 as it was.  On Linux the temporary is unnamed (``O_TMPFILE``) until the write is
 complete, so a killed process leaves nothing behind; elsewhere it is a
 ``.fastdl-*.tmp`` file that a later write into the same folder removes once it is 15
-minutes old.
+minutes old.  A replaced file keeps its permission bits, and a symbolic link is written
+through (the file it names is replaced), as ``open`` would.
 
 ``check_target`` refuses, before any work, what cannot be replaced that way: an empty
 path, a path naming a folder or ending in a separator, and an existing target that is
@@ -56,16 +57,26 @@ def write_atomic(path, write, *, name="path") -> str:
     once; returns ``path`` as a str.  ``check_target`` first (ValueError); OSError
     names ``path``, not the temporary file."""
     path = check_target(name, path)
-    folder = os.path.dirname(os.path.abspath(path))
+    # a symbolic link: the file it names is replaced (the link kept), as open() writes
+    # through it; an existing file keeps its permission bits (a private 0600 model
+    # became world-readable)
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = None
+    folder = os.path.dirname(os.path.abspath(target))
     fd, tmp = _open_temporary(folder, path)
     try:
         with os.fdopen(fd, "w+b") as fh:
             write(fh)
             fh.flush()
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
             if tmp is None:  # unnamed: give it a name only now, for the rename
-                tmp = _name_unnamed(fh, folder)
-        os.replace(tmp, path)
+                tmp = _name_unnamed(fh, folder, mode)
+        os.replace(tmp, target)
     except OSError as e:
         _discard(tmp)
         raise type(e)(e.errno, e.strerror, path) from None  # not the temporary
@@ -75,7 +86,7 @@ def write_atomic(path, write, *, name="path") -> str:
     return path
 
 
-def _name_unnamed(fh, folder):
+def _name_unnamed(fh, folder, mode=None):
     """Link the O_TMPFILE file ``fh`` into ``folder`` under a temporary name.  linkat
     through /proc/self/fd with AT_SYMLINK_FOLLOW (os.link calls linkat only when given a
     dir_fd; plain link() fails there with EXDEV); where that is refused, a named copy."""
@@ -92,6 +103,8 @@ def _name_unnamed(fh, folder):
     fh.seek(0)
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        if mode is not None and hasattr(os, "fchmod"):
+            os.fchmod(out, mode)
         with os.fdopen(out, "wb") as dst:
             shutil.copyfileobj(fh, dst)
             dst.flush()

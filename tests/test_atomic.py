@@ -23,6 +23,32 @@ def test_a_write_replaces_the_old_file_at_once(tmp_path):
     assert os.listdir(tmp_path) == ["f.bin"]
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named"])
+def test_a_replaced_file_keeps_its_mode_and_links_are_written_through(tmp_path, monkeypatch,
+                                                                      unnamed):
+    # a private 0600 model saved over became 0644 (the umask's), and a symbolic link was
+    # replaced by a file of its own
+    if not unnamed:  # the fallbacks: a named temporary, and a named copy of an unnamed one
+        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    p = tmp_path / "private.npz"
+    p.write_bytes(b"old")
+    p.chmod(0o600)
+    link = tmp_path / "link.npz"
+    link.symlink_to(p.name)
+    _atomic.write_atomic(p, lambda fh: fh.write(b"new"))
+    assert p.read_bytes() == b"new" and (p.stat().st_mode & 0o777) == 0o600
+    p.chmod(0o640)
+    _atomic.write_atomic(link, lambda fh: fh.write(b"newer"))
+    assert link.is_symlink() and os.readlink(link) == p.name
+    assert p.read_bytes() == b"newer" and (p.stat().st_mode & 0o777) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "private.npz"]
+    fresh = tmp_path / "fresh.bin"  # a new file: the umask decides, as open()
+    _atomic.write_atomic(fresh, lambda fh: fh.write(b"x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_failing_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"old")
