@@ -5,6 +5,7 @@ work starts.  A refusal is a ``CommandError`` (exit status 2: usage)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import tempfile
@@ -82,6 +83,14 @@ def check_writable(option, path):
     if not os.path.isdir(folder):
         raise CommandError(f"argument {option}: the folder of {shown!r} does not exist", 2)
     try:
+        # a name longer than the file system takes failed only at the final write,
+        # after the whole training (or a 30-minute bench)
+        try:
+            name_max = os.pathconf(folder, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):
+            name_max = 255
+        if len(os.fsencode(os.path.basename(shown))) > name_max:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         with tempfile.TemporaryFile(dir=folder):
             pass
         if os.path.exists(shown) and not os.access(shown, os.W_OK):

@@ -117,7 +117,8 @@ def _read_only(folder):
 
 
 @pytest.mark.parametrize("case", ["missing folder", "folder", "read-only", "same file",
-                                  "format", "trailing separator", "empty", "fifo", "pgf"])
+                                  "format", "trailing separator", "empty", "fifo", "pgf",
+                                  "long name", "long plot name"])
 def test_output_paths_checked_before_training(case, tmp_path, capsys, no_training):
     missing = str(tmp_path / "missing" / "m.npz")
     argv = {"missing folder": ["--output", missing],
@@ -131,6 +132,9 @@ def test_output_paths_checked_before_training(case, tmp_path, capsys, no_trainin
             "empty": ["--output", ""],
             "fifo": ["--output", str(tmp_path / "fifo")],
             "pgf": ["--output", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.pgf")],
+            "long name": ["--output", str(tmp_path / ("a" * 300 + ".npz"))],
+            "long plot name": ["--output", str(tmp_path / "m.npz"),
+                               "--plot", str(tmp_path / ("a" * 300 + ".png"))],
             }[case]
     if case == "fifo":
         os.mkfifo(tmp_path / "fifo")

@@ -332,6 +332,9 @@ def test_bench_option_values_are_usage_errors(argv, option, capsys):
     (["--json", ""], "--json"), (["--plot", ""], "--plot"),
     (["--json", "same.png", "--plot", "same.png"], "--plot"),
     (["--json", "new/"], "--json"), (["--json", "/dev/null"], "--json"),
+    # a name longer than the file system takes; an --only that names no row at all
+    (["--json", "a" * 300 + ".json"], "--json"), (["--only", ""], "--only"),
+    (["--only", " , "], "--only"),
 ])
 def test_bench_usage_errors_come_before_any_benchmark(argv, option, capsys, monkeypatch,
                                                       tmp_path):

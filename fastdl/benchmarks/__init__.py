@@ -92,6 +92,9 @@ def check(args):
     except checks.CommandError as e:
         return str(e)
     if args.only is not None:
+        if not any(k.strip() for k in args.only.split(",")):
+            # no substring at all matched every row: the full 30-minute run
+            return f"argument --only: expected row name substrings, got {args.only!r}"
         size = "quick" if args.quick else "full"
         names = suite.kernel_names(size, fastdl.backends(), args.only) \
             + suite.training_names(size, args.only)
