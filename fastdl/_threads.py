@@ -83,7 +83,10 @@ def env_threads() -> int | None:
     """OMP_NUM_THREADS's first entry, when a positive integer (as PyTorch reads it), at
     most ``max_threads()``."""
     first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return min(int(first), max_threads()) if first.isdigit() and int(first) > 0 else None
+    # ASCII digits only: str.isdigit() took '²', which int() refuses (every kernel
+    # call raised), and int() reads other scripts' digits, which libgomp does not
+    ok = first.isascii() and first.isdigit()
+    return min(int(first), max_threads()) if ok and int(first) > 0 else None
 
 
 # ---------------------------------------------------------------------------- state
@@ -390,7 +393,7 @@ def blas_spin_seconds() -> float:
     cycles of its time-stamp counter (2^28 when unset; taken at 1.5 GHz, slower than
     any x86 TSC, so that this is an upper bound)."""
     t = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "").strip()
-    t = min(max(int(t), 4), 30) if t.isdigit() and int(t) > 0 else 28
+    t = min(max(int(t), 4), 30) if t.isascii() and t.isdigit() and int(t) > 0 else 28
     return 2.0 ** t / 1.5e9
 
 
