@@ -363,12 +363,18 @@ def _parser():
 
 
 def main(argv=None):
-    p = _parser()
-    args = p.parse_args(argv)
+    try:
+        # building the parser imports fastdl (about 0.4 s): a Ctrl-C then was a traceback
+        p = _parser()
+        args = p.parse_args(argv)
+    except KeyboardInterrupt:
+        print("fastdl: interrupted", file=sys.stderr)
+        return 130
     handler = {"info": _info, "train": _train, "bench": _bench}[args.cmd]
     try:
         status = handler(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        if sys.stdout is not None:  # None: started with stdout closed
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return status
     except CommandError as e:
         if e.shown:  # every rank of a distributed run fails alike: rank 0 says it
@@ -378,13 +384,28 @@ def main(argv=None):
         print(f"fastdl {args.cmd}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # the reader went away (``fastdl train | head``): nothing more to say; point
-        # stdout at devnull so that the interpreter's final flush does not fail again
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # stdout replaced by one without a descriptor
-            pass
+        # the reader went away (``fastdl train | head``): nothing more to say
+        _stdout_to_devnull()
         return 1
+    except OSError as e:
+        # stdout on a full disk (or another failing write the command did not name):
+        # one line, not a traceback
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError:
+            _stdout_to_devnull()
+        print(f"fastdl {args.cmd}: error: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def _stdout_to_devnull():
+    # so that the interpreter's final flush of what stdout could not take does not fail
+    # again (with a traceback of its own)
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor, or no stdout at all
+        pass
 
 
 if __name__ == "__main__":

@@ -311,3 +311,38 @@ def test_a_broken_matplotlib_setting_is_a_usage_error(command, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "argument --plot: matplotlib does not start" in r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_ctrl_c_while_the_parser_is_built_is_interrupted(monkeypatch, capsys):
+    # building the parser imports fastdl (0.4 s): a Ctrl-C then was a traceback
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err == "fastdl: interrupted\n"
+
+
+@pytest.mark.parametrize("stdout", ["full", "closed", "pipe"])
+def test_stdout_that_fails_is_one_line_not_a_traceback(stdout):
+    # a full disk under stdout, or no stdout at all, was a traceback (a closed pipe was
+    # already handled)
+    if stdout == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    cmd = [sys.executable, "-m", "fastdl.cli", "info"]
+    if stdout == "pipe":
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.read(1)
+        p.stdout.close()  # the reader goes away
+        err, rc = p.stderr.read().decode(), p.wait(timeout=300)
+    else:
+        with open("/dev/full" if stdout == "full" else os.devnull, "w") as out:
+            r = subprocess.run(cmd, stdout=out if stdout == "full" else subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, timeout=300,
+                               close_fds=True,
+                               preexec_fn=(lambda: os.close(1)) if stdout == "closed"
+                               else None)
+        err, rc = r.stderr, r.returncode
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if stdout == "full":
+        assert rc == 1 and err == "fastdl info: error: No space left on device\n", err
