@@ -8,6 +8,7 @@ update equals the one-process update on the global batch.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -88,6 +89,9 @@ def average_gradients_(grad, weight, total, *, check=True):
         a = as_buffer("grad", grad)
         weight = V.check_real("weight", weight, lo=0.0)
         total = V.check_real("total", total, lo=0.0, lo_open=True)
+        for k, v in (("weight", weight), ("total", total)):
+            if math.isinf(v):  # an infinite total zeroed every gradient, silently
+                raise ValueError(f"{k}: expected a finite number, got {v}")
         if weight > total * (1 + 1e-12):
             raise ValueError(f"weight: expected at most total ({total}), got {weight}")
     except (TypeError, ValueError) as e:
@@ -122,15 +126,20 @@ def shared_seed(seed=None) -> int:
     -------
     int >= 0, the same on every rank
     """
-    if seed is None:
-        mine = None
-    elif isinstance(seed, np.random.Generator):
-        mine = int(seed.integers(2**63))
-    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        mine = V.check_int("seed", seed, 0, V.MAX_SEED)
-    else:
-        raise TypeError("seed: expected None, an int or a numpy Generator, got "
-                        f"{type(seed).__name__}")
+    mine = error = None
+    try:
+        if isinstance(seed, np.random.Generator):
+            mine = int(seed.integers(2**63))
+        elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            mine = V.check_int("seed", seed, 0, V.MAX_SEED)
+        elif seed is not None:
+            raise TypeError("seed: expected None, an int or a numpy Generator, got "
+                            f"{type(seed).__name__}")
+    except (TypeError, ValueError) as e:
+        error = e
+    # a seed refused on one rank left the others in the next collective (a truncated
+    # message, then the time limit): every rank raises
+    raise_together(error, "shared_seed's seed")
     check_consistent(hint="every rank must pass the same seed",
                      seed="a Generator" if isinstance(seed, np.random.Generator) else mine)
     if mine is None and R.rank() == 0:
@@ -184,18 +193,25 @@ class GradientBuckets:
     """
 
     def __init__(self, grad, bounds):
-        self.grad = as_buffer("grad", grad)
-        V.check_ndim("grad", self.grad, 1)
-        b = [(V.check_int("bounds start", s, 0), V.check_int("bounds stop", e, 0))
-             for s, e in bounds]
-        for s, e in b:
-            if not s < e <= self.grad.size:
-                raise ValueError(f"bounds: ({s}, {e}) is not a non-empty range of "
-                                 f"[0, {self.grad.size})")
-        ordered = sorted(b)
-        for (s0, e0), (s1, e1) in zip(ordered, ordered[1:]):
-            if s1 < e0:
-                raise ValueError(f"bounds: ({s0}, {e0}) and ({s1}, {e1}) overlap")
+        error = None
+        try:
+            self.grad = as_buffer("grad", grad)
+            V.check_ndim("grad", self.grad, 1)
+            b = [(V.check_int("bounds start", s, 0), V.check_int("bounds stop", e, 0))
+                 for s, e in bounds]
+            for s, e in b:
+                if not s < e <= self.grad.size:
+                    raise ValueError(f"bounds: ({s}, {e}) is not a non-empty range of "
+                                     f"[0, {self.grad.size})")
+            ordered = sorted(b)
+            for (s0, e0), (s1, e1) in zip(ordered, ordered[1:]):
+                if s1 < e0:
+                    raise ValueError(f"bounds: ({s0}, {e0}) and ({s1}, {e1}) overlap")
+        except (TypeError, ValueError) as e:
+            error = e
+        # refused on one rank only, the others went on into the comparison below with a
+        # message that did not fit (MPI_ERR_TRUNCATE), then waited out the time limit
+        raise_together(error, "GradientBuckets' arguments")
         check_consistent(hint="every rank must cut the same buckets", bounds=tuple(b),
                          grad_size=self.grad.size, grad_dtype=str(self.grad.dtype))
         self.bounds = b

@@ -164,6 +164,10 @@ def check_seeds(p, r, record):
     assert msg.endswith("); every rank must pass the same seed"), msg
     expect(ValueError, "seed: value differs between ranks (rank 0: 3, rank 1: None",
            dist.shared_seed, None if r else 3)
+    # refused on one rank only (a negative seed): every rank raises, and still in step
+    expect(ValueError, "seed: expected an int >= 0", dist.shared_seed, -1 if r == 1 else 0)
+    expect(TypeError, "seed: expected None", dist.shared_seed, "x" if r == 0 else 0)
+    assert dist.shared_seed(8) == 8
     draws = dist.rank_rng(11).random(4)
     want = np.random.default_rng(np.random.SeedSequence(11).spawn(p)[r]).random(4)
     np.testing.assert_array_equal(draws, want)

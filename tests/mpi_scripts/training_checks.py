@@ -58,6 +58,9 @@ def check_gradients(p, r, record):
     record["averaged_gradients"] = sums
     expect(ValueError, "weight: expected at most total", dist.average_gradients_,
            np.zeros(SIZE), 3, 2)
+    # an infinite total zeroed the gradient on every rank, without a word
+    expect(ValueError, "total: expected a finite number", dist.average_gradients_,
+           np.ones(SIZE), 1.0, float("inf"))
 
 
 def train(batch_size, epochs, seed, distributed, clip=None, lr=0.05):
@@ -144,6 +147,11 @@ def check_buckets(p, r, record):
            grad, [(3, 3)])
     expect(ValueError, "bounds: value differs between ranks", dist.GradientBuckets, grad,
            [(0, 10 + min(r, 1))])
+    # refused on one rank only: every rank raises, and the ranks stay in step (the others
+    # got a truncated message, then waited out the time limit)
+    expect(ValueError, "bounds", dist.GradientBuckets, grad,
+           [(0, grad.size + 1)] if r == 1 else [(0, 10)])
+    dist.GradientBuckets(grad, [(0, 10)])
 
 
 def run(record):
