@@ -340,3 +340,18 @@ def test_gradient_buckets_bad_bounds():
         dist.GradientBuckets(g, [(0, 11)])
     with pytest.raises(ValueError, match=r"grad: expected a 1-D array"):
         dist.GradientBuckets(np.zeros((2, 5)), [(0, 5)])
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--fit", "--epochs", "0"], "--epochs"), (["--repeats", "0"], "--repeats"),
+    (["--repeats", "-3"], "--repeats"), (["--fit", "--rounds", "1", "--ranks", "0"], "--ranks"),
+    (["--fit", "--batch-size", "0"], "--batch-size"), (["--fit", "--rows", "0"], "--rows"),
+    (["--fit", "--rounds", "-1"], "--rounds"), (["--fit", "--threads", "0"], "--threads"),
+])
+def test_distributed_bench_option_values_are_usage_errors(argv, option, capsys):
+    # a traceback, or an empty result with exit 0 (--epochs 0), before
+    from fastdl.distributed import bench
+
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 2 and f"argument {option}" in capsys.readouterr().err

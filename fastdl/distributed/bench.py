@@ -272,19 +272,24 @@ def _fit_main(args):
 
 
 def main(argv=None):
+    from fastdl._cli_checks import number
+    from fastdl._threads import max_threads
+
+    # bounded here: 0 or a negative count was a traceback or an empty result (exit 0)
+    positive = number(int, lo=1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--repeats", type=positive, default=50)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--fit", action="store_true",
                     help="time a training epoch (see --rounds) instead of the allreduce")
-    ap.add_argument("--rounds", type=int, default=0,
+    ap.add_argument("--rounds", type=number(int, lo=0), default=0,
                     help="with --fit: launch this many alternated rounds of --ranks ranks "
                          "under mpirun and of one process (0: time this process only)")
-    ap.add_argument("--ranks", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--rows", type=int, default=8192)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--ranks", type=positive, default=2)
+    ap.add_argument("--threads", type=number(int, lo=1, hi=max_threads()), default=1)
+    ap.add_argument("--epochs", type=positive, default=5)
+    ap.add_argument("--rows", type=positive, default=8192)
+    ap.add_argument("--batch-size", type=positive, default=256)
     ap.add_argument("--distributed", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
