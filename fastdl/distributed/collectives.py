@@ -297,6 +297,15 @@ def _describe(value):
     return (("value", repr(value)),)
 
 
+def _kinds(entries):
+    """name -> what kind of value a rank described: an array (shape, dtype) or a value."""
+    out = {}
+    for name, field, v in entries:
+        out.setdefault(name, {})[field] = v
+    return {k: (f"an array of shape {f['shape']}" if "contents" in f else
+                f"the value {f['value']}") for k, f in out.items()}
+
+
 def check_consistent(hint="", **named) -> None:
     """Raise the same ValueError on every rank if the named values differ between ranks.
 
@@ -323,6 +332,14 @@ def check_consistent(hint="", **named) -> None:
     ref = everyone[0]
     for r, theirs in enumerate(everyone[1:], 1):
         if [t[:2] for t in theirs] != [t[:2] for t in ref]:
+            ours, other = _kinds(ref), _kinds(theirs)
+            if list(ours) == list(other):
+                # the same names, one an array on some ranks only (validation_data given
+                # on rank 0 alone): the message named every field and no difference
+                name = next(k for k in ours if ours[k] != other[k])
+                msg = (f"{name}: {ours[name]} on rank 0, {other[name]} on rank {r}"
+                       f"{f'; {hint}' if hint else ''}")
+                raise ValueError(msg)
             raise ValueError("check_consistent: the ranks compared different names ("
                              + _ranks_list([[t[0] for t in e] for e in everyone]) + ")")
     for i, (name, field, v0) in enumerate(ref):

@@ -149,6 +149,11 @@ def check_consistency(p, r, record):
            dist.check_consistent, lr=float("nan") if r == 0 else 1.0)
     expect(ValueError, "the ranks compared different names", dist.check_consistent,
            **({"a": 1} if r == 0 else {"b": 1}))
+    # an array on some ranks, None on others: named, with the hint (it listed every
+    # field of every rank as "different names")
+    msg = expect(ValueError, "v: an array of shape (3,) on rank 0, the value None on rank 1",
+                 dist.check_consistent, "same data", v=np.zeros(3) if r == 0 else None)
+    assert msg.endswith("; same data"), msg
 
 
 def check_seeds(p, r, record):
