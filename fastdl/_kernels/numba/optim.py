@@ -13,7 +13,6 @@ from numba import prange, types
 from numba.extending import overload
 
 from fastdl import _config
-from fastdl._threads import effective_threads
 from fastdl._kernels.numba._jit import FASTMATH_REDUCE, inline, jit, jit_pair, pick
 from fastdl._kernels.numba._scalar import const
 
@@ -171,8 +170,10 @@ _sgd_momentum_k = jit_pair(_sgd_momentum)
 _adam_k = jit_pair(_adam)
 _scale_k = jit_pair(_scale)
 _clip_value_k = jit_pair(_clip_value)
-_sumsq_serial = jit(_sumsq_chunks, fastmath=FASTMATH_REDUCE)
-_sumsq_parallel = jit(_sumsq_chunks, parallel=True, fastmath=FASTMATH_REDUCE)
+# a pair of twins (jit_pair): compiled from one function under one name, the serial
+# kernel loaded the parallel one from Numba's cache, and a thread that may not launch
+# parallel kernels (workqueue) aborted the process
+_sumsq_k = jit_pair(_sumsq_chunks, fastmath=FASTMATH_REDUCE)
 
 
 def sgd_update(grad, param, velocity, lr, momentum, nesterov, l1, l2, grad_scale, grad_clip):
@@ -212,13 +213,9 @@ def sum_squares(x):
     # the same on any thread count and on either path (ranks of a distributed fit on
     # different thread counts clipped by different norms, and their parameters parted)
     partial = np.zeros(min(256, max(1, -(-n // _config.PARALLEL_THRESHOLD))))
-    # the parallel kernel only where this thread may launch one (as pick: on the
-    # workqueue layer, two threads launching at once aborted the process)
-    if partial.shape[0] == 1 or effective_threads() == 1 or \
-            not _config.numba_parallel_here():
-        _sumsq_serial(x, partial)
-    else:
-        _sumsq_parallel(x, partial)
+    # the parallel kernel only where this thread may launch one (pick: on the workqueue
+    # layer, two threads launching at once aborted the process)
+    pick(_sumsq_k, n)(x, partial)
     return float(math.fsum(partial))
 
 
