@@ -34,10 +34,9 @@ def loaded_libraries() -> list[str]:
 
 
 def openblas_libraries() -> list[str]:
-    """The loaded libraries whose file name, or the name of the file it links to, says
-    OpenBLAS (MKL and BLIS are left alone)."""
-    return [p for p in loaded_libraries()
-            if any("openblas" in os.path.basename(q).lower() for q in (p, os.path.realpath(p)))]
+    """The loaded libraries whose file name says OpenBLAS (MKL and BLIS are left
+    alone); the names are the files' own, links resolved (``loaded_libraries``)."""
+    return [p for p in loaded_libraries() if "openblas" in os.path.basename(p).lower()]
 
 
 def _openblas_symbols(path: str):

@@ -8,7 +8,6 @@ update equals the one-process update on the global batch.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -87,11 +86,9 @@ def average_gradients_(grad, weight, total, *, check=True):
     error = None
     try:
         a = as_buffer("grad", grad)
-        weight = V.check_real("weight", weight, lo=0.0)
-        total = V.check_real("total", total, lo=0.0, lo_open=True)
-        for k, v in (("weight", weight), ("total", total)):
-            if math.isinf(v):  # an infinite total zeroed every gradient, silently
-                raise ValueError(f"{k}: expected a finite number, got {v}")
+        # finite: an infinite total zeroed every gradient, silently
+        weight = V.check_finite("weight", weight, lo=0.0)
+        total = V.check_finite("total", total, lo=0.0, lo_open=True)
         if weight > total * (1 + 1e-12):
             raise ValueError(f"weight: expected at most total ({total}), got {weight}")
     except (TypeError, ValueError) as e:
